@@ -1,0 +1,6 @@
+"""`python -m pyrun` entry point."""
+import sys
+
+from pyrun.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""cgroup hierarchy detection and the container's cgroup directories."""

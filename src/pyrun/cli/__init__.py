@@ -1,0 +1,1 @@
+"""Command-line layer: parses argv and calls the container facade, nothing more."""

@@ -1,0 +1,30 @@
+"""pyrun list [--format table|json] [--quiet]"""
+from __future__ import annotations
+
+import json
+import sys
+
+from pyrun.cli.parser import Flag, parse
+from pyrun.errors import UsageError
+
+FLAGS = [Flag(("format", "f"), "str", "table"), Flag(("quiet", "q"))]
+
+
+def main(glob, argv: list[str]) -> int:
+    from pyrun.container.query import list_states
+    opts, _args = parse(FLAGS, argv)
+    states = list_states(glob.root)
+    if opts["quiet"]:
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+    elif opts["format"] == "json":
+        sys.stdout.write(json.dumps(states) + "\n")
+    elif opts["format"] == "table":
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]
+                 for s in states]
+        widths = [max(12, max(len(r[i]) + 1 for r in rows)) for i in range(5)]
+        for r in rows:
+            sys.stdout.write("".join(c.ljust(w) for c, w in zip(r, widths)) + r[5] + "\n")
+    else:
+        raise UsageError(f"invalid format option: {opts['format']}")
+    return 0

@@ -1,0 +1,87 @@
+"""`pyrun [global flags] <command> [flags] [args]`: global flags, then dispatch.
+
+Command modules are imported only when their command runs, so `pyrun state`
+never pays for what `pyrun create` needs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+from pyrun import SPEC_VERSION, __version__, log
+from pyrun.cli.parser import Flag, parse
+from pyrun.errors import PyrunError, UsageError
+
+GLOBAL_FLAGS = [
+    Flag(("root",), "str"),
+    Flag(("log",), "str"),
+    Flag(("log-format",), "str", "text"),
+    Flag(("debug",)),
+    Flag(("systemd-cgroup",)),
+    Flag(("rootless",), "str", "auto"),
+    Flag(("criu",), "str"),             # hidden in runc; accepted and ignored
+    Flag(("version", "v")),
+    Flag(("help", "h")),
+]
+
+COMMANDS = {
+    "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
+    "delete": "delete", "list": "list_", "spec": "spec",
+}
+
+USAGE = """usage: pyrun [global options] command [command options] [arguments...]
+
+commands: create, start, run, state, kill, delete, list, spec
+global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
+"""
+
+
+@dataclass
+class GlobalOptions:
+    root: str
+    systemd_cgroup: bool
+    rootless: str
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    action = argv[0] if argv and not argv[0].startswith("-") else ""
+    try:
+        opts, rest = parse(GLOBAL_FLAGS, argv)
+        log.configure(opts["log"], opts["log_format"], opts["debug"])
+        if opts["log_format"] not in ("text", "json"):
+            raise UsageError(f"invalid log-format: {opts['log_format']}")
+        if opts["version"]:
+            sys.stdout.write(f"pyrun version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
+            return 0
+        if opts["help"] or not rest:
+            sys.stdout.write(USAGE)
+            return 0 if opts["help"] else 1
+        action = rest[0]
+        module_name = COMMANDS.get(action)
+        if module_name is None:
+            raise UsageError(f"No help topic for '{action}'")
+        from pyrun.state.store import default_root
+        glob = GlobalOptions(root=os.path.abspath(opts["root"] or default_root()),
+                             systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"])
+        module = importlib.import_module(f"pyrun.cli.{module_name}")
+        return module.main(glob, rest[1:])
+    except PyrunError as e:
+        prefix = f"pyrun {action} failed: " if action in ("create", "run") else ""
+        log.error(prefix + str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _commit() -> str:
+    from pyrun import __version__ as v
+    return os.environ.get("PYRUN_COMMIT", f"v{v}")
+
+
+def require_args(args: list[str], count: int, usage: str) -> None:
+    """runc's wording when a command gets the wrong number of arguments."""
+    if len(args) < count:
+        raise UsageError(f'"{usage}" requires a minimum of {count} argument{"s" if count > 1 else ""}')

@@ -1,0 +1,15 @@
+"""pyrun state <container-id>"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(glob, argv: list[str]) -> int:
+    from pyrun.cli.main import require_args
+    from pyrun.cli.parser import parse
+    from pyrun.container.query import state
+    _opts, args = parse([], argv)
+    require_args(args, 1, "state")
+    sys.stdout.write(json.dumps(state(glob.root, args[0]), indent=2) + "\n")
+    return 0

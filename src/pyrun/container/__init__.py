@@ -1,0 +1,1 @@
+"""The lifecycle facade the CLI calls: one module per operation."""

@@ -1,0 +1,165 @@
+"""`create`: claim the ID, build the cgroup, launch the stages, record the state.
+
+Anything that fails after the ID is claimed is undone here, so a failed
+create leaves no state directory, fifo, cgroup or process behind.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyrun import SPEC_VERSION
+from pyrun.errors import PyrunError
+from pyrun.spec.load import load_bundle
+from pyrun.state.store import ContainerDir, validate_id, write_pid_file
+
+
+@dataclass
+class CreateRequest:
+    root: str
+    id: str
+    bundle: str | None = None
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    detach: bool = True
+    console_sink: socket.socket | None = None   # `run -t` without a socket: master comes to us
+
+
+@dataclass
+class Created:
+    pid: int
+    state: dict[str, Any]
+
+
+def create(req: CreateRequest) -> Created:
+    validate_id(req.id)
+    if req.pid_file:
+        req.pid_file = os.path.abspath(req.pid_file)   # before load_bundle changes directory
+    bundle = load_bundle(req.bundle)
+    spec = bundle.config
+    process = spec["process"]
+    _check_terminal(bool(process.get("terminal")), req)
+
+    cdir = ContainerDir.create(req.root, req.id)
+    cgroup = None
+    state_fd = -1
+    try:
+        cdir.make_fifo()
+        state_fd = cdir.path_fd()
+        cgroup, binds = _make_cgroup(spec, req.id)
+        ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req)
+        ctx.parent_fds = [cdir.fd]
+        from pyrun.process.launcher import launch
+        launched = launch(ctx)
+        state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
+        if req.pid_file:
+            write_pid_file(req.pid_file, launched.pid)
+        launched.release()
+        return Created(launched.pid, state)
+    except BaseException:
+        if cgroup is not None:
+            try:
+                cgroup.destroy()
+            except OSError:
+                pass
+        cdir.remove()
+        raise
+    finally:
+        if state_fd >= 0:
+            os.close(state_fd)
+        cdir.close()
+
+
+def _check_terminal(terminal: bool, req: CreateRequest) -> None:
+    if terminal and req.detach and not req.console_socket:
+        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+    if not terminal and req.console_socket:
+        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+
+
+def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tuple[str, str]]]:
+    from pyrun.cgroups.layout import detect
+    from pyrun.cgroups.manager import CgroupManager, container_paths
+    layout = detect()
+    paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    manager = CgroupManager(paths)
+    manager.create()
+    if layout.mode == "v2":
+        binds = [("", paths[""])]
+    else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
+        binds = [(os.path.basename(h.mountpoint), paths[h.key])
+                 for h in layout.hierarchies if not h.is_v2]
+    return manager, binds
+
+
+def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
+                    cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest) -> Any:
+    from pyrun.process.context import LaunchContext
+    new, join = [], {}
+    for ns in (spec.get("linux") or {}).get("namespaces") or []:
+        if ns.get("path"):
+            join[ns["type"]] = ns["path"]
+        else:
+            new.append(ns["type"])
+    console = req.console_sink
+    if req.console_socket:
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console.connect(req.console_socket)
+        except OSError as e:
+            console.close()
+            raise PyrunError(f"failed to connect to console socket {req.console_socket}: {e.strerror}") from None
+    extra_env: list[str] = []
+    preserve = req.preserve_fds
+    listen = os.environ.get("LISTEN_FDS", "")
+    if listen.isdigit() and int(listen) > 0 and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        preserve += int(listen)
+        extra_env = [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
+    return LaunchContext(spec=spec, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
+                         cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
+                         join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
+                         no_new_keyring=req.no_new_keyring, preserve_fds=preserve,
+                         extra_env=extra_env)
+
+
+def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, pid: int,
+            cgroup: Any, ctx: Any) -> dict[str, Any]:
+    from pyrun.linux.namespaces import NAMESPACES
+    from pyrun.linux.proc import start_time
+    ns_paths = {t: f"/proc/{pid}/ns/{NAMESPACES[t][1]}" for t in ctx.new_namespaces}
+    ns_paths.update(ctx.join_namespaces)
+    state = {
+        "id": cdir.id,
+        "oci_version": spec.get("ociVersion", SPEC_VERSION),
+        "init_process_pid": pid,
+        "init_process_start": start_time(pid),
+        "created": _rfc3339_now(),
+        "bundle": bundle,
+        "rootfs": rootfs,
+        "annotations": spec.get("annotations") or {},
+        "owner": _owner(),
+        "cgroup_paths": cgroup.paths if cgroup is not None else {},
+        "namespace_paths": ns_paths,
+        "config": spec,
+    }
+    cdir.save(state)
+    return state
+
+
+def _rfc3339_now() -> str:
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def _owner() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "#" + str(os.geteuid())

@@ -1,0 +1,75 @@
+"""`delete`: remove a stopped container; with --force, stop it first."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from pyrun import errors
+from pyrun.errors import PyrunError
+from pyrun.linux.proc import is_alive
+from pyrun.state.status import STOPPED, status_of
+from pyrun.state.store import ContainerDir
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    try:
+        cdir = ContainerDir.open(root, container_id)
+    except PyrunError as e:
+        if force and str(e) == errors.NOT_EXIST:
+            return
+        raise
+    with cdir:
+        try:
+            state = cdir.load()
+        except PyrunError:
+            # A directory without state is a leftover of a crashed create.
+            cdir.remove()
+            if force:
+                return
+            raise
+        status = status_of(cdir, state)
+        if status != STOPPED:
+            if not force:
+                raise PyrunError(f"cannot delete container {container_id} that is not stopped: {status}")
+            stop(state)
+        destroy(cdir, state)
+
+
+def stop(state: dict[str, Any], timeout: float = 10.0) -> None:
+    """SIGKILL everything in the container and wait until the init is gone."""
+    from pyrun.cgroups.manager import CgroupManager
+    cgroup = CgroupManager(state.get("cgroup_paths") or {})
+    _thaw(state)
+    pid, started = state["init_process_pid"], state.get("init_process_start")
+    if is_alive(pid, started):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    cgroup.signal_all(signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while is_alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
+    from pyrun.cgroups.manager import CgroupManager
+    paths = state.get("cgroup_paths") or {}
+    if paths:
+        CgroupManager(paths).destroy()
+    cdir.remove()
+
+
+def _thaw(state: dict[str, Any]) -> None:
+    """A frozen task cannot die: thaw before killing."""
+    for key, path in (state.get("cgroup_paths") or {}).items():
+        name, value = ("cgroup.freeze", "0") if key == "" else ("freezer.state", "THAWED")
+        if key and "freezer" not in key.split(","):
+            continue
+        try:
+            with open(os.path.join(path, name), "w") as f:
+                f.write(value)
+        except OSError:
+            pass

@@ -1,0 +1,24 @@
+"""`state` and `list`: read-only views; no lock, state.json is replaced atomically."""
+from __future__ import annotations
+
+from typing import Any
+
+from pyrun.errors import PyrunError
+from pyrun.state.status import oci_state, status_of
+from pyrun.state.store import ContainerDir, list_ids
+
+
+def state(root: str, container_id: str) -> dict[str, Any]:
+    with ContainerDir.open(root, container_id, lock=False) as cdir:
+        raw = cdir.load()
+        return oci_state(cdir, raw, status_of(cdir, raw))
+
+
+def list_states(root: str) -> list[dict[str, Any]]:
+    out = []
+    for container_id in list_ids(root):
+        try:
+            out.append(state(root, container_id))
+        except (PyrunError, OSError, ValueError):
+            continue     # being created or deleted right now
+    return out

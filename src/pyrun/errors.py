@@ -1,0 +1,35 @@
+"""Errors with runc's exact wording: callers (containerd, Docker, podman) match on it."""
+from __future__ import annotations
+
+# libcontainer/error.go wording; containerd's checkKillError and podman match these.
+ID_IN_USE = "container with given ID already exists"
+INVALID_ID = "invalid container ID format"
+NOT_EXIST = "container does not exist"
+PAUSED = "container paused"
+RUNNING = "container still running"
+NOT_RUNNING = "container not running"
+NOT_PAUSED = "container not paused"
+
+
+class PyrunError(Exception):
+    """An error reported to the caller as one line and a non-zero exit."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ConfigError(PyrunError):
+    """The bundle's config.json is unreadable, invalid or inconsistent."""
+
+
+class UsageError(PyrunError):
+    """The command line is wrong."""
+
+
+class InitError(PyrunError):
+    """A named step of container set-up failed."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step

@@ -1,0 +1,1 @@
+"""Thin layer over Linux kernel interfaces; imports nothing above it."""

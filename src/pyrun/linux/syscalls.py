@@ -1,0 +1,167 @@
+"""Thin ctypes wrappers for the Linux calls the stdlib lacks.
+
+Only the container-creating paths import this module (ctypes costs a few
+milliseconds of start-up), so `state`, `kill`, `delete` and `list` never pay
+for it.  Every wrapper raises OSError with errno and the path involved, like
+the os module does.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# x86_64 and aarch64 syscall numbers (generic table) for calls glibc may lack.
+_MACHINE = os.uname().machine
+_SYS = {
+    "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125,
+               "capset": 126, "openat2": 437, "close_range": 436,
+               "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90,
+                "capset": 91, "openat2": 437, "close_range": 436,
+                "mount_setattr": 442},
+}[_MACHINE]
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_I_VERSION = 0x800000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+MS_PROPAGATION = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE
+MNT_DETACH = 0x2
+
+# clone(2) namespace flags
+CLONE_NEWTIME = 0x80
+CLONE_NEWNS = 0x20000
+CLONE_NEWCGROUP = 0x2000000
+CLONE_NEWUTS = 0x4000000
+CLONE_NEWIPC = 0x8000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# prctl(2) options
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def _check(ret: int, what: str, path: str | None = None) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return ret
+
+
+def _b(path: str | bytes | None) -> bytes | None:
+    if path is None:
+        return None
+    return os.fsencode(path)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2); `target` is usually a /proc/self/fd/N magic link."""
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags),
+                       _b(data)), "mount", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(_SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.syscall(_SYS["unshare"], ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.syscall(_SYS["setns"], fd, nstype), "setns")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): resolve `path` under `dirfd` with the RESOLVE_* scoping rules."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(_SYS["openat2"], dirfd, _b(path), ctypes.byref(how),
+                                ctypes.sizeof(how)), "openat2", path)
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd >= first close-on-exec (CVE-2024-21626: nothing leaks)."""
+    _check(_libc.syscall(_SYS["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                         ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
+
+
+_CAP_V3 = 0x20080522
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) with 64-bit masks (version 3 header, two 32-bit data words)."""
+    header = struct.pack("Ii", _CAP_V3, 0)
+    lo = 0xFFFFFFFF
+    data = struct.pack("6I", effective & lo, permitted & lo, inheritable & lo,
+                       effective >> 32, permitted >> 32, inheritable >> 32)
+    hbuf = ctypes.create_string_buffer(header, len(header))
+    dbuf = ctypes.create_string_buffer(data, len(data))
+    _check(_libc.syscall(_SYS["capset"], hbuf, dbuf), "capset")
+
+
+def last_cap() -> int:
+    """Highest capability number the running kernel knows."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())

@@ -1,0 +1,41 @@
+"""Everything the forked stages need, built by the parent before it forks.
+
+The stages inherit this object through fork(): nothing is serialised.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrun.cgroups.manager import CgroupManager
+
+
+@dataclass
+class LaunchContext:
+    spec: dict[str, Any]
+    bundle: str
+    rootfs: str
+    state_dir_fd: int                     # O_PATH fd of <root>/<id>, for exec.fifo
+    cgroup: CgroupManager | None
+    cgroup_binds: list[tuple[str, str]]   # what a "cgroup" mount shows
+    new_namespaces: list[str]             # OCI types unshared
+    join_namespaces: dict[str, str]       # OCI type -> path to setns into
+    console_socket: socket.socket | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    extra_env: list[str] = field(default_factory=list)
+    parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
+
+    @property
+    def process(self) -> dict[str, Any]:
+        return self.spec.get("process") or {}
+
+    @property
+    def linux(self) -> dict[str, Any]:
+        return self.spec.get("linux") or {}
+
+    @property
+    def in_userns(self) -> bool:
+        return "user" in self.new_namespaces or "user" in self.join_namespaces

@@ -1,0 +1,323 @@
+"""The container init: stage 2, pid 1 of the new pid namespace.
+
+STEPS below is the whole set-up, in order; read it top to bottom to know what
+happens to a container before its process runs.  A failing step is reported
+to `pyrun create` with the step's name, and the container is torn down.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+from typing import Callable
+
+from pyrun.errors import InitError
+from pyrun.linux import syscalls as s
+from pyrun.linux.capabilities import mask as cap_mask
+from pyrun.process import terminal
+from pyrun.process.channel import Channel, ChannelClosed, Msg
+from pyrun.process.context import LaunchContext
+from pyrun.rootfs import devices, restrict, switch
+from pyrun.rootfs.mounts import mount_entry
+from pyrun.rootfs.options import PROPAGATION
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Init:
+    """State carried from one step to the next."""
+
+    def __init__(self, ctx: LaunchContext, ch: Channel) -> None:
+        self.ctx = ctx
+        self.ch = ch
+        self.root_fd = -1
+        self.console_slave = -1
+        self.env: list[str] = []
+        self.executable = ""
+
+
+# --- steps, in the order they run -------------------------------------------
+
+def start_session(it: Init) -> None:
+    """Own session (for a controlling tty), default signal handling, umask 0
+    so that device and directory modes are exactly what the config says."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    os.setsid()
+    os.umask(0)
+
+
+def set_up_network(it: Init) -> None:
+    if "network" in it.ctx.new_namespaces:
+        from pyrun.linux.loopback import loopback_up
+        loopback_up()
+
+
+def prepare_rootfs(it: Init) -> None:
+    ctx = it.ctx
+    if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
+        return
+    propagation = ctx.linux.get("rootfsPropagation")
+    flags = PROPAGATION[propagation] if propagation else s.MS_SLAVE | s.MS_REC
+    s.mount(None, "/", None, flags)
+    s.mount(ctx.rootfs, ctx.rootfs, None, s.MS_BIND | s.MS_REC)
+    # Opened after the self-bind: every later lookup starts at the new mount.
+    it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    mounts = ctx.spec.get("mounts") or []
+    for entry in mounts:
+        try:
+            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds)
+        except OSError as e:
+            raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
+                          f"{entry.get('destination')!r}: {e.strerror}") from None
+    if devices.needs_dev_setup(mounts):
+        configured = ctx.linux.get("devices") or []
+        devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured, ctx.in_userns)
+        has_ptmx = any(d.get("path") == "/dev/ptmx" for d in configured)
+        devices.create_symlinks(it.root_fd, has_ptmx)
+        devices.ensure_shm_dir(it.root_fd)
+
+
+def switch_root(it: Init) -> None:
+    ctx = it.ctx
+    if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
+        switch.chroot_only(ctx.rootfs)
+    elif ctx.no_pivot:
+        switch.move_and_chroot(ctx.rootfs)
+    else:
+        switch.pivot(ctx.rootfs)
+    if it.root_fd >= 0:
+        os.close(it.root_fd)
+        it.root_fd = -1
+
+
+def create_cwd(it: Init) -> None:
+    cwd = it.ctx.process.get("cwd") or "/"
+    os.makedirs(cwd, mode=0o755, exist_ok=True)
+
+
+def set_up_console(it: Init) -> None:
+    sock = it.ctx.console_socket
+    if not it.ctx.process.get("terminal") or sock is None:
+        return
+    master, slave, slave_path = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    if not os.path.exists("/dev/console"):
+        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+    s.mount(slave_path, "/dev/console", None, s.MS_BIND)
+    terminal.send_master(sock, master)
+    os.close(master)
+    sock.close()
+    it.console_slave = slave
+
+
+def finalize_rootfs(it: Init) -> None:
+    root = it.ctx.spec.get("root") or {}
+    if root.get("readonly"):
+        switch.remount_root_readonly()
+
+
+def set_hostname(it: Init) -> None:
+    import socket
+    hostname = it.ctx.spec.get("hostname")
+    if hostname:
+        socket.sethostname(hostname)
+    domainname = it.ctx.spec.get("domainname")
+    if domainname:
+        s.setdomainname(domainname)
+
+
+def apply_sysctls(it: Init) -> None:
+    for key, value in (it.ctx.linux.get("sysctl") or {}).items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            raise OSError(e.errno, f"failed to set sysctl {key}={value}: {e.strerror}") from None
+
+
+def restrict_paths(it: Init) -> None:
+    for path in it.ctx.linux.get("readonlyPaths") or []:
+        restrict.readonly(path)
+    for path in it.ctx.linux.get("maskedPaths") or []:
+        restrict.mask(path)
+
+
+def set_no_new_privileges(it: Init) -> None:
+    if it.ctx.process.get("noNewPrivileges"):
+        s.prctl(s.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def prepare_environment(it: Init) -> None:
+    env = list(it.ctx.process.get("env") or []) + it.ctx.extra_env
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + _home_of(int((it.ctx.process.get("user") or {}).get("uid", 0))))
+    it.env = env
+
+
+def switch_user(it: Init) -> None:
+    """runc's finalizeNamespace: bounding set, keep caps across setuid, drop
+    to the configured user, then the final capability sets."""
+    proc = it.ctx.process
+    user = proc.get("user") or {}
+    caps = proc.get("capabilities")
+    last = s.last_cap()
+    if caps is not None:
+        try:
+            masks = {k: cap_mask(caps.get(k) or [], last)
+                     for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
+        except ValueError as e:
+            raise InitError("switch user", str(e)) from None
+        for cap in range(last + 1):
+            if not masks["bounding"] & (1 << cap):
+                s.prctl(s.PR_CAPBSET_DROP, cap)
+        s.prctl(s.PR_SET_KEEPCAPS, 1)
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    groups = [int(g) for g in user.get("additionalGids") or []]
+    if not _setgroups_denied():
+        os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if caps is not None:
+        s.prctl(s.PR_SET_KEEPCAPS, 0)
+        s.capset(masks["effective"], masks["permitted"], masks["inheritable"])
+        for cap in range(last + 1):
+            if masks["ambient"] & (1 << cap):
+                s.prctl(s.PR_CAP_AMBIENT, s.PR_CAP_AMBIENT_RAISE, cap)
+    umask = user.get("umask")
+    os.umask(0o022 if umask is None else int(umask))
+    cwd = proc.get("cwd") or "/"
+    os.chdir(cwd)
+    # CVE-2024-21626: a leaked host directory as cwd shows up as unreachable.
+    if not os.getcwd().startswith("/"):
+        raise InitError("switch user", f"current working directory is outside of container mount namespace root -- possible container breakout detected")
+
+
+def look_up_executable(it: Init) -> None:
+    """Go's exec.LookPath wording, which Docker and podman map to 126/127."""
+    args = it.ctx.process.get("args") or []
+    if not args:
+        raise InitError("look up executable", "args must not be empty")
+    name = args[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in it.env if e.startswith("PATH=")), None)
+        if path is None:
+            path = DEFAULT_PATH
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError as e:
+            if "/" in name:
+                raise InitError("look up executable",
+                                f'exec: "{name}": stat {name}: {os.strerror(e.errno)}') from None
+            continue
+        if not stat.S_ISDIR(st.st_mode) and st.st_mode & 0o111:
+            it.executable = candidate
+            return
+        if "/" in name:
+            raise InitError("look up executable", f'exec: "{name}": permission denied')
+    raise InitError("look up executable", f'exec: "{name}": executable file not found in $PATH')
+
+
+def report_ready(it: Init) -> None:
+    """The parent records state and writes the pid file; if it died, so do we."""
+    it.ch.send(Msg.READY)
+    try:
+        it.ch.expect(Msg.ACK)
+    except (ChannelClosed, OSError):
+        os._exit(1)
+    it.ch.close()
+
+
+def wait_for_start(it: Init) -> None:
+    """Block until `pyrun start` opens exec.fifo for reading."""
+    fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=it.ctx.state_dir_fd)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    os.close(it.ctx.state_dir_fd)
+
+
+def exec_process(it: Init) -> None:
+    if it.console_slave >= 0:
+        terminal.make_controlling(it.console_slave)
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Nothing but stdio and the preserved fds may cross into the container.
+    s.close_range_cloexec(3 + it.ctx.preserve_fds)
+    for fd in range(3, 3 + it.ctx.preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    args = it.ctx.process.get("args") or []
+    try:
+        os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
+    except OSError as e:
+        os.write(2, f"exec {it.executable}: {os.strerror(e.errno)}\n".encode())
+        os._exit(127 if e.errno == errno.ENOENT else 126)
+
+
+STEPS: list[tuple[str, Callable[[Init], None]]] = [
+    ("start session", start_session),
+    ("set up network", set_up_network),
+    ("prepare rootfs", prepare_rootfs),
+    ("switch root", switch_root),
+    ("create cwd", create_cwd),
+    ("set up console", set_up_console),
+    ("finalize rootfs", finalize_rootfs),
+    ("set hostname", set_hostname),
+    ("apply sysctls", apply_sysctls),
+    ("restrict paths", restrict_paths),
+    ("set no_new_privs", set_no_new_privileges),
+    ("prepare environment", prepare_environment),
+    ("switch user", switch_user),
+    ("look up executable", look_up_executable),
+    ("report ready", report_ready),
+    ("wait for start", wait_for_start),
+    ("exec", exec_process),
+]
+
+
+def run(ctx: LaunchContext, ch: Channel) -> None:
+    it = Init(ctx, ch)
+    for name, step in STEPS:
+        try:
+            step(it)
+        except InitError:
+            raise
+        except OSError as e:
+            text = e.strerror or str(e)
+            if e.filename and str(e.filename) not in text:
+                text = f"{text}: {e.filename}"
+            raise InitError(name, text) from None
+
+
+def _home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False

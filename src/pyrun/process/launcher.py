@@ -1,0 +1,108 @@
+"""Parent side of the stages: fork, answer the stages' requests, learn the init's pid."""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+from dataclasses import dataclass
+
+from pyrun.errors import PyrunError
+from pyrun.linux import syscalls as s
+from pyrun.process import channel as chan
+from pyrun.process.channel import Channel, ChannelClosed, Msg
+from pyrun.process.context import LaunchContext
+from pyrun.process.stages import bootstrap, child_main
+
+RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+@dataclass
+class Launched:
+    pid: int
+    channel: Channel
+
+    def release(self) -> None:
+        """State is recorded: let the init go on to wait for `start`."""
+        self.channel.send(Msg.ACK)
+        self.channel.close()
+
+
+def launch(ctx: LaunchContext) -> Launched:
+    """Fork the stages and return once the init reports ready.
+
+    The caller becomes a child subreaper first, so the init (orphaned when
+    stage 1 exits) is ours to reap on failure; when the caller exits, the
+    kernel hands the init on to the caller's own subreaper (the shim, conmon).
+    """
+    s.prctl(s.PR_SET_CHILD_SUBREAPER, 1)
+    parent, child = chan.pair()
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        child_main(ctx, child, bootstrap)
+    child.close()
+    if ctx.console_socket is not None:
+        ctx.console_socket.close()
+    init_pid = 0
+    try:
+        while True:
+            try:
+                msg = parent.recv()
+            except ChannelClosed:
+                raise PyrunError("container init exited before it was ready") from None
+            if msg.type is Msg.USERMAP_REQUEST:
+                _write_id_maps(pid, ctx)
+                parent.send(Msg.USERMAP_DONE)
+            elif msg.type is Msg.INIT_PID:
+                init_pid = msg.data["pid"]
+                _reap(pid)
+            elif msg.type is Msg.READY:
+                _apply_rlimits(init_pid, ctx)
+                return Launched(init_pid, parent)
+            elif msg.type is Msg.ERROR:
+                step, text = msg.data.get("step"), msg.data.get("msg", "")
+                raise PyrunError(f"error during container init: {step}: {text}" if step else text)
+    except BaseException:
+        for victim in (init_pid, pid):
+            if victim:
+                _kill_and_reap(victim)
+        parent.close()
+        raise
+
+
+def _write_id_maps(pid: int, ctx: LaunchContext) -> None:
+    linux = ctx.linux
+    for kind, key in (("gid", "gidMappings"), ("uid", "uidMappings")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
+        if lines:
+            try:
+                with open(f"/proc/{pid}/{kind}_map", "w") as f:
+                    f.write(lines)
+            except OSError as e:
+                raise PyrunError(f"failed to write {kind}_map: {e.strerror}") from None
+
+
+def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
+    """From the host side, like runc: a user namespace cannot raise hard limits."""
+    for rl in ctx.process.get("rlimits") or []:
+        kind = rl["type"]
+        try:
+            resource.prlimit(pid, RLIMITS[kind], (rl["soft"], rl["hard"]))
+        except (OSError, ValueError, KeyError) as e:
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)

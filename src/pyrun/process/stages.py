@@ -1,0 +1,125 @@
+"""The forked stages between `pyrun create` and the container's pid 1.
+
+    create (parent)            stage-1 "bootstrap"               stage-2 "init"
+    ---------------            -------------------               --------------
+    cgroup dirs, fork ------>  join cgroup, oom_score_adj
+                               setns(paths), user first
+    write uid/gid maps <-----  unshare(USER) + request maps
+                               unshare(all other new namespaces)
+                               time offsets, fork ------------>  process.init.run()
+    learn init pid  <--------  report pid, exit                  (pid 1 of new pid ns)
+
+No stage re-executes anything: each is a fork of the parent and runs code
+that is already imported.  Every child leaves through os._exit so that no
+parent cleanup or buffered output runs twice.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+
+from pyrun.errors import InitError
+from pyrun.linux import syscalls as s
+from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
+from pyrun.process.channel import Channel, Msg
+from pyrun.process.context import LaunchContext
+
+
+def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
+    """Run a stage; report any failure over the channel; never return."""
+    code = 1
+    try:
+        stage(ctx, ch)  # type: ignore[operator]
+        code = 0
+    except InitError as e:
+        _report(ch, e.step, str(e).split(": ", 1)[1])
+    except OSError as e:
+        _report(ch, "", _oserror_text(e))
+    except BaseException as e:  # noqa: BLE001 - the parent must learn of every failure
+        _report(ch, "", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    finally:
+        os._exit(code)
+
+
+def _report(ch: Channel, step: str, message: str) -> None:
+    try:
+        ch.send(Msg.ERROR, step=step, msg=message)
+    except OSError:
+        pass
+
+
+def _oserror_text(e: OSError) -> str:
+    text = e.strerror or str(e)
+    if e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    return text
+
+
+def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
+    """Stage 1: enter the cgroup and the namespaces, then fork the init."""
+    for fd in ctx.parent_fds:
+        os.close(fd)   # an inherited flock would keep `start` waiting forever
+    ctx.parent_fds = []
+    step = "join cgroup"
+    try:
+        if ctx.cgroup is not None:
+            ctx.cgroup.join(os.getpid())
+        step = "set oom_score_adj"
+        adj = ctx.process.get("oomScoreAdj")
+        if adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(adj))
+        step = "join namespaces"
+        _join_namespaces(ctx)
+        step = "create user namespace"
+        if "user" in ctx.new_namespaces:
+            s.unshare(s.CLONE_NEWUSER)
+            ch.send(Msg.USERMAP_REQUEST)
+            ch.expect(Msg.USERMAP_DONE)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        step = "create namespaces"
+        flags = 0
+        for ns in ctx.new_namespaces:
+            if ns != "user":
+                flags |= NAMESPACES[ns][0]
+        if flags:
+            s.unshare(flags)
+        step = "set time offsets"
+        if "time" in ctx.new_namespaces:
+            _write_time_offsets(ctx.linux.get("timeOffsets") or {})
+        # From here on the stages hold the host's view; keep other processes out.
+        s.prctl(s.PR_SET_DUMPABLE, 0)
+    except OSError as e:
+        raise InitError(step, _oserror_text(e)) from None
+
+    from pyrun.process import init
+    pid = os.fork()
+    if pid == 0:
+        child_main(ctx, ch, init.run)
+    ch.send(Msg.INIT_PID, pid=pid)
+
+
+def _join_namespaces(ctx: LaunchContext) -> None:
+    # Open every path first: after joining a mount namespace host paths are gone.
+    fds = []
+    try:
+        for ns in JOIN_ORDER:
+            path = ctx.join_namespaces.get(ns)
+            if path:
+                fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        for ns, path, fd in fds:
+            try:
+                s.setns(fd, NAMESPACES[ns][0])
+            except OSError as e:
+                raise OSError(e.errno, f"failed to join {ns} namespace {path}: {e.strerror}") from None
+    finally:
+        for _ns, _path, fd in fds:
+            os.close(fd)
+
+
+def _write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+    lines = [f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}" for clock, v in offsets.items()]
+    if lines:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("\n".join(lines) + "\n")

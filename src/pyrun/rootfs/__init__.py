@@ -1,0 +1,1 @@
+"""Building the container's root filesystem inside its mount namespace."""

@@ -1,0 +1,111 @@
+"""Performing the config's `mounts` entries inside the rootfs."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pyrun.linux import syscalls as s
+from pyrun.rootfs import options as mount_options
+from pyrun.rootfs.paths import ensure_path, fd_path, open_in_root
+
+_REMOUNT_KEEP = s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC | s.MS_NOATIME | \
+    s.MS_NODIRATIME | s.MS_RELATIME | s.MS_STRICTATIME | s.MS_NOSYMFOLLOW
+
+
+def current_flags(path: str) -> int:
+    """Mount flags in force on `path` (statvfs ST_* values equal MS_* values)."""
+    return os.statvfs(path).f_flag & _REMOUNT_KEEP
+
+
+def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
+                cgroup_binds: list[tuple[str, str]]) -> None:
+    dest = entry["destination"]
+    if not dest.startswith("/"):
+        dest = "/" + dest           # relative destinations are read relative to "/"
+    fstype = entry.get("type") or ""
+    opts = mount_options.parse(entry.get("options") or [])
+    if fstype == "bind":
+        opts.flags |= s.MS_BIND
+    if opts.is_bind:
+        _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
+    elif fstype in ("cgroup", "cgroup2"):
+        _cgroup(root_fd, dest, opts, cgroup_binds)
+    else:
+        _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
+
+
+def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
+    if not os.path.isabs(source):
+        source = os.path.join(bundle, source)
+    src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    try:
+        is_dir = os.path.isdir(fd_path(src_fd))
+        target = ensure_path(root_fd, dest, directory=is_dir)
+        try:
+            s.mount(fd_path(src_fd), fd_path(target), None, s.MS_BIND | (opts.flags & s.MS_REC))
+        finally:
+            os.close(target)
+    finally:
+        os.close(src_fd)
+    _finish(root_fd, dest, opts, bind=True)
+
+
+def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_options.MountOptions) -> None:
+    target = ensure_path(root_fd, dest, directory=True)
+    try:
+        flags = opts.flags & ~(s.MS_REMOUNT | s.MS_BIND | s.MS_REC)
+        s.mount(source, fd_path(target), fstype, flags, opts.data_string)
+    finally:
+        os.close(target)
+    _finish(root_fd, dest, opts, bind=False)
+
+
+def _finish(root_fd: int, dest: str, opts: mount_options.MountOptions, bind: bool) -> None:
+    """Flags a bind mount cannot take at creation, then propagation."""
+    extra = opts.flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
+    if not (bind and extra) and not opts.propagation:
+        return
+    fd = open_in_root(root_fd, dest)       # now the root of the new mount
+    try:
+        path = fd_path(fd)
+        if bind and extra:
+            flags = (current_flags(path) | extra) & ~opts.clear
+            s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | flags)
+        for prop in opts.propagation:
+            s.mount(None, path, None, prop)
+    finally:
+        os.close(fd)
+
+
+def _cgroup(root_fd: int, dest: str, opts: mount_options.MountOptions,
+            cgroup_binds: list[tuple[str, str]]) -> None:
+    """Show the container its own cgroups: a bind of each of its directories.
+
+    cgroup_binds is [(name below dest or "" for dest itself, host directory)].
+    With v1 hierarchies a tmpfs at dest holds one directory per hierarchy.
+    """
+    sub_opts = mount_options.MountOptions(flags=s.MS_BIND | opts.flags, clear=opts.clear)
+    if len(cgroup_binds) == 1 and cgroup_binds[0][0] == "":
+        _bind(root_fd, dest, cgroup_binds[0][1], "/", sub_opts)
+        return
+    tmpfs = mount_options.MountOptions(flags=opts.flags & ~s.MS_RDONLY, data=["mode=755"])
+    _fresh(root_fd, dest, "tmpfs", "tmpfs", tmpfs)
+    for name, host_dir in cgroup_binds:
+        _bind(root_fd, os.path.join(dest, name), host_dir, "/", sub_opts)
+        if "," in name:   # co-mounted controllers: cpu -> cpu,cpuacct
+            parent = open_in_root(root_fd, dest, directory=True)
+            try:
+                for alias in name.split(","):
+                    if alias != name:
+                        try:
+                            os.symlink(name, alias, dir_fd=parent)
+                        except FileExistsError:
+                            pass
+            finally:
+                os.close(parent)
+    for prop in opts.propagation:
+        fd = open_in_root(root_fd, dest)
+        try:
+            s.mount(None, fd_path(fd), None, prop)
+        finally:
+            os.close(fd)

@@ -1,0 +1,122 @@
+"""Reading a bundle's config.json and refusing what the runtime cannot honour.
+
+Schema validation (our own schema, oci-spec/) catches shape errors; the
+semantic checks below catch what a schema cannot express.  Every error is one
+line that names the field.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pyrun.errors import ConfigError
+
+CONFIG = "config.json"
+
+
+@dataclass
+class Bundle:
+    path: str
+    config: dict[str, Any]
+    rootfs: str
+
+
+def load_bundle(bundle: str | None) -> Bundle:
+    path = os.path.abspath(bundle or ".")
+    try:
+        os.chdir(path)     # like runc: relative paths in the config are bundle-relative
+    except OSError as e:
+        raise ConfigError(f"chdir {path}: {e.strerror.lower() if e.strerror else e}") from None
+    try:
+        with open(CONFIG, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"JSON specification file {CONFIG} not found") from None
+    except OSError as e:
+        raise ConfigError(f"open {CONFIG}: {e.strerror}") from None
+    try:
+        config = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{CONFIG}: invalid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{CONFIG}: the configuration must be a JSON object")
+    validate_schema(config)
+    rootfs = check_semantics(config, path)
+    return Bundle(path, config, rootfs)
+
+
+def field_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(root)"
+
+
+def validate_schema(config: dict[str, Any]) -> None:
+    from jsonschema.exceptions import best_match
+
+    from pyrun.spec.schema_loader import load_validator
+    error = best_match(load_validator("config").iter_errors(config))
+    if error is not None:
+        message = error.message
+        if len(message) > 200:
+            message = message[:200] + "..."
+        raise ConfigError(f"{CONFIG}: {field_path(error.absolute_path)}: {message}")
+
+
+_NS_SYSCTLS = (("net.", "network"), ("kernel.msg", "ipc"), ("kernel.sem", "ipc"),
+               ("kernel.shm", "ipc"), ("fs.mqueue.", "ipc"),
+               ("kernel.hostname", "uts"), ("kernel.domainname", "uts"))
+
+
+def check_semantics(config: dict[str, Any], bundle: str) -> str:
+    """What the schema cannot say; returns the absolute rootfs path."""
+    root = config.get("root") or {}
+    if not root.get("path"):
+        raise ConfigError("root.path: the root filesystem path must be set")
+    rootfs = os.path.join(bundle, root["path"])
+    if not os.path.isdir(rootfs):
+        raise ConfigError(f"root.path: rootfs ({rootfs}) does not exist")
+    rootfs = os.path.realpath(rootfs)
+    if rootfs == "/":
+        raise ConfigError("root.path: the rootfs must not be the host's /")
+    process = config.get("process")
+    if not process:
+        raise ConfigError("process: the process property must be set to create a container")
+    if not (process.get("args") or []):
+        raise ConfigError("process.args: must not be empty")
+    cwd = process.get("cwd")
+    if not cwd or not cwd.startswith("/"):
+        raise ConfigError("process.cwd: must be an absolute path")
+    linux = config.get("linux")
+    if linux is None:
+        raise ConfigError("linux: the linux section is required on Linux")
+    namespaces: dict[str, str | None] = {}
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        kind = ns.get("type")
+        if kind in namespaces:
+            raise ConfigError(f"linux.namespaces[{i}]: duplicate namespace type {kind!r}")
+        path = ns.get("path")
+        if path is not None and not os.path.exists(path):
+            raise ConfigError(f"linux.namespaces[{i}].path: {path} does not exist")
+        namespaces[kind] = path
+    if config.get("hostname") and "uts" not in namespaces:
+        raise ConfigError("hostname: unable to set hostname without a private UTS namespace")
+    if config.get("domainname") and "uts" not in namespaces:
+        raise ConfigError("domainname: unable to set domainname without a private UTS namespace")
+    if linux.get("timeOffsets") and "time" not in namespaces:
+        raise ConfigError("linux.timeOffsets: time offsets require a time namespace")
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in namespaces:
+        raise ConfigError("linux.uidMappings: user namespace mappings require a user namespace")
+    if "user" in namespaces and namespaces["user"] is None:
+        if not linux.get("uidMappings") or not linux.get("gidMappings"):
+            raise ConfigError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+    for key in linux.get("sysctl") or {}:
+        needed = next((ns for prefix, ns in _NS_SYSCTLS if key.startswith(prefix)), None)
+        if needed is None or needed not in namespaces:
+            raise ConfigError(f"linux.sysctl: sysctl {key!r} is not in a separate kernel namespace")
+    if process.get("terminal") is not None and not isinstance(process.get("terminal"), bool):
+        raise ConfigError("process.terminal: must be a boolean")
+    return rootfs

@@ -1,0 +1,1 @@
+"""The state directory: one locked directory per container under --root."""

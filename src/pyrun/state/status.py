@@ -1,0 +1,45 @@
+"""What a container's status is right now, from its state and the kernel.
+
+runc's order, first match wins: paused (freezer) -> stopped (init gone,
+zombie, or a different process under the same pid) -> created (exec.fifo
+still there) -> running.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pyrun.linux.proc import is_alive
+from pyrun.state.store import ContainerDir
+
+CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
+
+
+def status_of(cdir: ContainerDir, state: dict[str, Any]) -> str:
+    pid = state.get("init_process_pid") or 0
+    alive = pid > 0 and is_alive(pid, state.get("init_process_start"))
+    if alive and state.get("cgroup_paths"):
+        from pyrun.cgroups.manager import CgroupManager
+        if CgroupManager(state["cgroup_paths"]).frozen():
+            return PAUSED
+    if not alive:
+        return STOPPED
+    if cdir.has_fifo():
+        return CREATED
+    return RUNNING
+
+
+def oci_state(cdir: ContainerDir, state: dict[str, Any], status: str) -> dict[str, Any]:
+    """The runtime-spec state object, in runc's field order."""
+    out: dict[str, Any] = {
+        "ociVersion": state.get("oci_version", ""),
+        "id": state["id"],
+        "pid": state.get("init_process_pid", 0) if status != STOPPED else 0,
+        "status": status,
+        "bundle": state.get("bundle", ""),
+        "rootfs": state.get("rootfs", ""),
+        "created": state.get("created", ""),
+    }
+    if state.get("annotations"):
+        out["annotations"] = state["annotations"]
+    out["owner"] = state.get("owner", "")
+    return out

@@ -1,0 +1,156 @@
+"""Per-container state directories, state.json and locking.
+
+<root>/            0700
+<root>/<id>/       0711   state.json, exec.fifo (while created)
+
+mkdir is the atomic claim on an ID; an flock on the directory serialises
+commands acting on one container.  state.json is replaced atomically.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+from typing import Any
+
+from pyrun import errors
+from pyrun.errors import PyrunError
+
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+_ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
+
+
+def validate_id(container_id: str) -> None:
+    if not _ID_RE.match(container_id) or container_id in (".", ".."):
+        raise PyrunError(errors.INVALID_ID)
+
+
+def default_root() -> str:
+    """runc's rule: non-root callers use $XDG_RUNTIME_DIR."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0 and xdg:
+        return os.path.join(xdg, "pyrun")
+    return "/run/pyrun"
+
+
+class ContainerDir:
+    """An open, locked container directory."""
+
+    def __init__(self, root: str, container_id: str, fd: int) -> None:
+        self.root = root
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+        self.fd = fd
+
+    # -- claiming and opening --------------------------------------------
+    @classmethod
+    def create(cls, root: str, container_id: str) -> "ContainerDir":
+        validate_id(container_id)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        path = os.path.join(root, container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise PyrunError(errors.ID_IN_USE) from None
+        os.chmod(path, 0o711)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(root, container_id, fd)
+
+    @classmethod
+    def open(cls, root: str, container_id: str, lock: bool = True) -> "ContainerDir":
+        validate_id(container_id)
+        path = os.path.join(root, container_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PyrunError(errors.NOT_EXIST) from None
+        if lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(root, container_id, fd)
+
+    # -- contents ----------------------------------------------------------
+    def load(self) -> dict[str, Any]:
+        try:
+            fd = os.open(STATE_FILE, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise PyrunError(errors.NOT_EXIST) from None
+        with os.fdopen(fd) as f:
+            return json.load(f)
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = f".{STATE_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+        os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def has_fifo(self) -> bool:
+        try:
+            os.stat(FIFO, dir_fd=self.fd, follow_symlinks=False)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def make_fifo(self) -> None:
+        os.mkfifo(FIFO, 0o622, dir_fd=self.fd)
+        os.chmod(FIFO, 0o622, dir_fd=self.fd)
+
+    def remove_fifo(self) -> None:
+        try:
+            os.unlink(FIFO, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
+    def path_fd(self) -> int:
+        """An O_PATH fd the init uses to reach exec.fifo from inside the container."""
+        return os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def remove(self) -> None:
+        try:
+            shutil.rmtree(self.path)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "ContainerDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc does: callers read it the moment create exits."""
+    path = os.path.abspath(path)
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def is_missing(err: OSError) -> bool:
+    return err.errno in (errno.ENOENT, errno.ENOTDIR)

@@ -1,0 +1,1 @@
+"""Helpers for demos and tests; never imported by the runtime itself."""
