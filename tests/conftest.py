@@ -1,0 +1,204 @@
+"""Shared fixtures: a busybox rootfs, a private state root, the pyrun command,
+and a leak check around every test that proves nothing is left behind."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO / "src"))
+
+from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
+
+PYRUN = Path(sys.executable).parent / "pyrun"
+ID_PREFIX = "pyrun-t-"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("pyrun's tests start real containers and must run as root")
+
+
+# --- the leak check ------------------------------------------------------------
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def _cgroup_dirs() -> set[str]:
+    found = set()
+    for top in Path("/sys/fs/cgroup").iterdir():
+        for dirpath, dirnames, _files in os.walk(top):
+            for d in dirnames:
+                if d.startswith(ID_PREFIX):
+                    found.add(os.path.join(dirpath, d))
+    return found
+
+
+def _our_processes() -> set[str]:
+    """Processes in a test container's cgroup, and our own children (incl. zombies)."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cgroup") as f:
+                cgroup = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if ID_PREFIX in cgroup or int(fields[1]) == me:
+            found.add(f"{entry} {stat[:stat.rfind(')') + 1]} state={fields[0]}")
+    return found
+
+
+def _fds() -> set[str]:
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass
+    return out
+
+
+@dataclass
+class Snapshot:
+    mounts: set[str]
+    cgroups: set[str]
+    processes: set[str]
+    fds: set[str]
+    state: set[str]
+
+    @classmethod
+    def take(cls, root: Path) -> "Snapshot":
+        state = set(os.listdir(root)) if root.exists() else set()
+        return cls(_mounts(), _cgroup_dirs(), _our_processes(), _fds(), state)
+
+    def leaks_since(self, before: "Snapshot") -> dict[str, set[str]]:
+        leaks = {name: getattr(self, name) - getattr(before, name)
+                 for name in ("mounts", "cgroups", "processes", "fds", "state")}
+        return {k: v for k, v in leaks.items() if v}
+
+
+def wait_for_no_leaks(root: Path, before: Snapshot, timeout: float = 5.0) -> dict[str, set[str]]:
+    """Exiting processes take a moment to leave; anything still there after that leaked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leaks = Snapshot.take(root).leaks_since(before)
+        if not leaks or time.monotonic() > deadline:
+            return leaks
+        time.sleep(0.05)
+
+
+# --- running pyrun -----------------------------------------------------------
+
+class Pyrun:
+    """Runs the installed `pyrun` command against a private --root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.created: list[str] = []
+
+    def new_id(self) -> str:
+        cid = ID_PREFIX + uuid.uuid4().hex[:10]
+        self.created.append(cid)
+        return cid
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 30,
+                 global_args: tuple[str, ...] = (), **kw: Any) -> subprocess.CompletedProcess:
+        cmd = [str(PYRUN), "--root", str(self.root), *global_args, *args]
+        # Files, not pipes: a created container keeps its stdio open, as under a shim.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            kw.setdefault("text", True)
+            kw.setdefault("stdout", out)
+            kw.setdefault("stderr", err)
+            proc = subprocess.run(cmd, timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            proc.stdout = out.read() if kw["stdout"] is out else proc.stdout
+            proc.stderr = err.read() if kw["stderr"] is err else proc.stderr
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def state(self, cid: str) -> dict[str, Any]:
+        return json.loads(self("state", cid).stdout)
+
+    def wait_status(self, cid: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state(cid)
+            if st["status"] == status or time.monotonic() > deadline:
+                return st
+            time.sleep(0.02)
+
+    def cleanup(self) -> None:
+        for cid in self.created:
+            self("delete", "--force", cid, check=False)
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "rootfs"
+    make_rootfs(str(path))
+    return path
+
+
+@dataclass
+class Bundle:
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def write(self) -> "Bundle":
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        return self
+
+    def set_args(self, *args: str) -> "Bundle":
+        self.config["process"]["args"] = list(args)
+        return self.write()
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, rootfs_template: Path) -> Bundle:
+    """A fresh busybox bundle; tests change `config` and call write()."""
+    shutil.copytree(rootfs_template, tmp_path / "bundle" / "rootfs", symlinks=True)
+    return Bundle(tmp_path / "bundle", make_config(["true"])).write()
+
+
+@pytest.fixture(scope="session")
+def state_root() -> Iterator[Path]:
+    root = Path(f"/run/pyrun-tests-{os.getpid()}")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pyrun(state_root: Path) -> Iterator[Pyrun]:
+    """The pyrun command, with a leak check around the test."""
+    runner = Pyrun(state_root)
+    before = Snapshot.take(state_root)
+    yield runner
+    leaks = wait_for_no_leaks(state_root, before)
+    runner.cleanup()       # a safety net for the next test; the leak still fails this one
+    assert not leaks, f"left behind: {leaks}"
