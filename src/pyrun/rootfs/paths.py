@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from pyrun.linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
@@ -31,32 +32,44 @@ def open_in_root(root_fd: int, path: str, directory: bool = False) -> int:
 def ensure_path(root_fd: int, path: str, directory: bool, mode: int = 0o755) -> int:
     """Create `path` (a directory, or an empty file) if missing; return its O_PATH fd.
 
-    Each prefix is resolved afresh from the root, so an absolute symlink in
-    the image (`/var/run -> /run`) means the image's `/run`, never the host's.
+    The walk follows symlinks itself, as if the rootfs were `/`: an absolute
+    link in the image (`/var/run -> /run`) means the image's `/run`, and a
+    dangling one gets its target created inside the rootfs, never outside.
     """
-    parts = parts_of(path)
-    parent = os.dup(root_fd)
-    try:
-        for i, name in enumerate(parts):
-            prefix = "/".join(parts[: i + 1])
+    todo = parts_of(path)
+    done: list[str] = []
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        parent = open_in_root(root_fd, "/".join(done), directory=True)
+        try:
             try:
-                child = openat2(root_fd, prefix, os.O_PATH, _RESOLVE)
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
-                if i == len(parts) - 1 and not directory:
-                    os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     mode, dir_fd=parent))
+                if not todo and not directory:
+                    flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                    os.close(os.open(name, flags, mode, dir_fd=parent))
                 else:
-                    try:
-                        os.mkdir(name, mode, dir_fd=parent)
-                    except FileExistsError:
-                        pass
-                child = openat2(root_fd, prefix, os.O_PATH, _RESOLVE)
+                    os.mkdir(name, mode, dir_fd=parent)
+                done.append(name)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                target = os.readlink(name, dir_fd=parent)
+                if target.startswith("/"):
+                    done = []
+                todo = parts_of(target) + todo
+            else:
+                done.append(name)
+        finally:
             os.close(parent)
-            parent = child
-        return parent
-    except BaseException:
-        os.close(parent)
-        raise
+    return open_in_root(root_fd, "/".join(done), directory=directory)
 
 
 def fd_path(fd: int) -> str:
@@ -65,7 +78,6 @@ def fd_path(fd: int) -> str:
 
 
 def is_dir_fd(fd: int) -> bool:
-    import stat
     return stat.S_ISDIR(os.fstat(fd).st_mode)
 
 

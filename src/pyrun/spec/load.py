@@ -117,6 +117,23 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         needed = next((ns for prefix, ns in _NS_SYSCTLS if key.startswith(prefix)), None)
         if needed is None or needed not in namespaces:
             raise ConfigError(f"linux.sysctl: sysctl {key!r} is not in a separate kernel namespace")
+    _check_process_names(process)
     if process.get("terminal") is not None and not isinstance(process.get("terminal"), bool):
         raise ConfigError("process.terminal: must be a boolean")
     return rootfs
+
+
+def _check_process_names(process: dict[str, Any]) -> None:
+    """Names that must map onto a kernel interface (config.md: rlimits, capabilities)."""
+    import resource
+
+    from pyrun.linux.capabilities import CAPABILITIES
+    for i, rl in enumerate(process.get("rlimits") or []):
+        if not hasattr(resource, str(rl.get("type"))) or not str(rl.get("type")).startswith("RLIMIT_"):
+            raise ConfigError(f"process.rlimits[{i}].type: unknown rlimit type {rl.get('type')!r}")
+        if rl.get("soft", 0) > rl.get("hard", 0):
+            raise ConfigError(f"process.rlimits[{i}]: soft limit {rl.get('soft')} exceeds hard limit {rl.get('hard')}")
+    for kind, names in (process.get("capabilities") or {}).items():
+        for i, name in enumerate(names or []):
+            if name not in CAPABILITIES:
+                raise ConfigError(f"process.capabilities.{kind}[{i}]: unknown capability {name!r}")

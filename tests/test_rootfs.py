@@ -1,0 +1,145 @@
+"""The container's filesystem: mounts, devices, pivot, read-only and masked paths,
+and mount targets that try to escape the rootfs."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def _run(pyrun, bundle, script: str, check: bool = True):
+    bundle.set_args("sh", "-c", script)
+    return pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=check)
+
+
+def _mountinfo(out: str) -> dict[str, list[str]]:
+    """destination -> [mount options, fstype, super options]"""
+    table = {}
+    for line in out.splitlines():
+        if " - " not in line:
+            continue
+        left, right = line.split(" - ", 1)
+        f = left.split()
+        table[f[4]] = [f[5], *right.split()[:1], right.split()[2] if len(right.split()) > 2 else ""]
+    return table
+
+
+def test_bind_mounts_with_options(pyrun, bundle, tmp_path):
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "from-host").write_text("hello")
+    single = tmp_path / "file.txt"
+    single.write_text("one file")
+    bundle.config["mounts"] += [
+        {"destination": "/rw", "type": "bind", "source": str(host), "options": ["rbind", "rw"]},
+        {"destination": "/ro", "type": "bind", "source": str(host), "options": ["bind", "ro", "nosuid", "nodev"]},
+        {"destination": "/etc/one.txt", "type": "none", "source": str(single), "options": ["bind", "ro"]},
+    ]
+    out = _run(pyrun, bundle, "cat /rw/from-host; echo; echo written > /rw/from-container; "
+               "echo x > /ro/nope 2>/dev/null || echo ro-refused; cat /etc/one.txt; echo; "
+               "cat /proc/self/mountinfo").stdout
+    assert out.splitlines()[:4] == ["hello", "ro-refused", "one file", ""] or \
+        out.splitlines()[:3] == ["hello", "ro-refused", "one file"]
+    assert (host / "from-container").read_text() == "written\n"
+    assert not (host / "nope").exists()
+    mounts = _mountinfo(out)
+    assert mounts["/ro"][0].split(",")[:1] == ["ro"] and "nosuid" in mounts["/ro"][0] and "nodev" in mounts["/ro"][0]
+    assert mounts["/rw"][0].startswith("rw")
+    assert mounts["/etc/one.txt"][0].startswith("ro")
+
+
+def test_tmpfs_data_options_and_relative_destination(pyrun, bundle):
+    bundle.config["mounts"] += [
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "noexec", "mode=1770", "size=1m"]},
+        {"destination": "data", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    out = _run(pyrun, bundle, "stat -c %a /scratch; cat /proc/self/mountinfo").stdout
+    assert out.splitlines()[0] == "1770"
+    mounts = _mountinfo(out)
+    assert mounts["/scratch"][1] == "tmpfs" and "noexec" in mounts["/scratch"][0]
+    assert "size=1024k" in mounts["/scratch"][2]
+    assert mounts["/data"][1] == "tmpfs"      # relative destinations are relative to /
+
+
+def test_mount_targets_cannot_escape_the_rootfs(pyrun, bundle, tmp_path):
+    victim = tmp_path / "host-victim"
+    victim.mkdir()
+    # Absolute and relative symlinks in the image, and a `..` destination.
+    os.symlink(str(victim), bundle.rootfs / "abs-link")
+    os.symlink("../../../../../../../../" + str(victim), bundle.rootfs / "rel-link")
+    bundle.config["mounts"] += [
+        {"destination": "/abs-link/a", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/rel-link/b", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/../../../../" + str(victim) + "/c", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
+    assert list(victim.iterdir()) == []           # nothing was created or mounted on the host
+    inside = bundle.rootfs / str(victim).lstrip("/")
+    assert {p.name for p in inside.iterdir()} == {"a", "b", "c"}
+    mounts = _mountinfo(out)
+    for name in "abc":
+        assert mounts[f"{victim}/{name}"][1] == "tmpfs"
+
+
+def test_readonly_root_masked_and_readonly_paths(pyrun, bundle):
+    bundle.config["root"]["readonly"] = True
+    out = _run(pyrun, bundle,
+               "touch /x 2>/dev/null && echo root-writable || echo root-ro; "
+               "wc -c < /proc/keys; ls -A /sys/firmware | wc -l; "
+               "echo 1 > /proc/sys/vm/overcommit_memory 2>/dev/null && echo sys-writable || echo sys-ro; "
+               "cat /proc/self/mountinfo").stdout
+    lines = out.splitlines()
+    assert lines[:4] == ["root-ro", "0", "0", "sys-ro"]
+    mounts = _mountinfo(out)
+    assert mounts["/"][0].startswith("ro")
+    assert mounts["/proc/sys"][0].startswith("ro")
+    assert mounts["/sys/firmware"][1] == "tmpfs"
+
+
+def test_no_pivot(pyrun, bundle):
+    bundle.set_args("sh", "-c", "cat /proc/self/mountinfo; ls /")
+    out = pyrun("run", "--no-pivot", "-b", str(bundle.path), pyrun.new_id()).stdout
+    assert _mountinfo(out)["/"][0].startswith("rw")
+    assert "bin" in out.split()
+
+
+def test_default_and_configured_devices(pyrun, bundle):
+    before = os.stat("/dev/null")
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 1000, "gid": 1000},
+        {"path": "/dev/sub/fifo", "type": "p", "fileMode": 0o640},
+    ]
+    out = _run(pyrun, bundle, "for d in null zero full random urandom tty mynull; do "
+               "stat -c '%n %t %T %a %u' /dev/$d; done; readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; "
+               "stat -c '%F %a' /dev/sub/fifo; echo ok > /dev/null && echo null-ok").stdout.splitlines()
+    assert out[:7] == ["/dev/null 1 3 666 0", "/dev/zero 1 5 666 0", "/dev/full 1 7 666 0",
+                       "/dev/random 1 8 666 0", "/dev/urandom 1 9 666 0", "/dev/tty 5 0 666 0",
+                       "/dev/mynull 1 3 600 1000"]
+    assert out[7:10] == ["pts/ptmx", "/proc/self/fd", "/proc/self/fd/0"]
+    assert out[10] == "fifo 640"
+    assert out[11] == "null-ok"
+    after = os.stat("/dev/null")     # the host's node is never touched
+    assert (before.st_uid, before.st_gid, stat.S_IMODE(before.st_mode)) == \
+        (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode))
+
+
+def test_cgroup_mount_shows_the_containers_own_cgroups(pyrun, bundle):
+    out = _run(pyrun, bundle, "cat /proc/self/cgroup; ls /sys/fs/cgroup; "
+               "cat /sys/fs/cgroup/pids/cgroup.procs").stdout.splitlines()
+    cgroup_lines = [line for line in out if line.count(":") >= 2]
+    assert cgroup_lines and all(line.endswith(":/") for line in cgroup_lines)   # cgroup namespace
+    assert "memory" in out and "pids" in out
+    assert "1" in out     # the container's pid 1 is in its own pids cgroup
+
+
+def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
+    host = tmp_path / "prop"
+    host.mkdir()
+    bundle.config["linux"]["rootfsPropagation"] = "private"
+    bundle.config["mounts"].append({"destination": "/prop", "type": "bind", "source": str(host),
+                                    "options": ["rbind", "rprivate"]})
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
+    line = next(line for line in out.splitlines() if line.split()[4] == "/prop")
+    assert "shared:" not in line and "master:" not in line
+    assert Path(host).is_dir()
