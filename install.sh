@@ -3,7 +3,7 @@
 # python3 (its start-up is ~20 ms; pyrun is started 3-5 times per container),
 # pyrun itself, then run a busybox container that prints what it sees.
 #   PYRUN_VENV   where the virtualenv goes (default: .venv beside this file)
-#   PYRUN_NO_DEMO=1   skip the demo container
+#   PYRUN_NO_DEMO=1   only install into the virtualenv: no /usr/local/bin link, no demo
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${PYRUN_VENV:-$here/.venv}
@@ -23,9 +23,8 @@ if [ ! -x "$venv/bin/python" ]; then
     /usr/bin/python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
+[ "${PYRUN_NO_DEMO:-}" = 1 ] && exit 0     # test.sh: leave the host's PATH alone
 ln -sf "$venv/bin/pyrun" /usr/local/bin/pyrun
-
-[ "${PYRUN_NO_DEMO:-}" = 1 ] && exit 0
 
 # The demo: a busybox bundle, run by pyrun, printing its own hostname, pid and uid.
 demo=$(mktemp -d /tmp/pyrun-demo.XXXXXX)

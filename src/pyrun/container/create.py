@@ -121,7 +121,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
     if listen.isdigit() and int(listen) > 0 and os.environ.get("LISTEN_PID") == str(os.getpid()):
         preserve += int(listen)
         extra_env = [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
-    return LaunchContext(spec=spec, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
+    return LaunchContext(container_id=req.id, spec=spec, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
                          cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,

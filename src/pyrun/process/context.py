@@ -13,6 +13,7 @@ from pyrun.cgroups.manager import CgroupManager
 
 @dataclass
 class LaunchContext:
+    container_id: str
     spec: dict[str, Any]
     bundle: str
     rootfs: str

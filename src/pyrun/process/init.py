@@ -48,6 +48,12 @@ def start_session(it: Init) -> None:
     os.umask(0)
 
 
+def join_session_keyring(it: Init) -> None:
+    """runc's `_ses.<id>` keyring; --no-new-keyring keeps the caller's."""
+    if not it.ctx.no_new_keyring:
+        s.join_session_keyring("_ses." + it.ctx.container_id)
+
+
 def set_up_network(it: Init) -> None:
     if "network" in it.ctx.new_namespaces:
         from pyrun.linux.loopback import loopback_up
@@ -270,6 +276,7 @@ def exec_process(it: Init) -> None:
 
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("start session", start_session),
+    ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
     ("switch root", switch_root),

@@ -87,10 +87,15 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
     for rl in ctx.process.get("rlimits") or []:
         kind = rl["type"]
         try:
-            resource.prlimit(pid, RLIMITS[kind], (rl["soft"], rl["hard"]))
+            resource.prlimit(pid, RLIMITS[kind], (_rlim(rl["soft"]), _rlim(rl["hard"])))
         except (OSError, ValueError, KeyError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
             raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
+
+
+def _rlim(value: int) -> int:
+    """uint64 from the config as the C long Python passes on (2**64-1 is RLIM_INFINITY)."""
+    return value - 2**64 if value >= 2**63 else value
 
 
 def _reap(pid: int) -> None:
