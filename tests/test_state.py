@@ -86,3 +86,12 @@ def test_unlimited_rlimit(pyrun, bundle):
     bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1}]
     bundle.set_args("sh", "-c", "ulimit -c")
     assert pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout == "unlimited\n"
+
+
+def test_sigterm_ends_a_created_container(pyrun, bundle):
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), cid)
+    pyrun("kill", cid, "TERM")
+    assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
+    pyrun("delete", cid)

@@ -239,8 +239,18 @@ def report_ready(it: Init) -> None:
     it.ch.close()
 
 
+def _die_on_signal(sig: int, _frame: object) -> None:
+    os._exit(128 + sig)
+
+
 def wait_for_start(it: Init) -> None:
-    """Block until `pyrun start` opens exec.fifo for reading."""
+    """Block until `pyrun start` opens exec.fifo for reading.
+
+    As pid 1 we would ignore signals we have no handler for; `kill` of a
+    created container must end it, as it ends runc's init."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, _die_on_signal)
     fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=it.ctx.state_dir_fd)
     try:
         os.write(fd, b"0")
