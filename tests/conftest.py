@@ -88,7 +88,8 @@ class Snapshot:
 
     @classmethod
     def take(cls, root: Path) -> "Snapshot":
-        state = set(os.listdir(root)) if root.exists() else set()
+        # "@..." files are runtime caches, not containers
+        state = {n for n in os.listdir(root) if not n.startswith("@")} if root.exists() else set()
         return cls(_mounts(), _cgroup_dirs(), _our_processes(), _fds(), state)
 
     def leaks_since(self, before: "Snapshot") -> dict[str, set[str]]:

@@ -145,3 +145,14 @@ def test_spec_writes_a_valid_config_and_refuses_to_overwrite(pyrun, tmp_path):
     kinds = {n["type"] for n in config["linux"]["namespaces"]}
     assert "user" in kinds and "network" not in kinds and "cgroup" not in kinds
     assert config["linux"]["uidMappings"][0]["size"] == 1
+
+
+def test_schema_cache_never_lets_a_changed_config_through(pyrun, bundle, tmp_path):
+    bundle.set_args("true")
+    pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    pyrun("run", "-b", str(bundle.path), pyrun.new_id())          # served from the cache
+    assert (pyrun.root / "@validated-configs").exists()
+    bundle.config["process"]["user"]["uid"] = "zero"
+    bundle.write()
+    line, _ = _fail(pyrun, tmp_path, "run", "-b", str(bundle.path), pyrun.new_id())
+    assert "process.user.uid" in line

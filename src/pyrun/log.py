@@ -38,7 +38,10 @@ def _format(level: str, msg: str) -> str:
 def _write(level: str, msg: str) -> None:
     line = _format(level, msg).encode()
     if _path is None or _path == "/dev/stderr":
-        os.write(2, line)
+        try:
+            os.write(2, line)
+        except OSError:
+            pass
         return
     fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_SYNC | os.O_CLOEXEC, 0o644)
     try:

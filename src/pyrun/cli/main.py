@@ -45,8 +45,22 @@ class GlobalOptions:
     rootless: str
 
 
+def _ensure_stdio() -> None:
+    """A closed fd 0-2 would be filled by the next open() and handed to the
+    container as its stdio: park /dev/null there instead."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _ensure_stdio()
     action = argv[0] if argv and not argv[0].startswith("-") else ""
     try:
         opts, rest = parse(GLOBAL_FLAGS, argv)

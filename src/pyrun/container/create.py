@@ -14,7 +14,7 @@ from typing import Any
 from pyrun import SPEC_VERSION
 from pyrun.errors import PyrunError
 from pyrun.spec.load import load_bundle
-from pyrun.state.store import ContainerDir, validate_id, write_pid_file
+from pyrun.state.store import ContainerDir, validated_cache, validate_id, write_pid_file
 
 
 @dataclass
@@ -41,7 +41,7 @@ def create(req: CreateRequest) -> Created:
     validate_id(req.id)
     if req.pid_file:
         req.pid_file = os.path.abspath(req.pid_file)   # before load_bundle changes directory
-    bundle = load_bundle(req.bundle)
+    bundle = load_bundle(req.bundle, validated_cache(req.root))
     spec = bundle.config
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)

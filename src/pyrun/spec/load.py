@@ -23,7 +23,7 @@ class Bundle:
     rootfs: str
 
 
-def load_bundle(bundle: str | None) -> Bundle:
+def load_bundle(bundle: str | None, cache: str | None = None) -> Bundle:
     path = os.path.abspath(bundle or ".")
     try:
         os.chdir(path)     # like runc: relative paths in the config are bundle-relative
@@ -42,7 +42,9 @@ def load_bundle(bundle: str | None) -> Bundle:
         raise ConfigError(f"{CONFIG}: invalid JSON: {e}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{CONFIG}: the configuration must be a JSON object")
-    validate_schema(config)
+    if not _known_valid(raw, cache):
+        validate_schema(config)
+        _remember_valid(raw, cache)
     rootfs = check_semantics(config, path)
     return Bundle(path, config, rootfs)
 
@@ -64,6 +66,63 @@ def validate_schema(config: dict[str, Any]) -> None:
         if len(message) > 200:
             message = message[:200] + "..."
         raise ConfigError(f"{CONFIG}: {field_path(error.absolute_path)}: {message}")
+
+
+# --- a cache of configs that passed the schema ------------------------------
+# Importing jsonschema and validating costs more than everything else `create`
+# does; a config byte-identical to one already validated (by the same schema)
+# skips it.  Only the schema check is cached: the semantic checks always run.
+_CACHE_LIMIT = 256
+
+
+def _cache_key(raw: bytes) -> str:
+    import hashlib
+
+    from pyrun import __version__
+    from pyrun.spec.schema_loader import SCHEMA_DIR
+    h = hashlib.sha256(raw)
+    h.update(__version__.encode())
+    for entry in sorted(os.scandir(SCHEMA_DIR), key=lambda e: e.name):
+        st = entry.stat()
+        h.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _known_valid(raw: bytes, cache: str | None) -> bool:
+    if not cache:
+        return False
+    try:
+        with open(cache) as f:
+            return _cache_key(raw) in f.read().split()
+    except OSError:
+        return False
+
+
+def _remember_valid(raw: bytes, cache: str | None) -> None:
+    """One line per config; appends are atomic, pruning rewrites and renames."""
+    if not cache:
+        return
+    line = _cache_key(raw) + "\n"
+    try:
+        os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+        try:
+            with open(cache) as f:
+                keys = f.read().split()
+        except FileNotFoundError:
+            keys = []
+        if len(keys) >= _CACHE_LIMIT:
+            tmp = f"{cache}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.write("".join(k + "\n" for k in keys[_CACHE_LIMIT // 4:]) + line)
+            os.rename(tmp, cache)
+            return
+        fd = os.open(cache, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass      # a cache that cannot be written only costs time
 
 
 _NS_SYSCTLS = (("net.", "network"), ("kernel.msg", "ipc"), ("kernel.sem", "ipc"),

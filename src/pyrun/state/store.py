@@ -128,9 +128,15 @@ class ContainerDir:
         self.close()
 
 
+def validated_cache(root: str) -> str:
+    """A file beside the containers, under a name no ID can take."""
+    return os.path.join(root, "@validated-configs")
+
+
 def list_ids(root: str) -> list[str]:
     try:
-        return sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+        return sorted(e.name for e in os.scandir(root)
+                      if e.is_dir(follow_symlinks=False) and _ID_RE.match(e.name))
     except FileNotFoundError:
         return []
 
