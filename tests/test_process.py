@@ -53,11 +53,9 @@ def failed_run(pyrun, bundle, *args: str) -> str:
 
 
 def set_user(bundle, **user) -> None:
-    """Run as `user`.  The default config's RLIMIT_NOFILE is dropped here: pyrun
-    sets rlimits from the host after the switch to a non-root user, which needs
-    CAP_SYS_RESOURCE (see test_rlimits_apply_to_a_non_root_user)."""
+    """Run as `user`, keeping the default config's RLIMIT_NOFILE (rlimits must
+    be applied before the switch away from root)."""
     bundle.config["process"]["user"] = user
-    bundle.config["process"].pop("rlimits", None)
 
 
 def one_line(text: str) -> str:

@@ -11,6 +11,24 @@ NOT_RUNNING = "container not running"
 NOT_PAUSED = "container not paused"
 
 
+def strerror(errno: int | None) -> str:
+    """errno text as Go (and so runc) words it: "no such file or directory"."""
+    import os
+    text = os.strerror(errno) if errno else "unknown error"
+    return text[:1].lower() + text[1:]
+
+
+def oserror_text(e: OSError) -> str:
+    """An OSError as one Go-style line, with the path when it is not already there."""
+    import os
+    text = e.strerror or str(e)
+    if e.errno and text == os.strerror(e.errno):
+        text = strerror(e.errno)
+    if e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    return text
+
+
 class PyrunError(Exception):
     """An error reported to the caller as one line and a non-zero exit."""
 

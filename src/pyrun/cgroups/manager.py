@@ -96,7 +96,7 @@ class CgroupManager:
                     break
                 except OSError as e:
                     if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
-                        raise OSError(e.errno, f"unable to remove cgroup {path}: {e.strerror}") from None
+                        raise OSError(e.errno, f"unable to remove cgroup {path}: {e.strerror[:1].lower()}{e.strerror[1:]}") from None
                     self.signal_all(signal.SIGKILL)
                     time.sleep(0.01)
 

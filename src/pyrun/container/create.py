@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyrun import SPEC_VERSION
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, strerror
 from pyrun.spec.load import load_bundle
 from pyrun.state.store import ContainerDir, validated_cache, validate_id, write_pid_file
 
@@ -114,7 +114,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
             console.connect(req.console_socket)
         except OSError as e:
             console.close()
-            raise PyrunError(f"failed to connect to console socket {req.console_socket}: {e.strerror}") from None
+            raise PyrunError(f"failed to connect to console socket {req.console_socket}: {strerror(e.errno)}") from None
     extra_env: list[str] = []
     preserve = req.preserve_fds
     listen = os.environ.get("LISTEN_FDS", "")

@@ -86,7 +86,8 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 def _check(ret: int, what: str, path: str | None = None) -> int:
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+        text = os.strerror(err)
+        raise OSError(err, f"{what}: {text[:1].lower()}{text[1:]}", path)
     return ret
 
 

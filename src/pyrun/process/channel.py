@@ -16,6 +16,8 @@ class Msg(str, Enum):
     USERMAP_REQUEST = "usermap-request"   # stage-1 unshared a user namespace; parent writes maps
     USERMAP_DONE = "usermap-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
+    RLIMITS_REQUEST = "rlimits-request"   # init is about to drop root; parent applies prlimit
+    RLIMITS_DONE = "rlimits-done"
     READY = "ready"                       # init finished set-up and waits for `start`
     ACK = "ack"                           # parent recorded the state; init may block on exec.fifo
     ERROR = "error"                       # a named step failed

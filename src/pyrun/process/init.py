@@ -12,7 +12,7 @@ import signal
 import stat
 from typing import Callable
 
-from pyrun.errors import InitError
+from pyrun.errors import InitError, oserror_text, strerror
 from pyrun.linux import syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process import terminal
@@ -76,7 +76,7 @@ def prepare_rootfs(it: Init) -> None:
             mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds)
         except OSError as e:
             raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
-                          f"{entry.get('destination')!r}: {e.strerror}") from None
+                          f"{entry.get('destination')!r}: {oserror_text(e)}") from None
     if devices.needs_dev_setup(mounts):
         configured = ctx.linux.get("devices") or []
         devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured, ctx.in_userns)
@@ -140,7 +140,7 @@ def apply_sysctls(it: Init) -> None:
             with open(path, "w") as f:
                 f.write(str(value))
         except OSError as e:
-            raise OSError(e.errno, f"failed to set sysctl {key}={value}: {e.strerror}") from None
+            raise OSError(e.errno, f"failed to set sysctl {key}={value}: {oserror_text(e)}") from None
 
 
 def restrict_paths(it: Init) -> None:
@@ -160,6 +160,14 @@ def prepare_environment(it: Init) -> None:
     if not any(e.startswith("HOME=") for e in env):
         env.append("HOME=" + _home_of(int((it.ctx.process.get("user") or {}).get("uid", 0))))
     it.env = env
+
+
+def apply_rlimits(it: Init) -> None:
+    """The parent sets them with prlimit while we are still root: after the
+    user switch it could no longer (runc's procReady/procRun)."""
+    if it.ctx.process.get("rlimits"):
+        it.ch.send(Msg.RLIMITS_REQUEST)
+        it.ch.expect(Msg.RLIMITS_DONE)
 
 
 def switch_user(it: Init) -> None:
@@ -219,7 +227,7 @@ def look_up_executable(it: Init) -> None:
         except OSError as e:
             if "/" in name:
                 raise InitError("look up executable",
-                                f'exec: "{name}": stat {name}: {os.strerror(e.errno)}') from None
+                                f'exec: "{name}": stat {name}: {strerror(e.errno)}') from None
             continue
         if not stat.S_ISDIR(st.st_mode) and st.st_mode & 0o111:
             it.executable = candidate
@@ -280,7 +288,7 @@ def exec_process(it: Init) -> None:
     try:
         os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
     except OSError as e:
-        os.write(2, f"exec {it.executable}: {os.strerror(e.errno)}\n".encode())
+        os.write(2, f"exec {it.executable}: {strerror(e.errno)}\n".encode())
         os._exit(127 if e.errno == errno.ENOENT else 126)
 
 
@@ -298,6 +306,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("restrict paths", restrict_paths),
     ("set no_new_privs", set_no_new_privileges),
     ("prepare environment", prepare_environment),
+    ("apply rlimits", apply_rlimits),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
     ("report ready", report_ready),
@@ -314,10 +323,7 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
         except InitError:
             raise
         except OSError as e:
-            text = e.strerror or str(e)
-            if e.filename and str(e.filename) not in text:
-                text = f"{text}: {e.filename}"
-            raise InitError(name, text) from None
+            raise InitError(name, oserror_text(e)) from None
 
 
 def _home_of(uid: int) -> str:

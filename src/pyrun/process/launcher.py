@@ -6,7 +6,7 @@ import resource
 import signal
 from dataclasses import dataclass
 
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -44,6 +44,7 @@ def launch(ctx: LaunchContext) -> Launched:
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0
+    rlimits_pending = False     # the init may ask before stage 1's INIT_PID arrives
     try:
         while True:
             try:
@@ -56,8 +57,15 @@ def launch(ctx: LaunchContext) -> Launched:
             elif msg.type is Msg.INIT_PID:
                 init_pid = msg.data["pid"]
                 _reap(pid)
+                if rlimits_pending:
+                    _apply_rlimits(init_pid, ctx)
+                    parent.send(Msg.RLIMITS_DONE)
+            elif msg.type is Msg.RLIMITS_REQUEST:
+                rlimits_pending = not init_pid
+                if init_pid:
+                    _apply_rlimits(init_pid, ctx)
+                    parent.send(Msg.RLIMITS_DONE)
             elif msg.type is Msg.READY:
-                _apply_rlimits(init_pid, ctx)
                 return Launched(init_pid, parent)
             elif msg.type is Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
@@ -79,7 +87,7 @@ def _write_id_maps(pid: int, ctx: LaunchContext) -> None:
                 with open(f"/proc/{pid}/{kind}_map", "w") as f:
                     f.write(lines)
             except OSError as e:
-                raise PyrunError(f"failed to write {kind}_map: {e.strerror}") from None
+                raise PyrunError(f"failed to write {kind}_map: {strerror(e.errno)}") from None
 
 
 def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
@@ -89,7 +97,7 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
         try:
             resource.prlimit(pid, RLIMITS[kind], (_rlim(rl["soft"]), _rlim(rl["hard"])))
         except (OSError, ValueError, KeyError) as e:
-            reason = e.strerror if isinstance(e, OSError) else str(e)
+            reason = strerror(e.errno) if isinstance(e, OSError) else str(e)
             raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
 
 

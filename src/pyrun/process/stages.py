@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import traceback
 
-from pyrun.errors import InitError
+from pyrun.errors import InitError, oserror_text
 from pyrun.linux import syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
@@ -34,7 +34,7 @@ def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
     except InitError as e:
         _report(ch, e.step, str(e).split(": ", 1)[1])
     except OSError as e:
-        _report(ch, "", _oserror_text(e))
+        _report(ch, "", oserror_text(e))
     except BaseException as e:  # noqa: BLE001 - the parent must learn of every failure
         _report(ch, "", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     finally:
@@ -48,11 +48,6 @@ def _report(ch: Channel, step: str, message: str) -> None:
         pass
 
 
-def _oserror_text(e: OSError) -> str:
-    text = e.strerror or str(e)
-    if e.filename and str(e.filename) not in text:
-        text = f"{text}: {e.filename}"
-    return text
 
 
 def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
@@ -91,7 +86,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         # From here on the stages hold the host's view; keep other processes out.
         s.prctl(s.PR_SET_DUMPABLE, 0)
     except OSError as e:
-        raise InitError(step, _oserror_text(e)) from None
+        raise InitError(step, oserror_text(e)) from None
 
     from pyrun.process import init
     pid = os.fork()
@@ -112,7 +107,7 @@ def _join_namespaces(ctx: LaunchContext) -> None:
             try:
                 s.setns(fd, NAMESPACES[ns][0])
             except OSError as e:
-                raise OSError(e.errno, f"failed to join {ns} namespace {path}: {e.strerror}") from None
+                raise OSError(e.errno, f"failed to join {ns} namespace {path}: {oserror_text(e)}") from None
     finally:
         for _ns, _path, fd in fds:
             os.close(fd)

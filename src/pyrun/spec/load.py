@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pyrun.errors import ConfigError
+from pyrun.errors import ConfigError, strerror
 
 CONFIG = "config.json"
 
@@ -28,14 +28,14 @@ def load_bundle(bundle: str | None, cache: str | None = None) -> Bundle:
     try:
         os.chdir(path)     # like runc: relative paths in the config are bundle-relative
     except OSError as e:
-        raise ConfigError(f"chdir {path}: {e.strerror.lower() if e.strerror else e}") from None
+        raise ConfigError(f"chdir {path}: {strerror(e.errno)}") from None
     try:
         with open(CONFIG, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise ConfigError(f"JSON specification file {CONFIG} not found") from None
     except OSError as e:
-        raise ConfigError(f"open {CONFIG}: {e.strerror}") from None
+        raise ConfigError(f"open {CONFIG}: {strerror(e.errno)}") from None
     try:
         config = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
