@@ -43,6 +43,7 @@ def create(req: CreateRequest) -> Created:
         req.pid_file = os.path.abspath(req.pid_file)   # before load_bundle changes directory
     bundle = load_bundle(req.bundle, validated_cache(req.root))
     spec = bundle.config
+    _check_host_support(spec)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
 
@@ -74,6 +75,17 @@ def create(req: CreateRequest) -> Created:
         if state_fd >= 0:
             os.close(state_fd)
         cdir.close()
+
+
+def _check_host_support(spec: dict[str, Any]) -> None:
+    """Features the config asks for that this host lacks: refuse before forking."""
+    process, linux = spec.get("process") or {}, spec.get("linux") or {}
+    if process.get("apparmorProfile") or process.get("selinuxLabel") or linux.get("mountLabel"):
+        from pyrun import lsm
+        lsm.check(spec)
+    if linux.get("intelRdt"):
+        from pyrun import intelrdt
+        intelrdt.check(linux["intelRdt"])
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
@@ -121,7 +133,11 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
     if listen.isdigit() and int(listen) > 0 and os.environ.get("LISTEN_PID") == str(os.getpid()):
         preserve += int(listen)
         extra_env = [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
-    return LaunchContext(container_id=req.id, spec=spec, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
+    seccomp = None
+    if (spec.get("linux") or {}).get("seccomp"):
+        from pyrun import seccomp as seccomp_mod      # compiled here, outside the container's cgroup
+        seccomp = seccomp_mod.compile_filter(spec["linux"]["seccomp"])
+    return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
                          cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,

@@ -18,6 +18,8 @@ class Msg(str, Enum):
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
     RLIMITS_REQUEST = "rlimits-request"   # init is about to drop root; parent applies prlimit
     RLIMITS_DONE = "rlimits-done"
+    SECCOMP_LISTENER = "seccomp-listener" # init loaded a NOTIFY filter; the fd goes to listenerPath
+    SECCOMP_DONE = "seccomp-done"
     READY = "ready"                       # init finished set-up and waits for `start`
     ACK = "ack"                           # parent recorded the state; init may block on exec.fifo
     ERROR = "error"                       # a named step failed

@@ -27,6 +27,7 @@ class LaunchContext:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     extra_env: list[str] = field(default_factory=list)
+    seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
 
     @property

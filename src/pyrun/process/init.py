@@ -150,9 +150,61 @@ def restrict_paths(it: Init) -> None:
         restrict.mask(path)
 
 
+def apply_lsm_labels(it: Init) -> None:
+    """AppArmor profile / SELinux exec label for the process (checked at create)."""
+    proc = it.ctx.process
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+        from pyrun import lsm
+        lsm.apply(proc)
+
+
 def set_no_new_privileges(it: Init) -> None:
     if it.ctx.process.get("noNewPrivileges"):
         s.prctl(s.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_scheduling(it: Init) -> None:
+    """process.scheduler (sched_setattr) and process.ioPriority (ioprio_set)."""
+    proc = it.ctx.process
+    if proc.get("scheduler") or proc.get("ioPriority"):
+        from pyrun.linux import sched
+        sched.apply(proc)
+
+
+def set_memory_policy(it: Init) -> None:
+    policy = it.ctx.linux.get("memoryPolicy")
+    if policy:
+        from pyrun.linux import mempolicy
+        mempolicy.apply(policy)
+
+
+def _load_seccomp(it: Init) -> None:
+    from pyrun import seccomp
+    listener = seccomp.load(it.ctx.seccomp)
+    if listener >= 0:           # the parent forwards it to linux.seccomp.listenerPath
+        it.ch.send(Msg.SECCOMP_LISTENER, fds=[listener])
+        os.close(listener)
+        it.ch.expect(Msg.SECCOMP_DONE)
+
+
+def load_seccomp_before_user_switch(it: Init) -> None:
+    """Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    while we still have it (runc does the same)."""
+    if it.ctx.seccomp is not None and not it.ctx.process.get("noNewPrivileges"):
+        _load_seccomp(it)
+
+
+def load_seccomp_late(it: Init) -> None:
+    """With no_new_privs, as late as possible: little Python runs under the filter."""
+    if it.ctx.seccomp is not None and it.ctx.process.get("noNewPrivileges"):
+        _load_seccomp(it)
+
+
+def set_personality(it: Init) -> None:
+    persona = it.ctx.linux.get("personality")
+    if persona:
+        from pyrun.linux import personality
+        personality.apply(persona)
 
 
 def prepare_environment(it: Init) -> None:
@@ -304,11 +356,17 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set hostname", set_hostname),
     ("apply sysctls", apply_sysctls),
     ("restrict paths", restrict_paths),
+    ("apply LSM labels", apply_lsm_labels),
     ("set no_new_privs", set_no_new_privileges),
+    ("set scheduling", set_scheduling),
+    ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
+    ("load seccomp (no_new_privs off)", load_seccomp_before_user_switch),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
+    ("load seccomp (no_new_privs on)", load_seccomp_late),
+    ("set personality", set_personality),
     ("report ready", report_ready),
     ("wait for start", wait_for_start),
     ("exec", exec_process),

@@ -57,6 +57,9 @@ def launch(ctx: LaunchContext) -> Launched:
             elif msg.type is Msg.INIT_PID:
                 init_pid = msg.data["pid"]
                 _reap(pid)
+                if ctx.linux.get("netDevices"):
+                    from pyrun import netdev
+                    netdev.move_devices(ctx.linux["netDevices"], init_pid)
                 if rlimits_pending:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
@@ -65,6 +68,14 @@ def launch(ctx: LaunchContext) -> Launched:
                 if init_pid:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
+            elif msg.type is Msg.SECCOMP_LISTENER:
+                from pyrun.seccomp import notify
+                try:
+                    notify.send_to_agent(ctx, init_pid, msg.fds[0])
+                finally:
+                    for fd in msg.fds:
+                        os.close(fd)
+                parent.send(Msg.SECCOMP_DONE)
             elif msg.type is Msg.READY:
                 return Launched(init_pid, parent)
             elif msg.type is Msg.ERROR:
