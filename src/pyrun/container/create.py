@@ -102,6 +102,14 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
     manager = CgroupManager(paths)
     manager.create()
+    devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
+    if devices_dir is not None:
+        from pyrun.cgroups.devices import apply_v1
+        try:
+            apply_v1(devices_dir, spec)
+        except OSError as e:
+            manager.destroy()
+            raise PyrunError(f"unable to apply device rules: {e.strerror}") from None
     if layout.mode == "v2":
         binds = [("", paths[""])]
     else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them

@@ -175,3 +175,32 @@ def last_cap() -> int:
     """Highest capability number the running kernel knows."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
+
+
+# seccomp(2): the container init loads a filter the parent compiled to BPF.
+_SECCOMP_NR = {"x86_64": 317, "aarch64": 277}[_MACHINE]
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1 << 0
+SECCOMP_FILTER_FLAG_LOG = 1 << 1
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(bpf: bytes | None, flags: int) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER): the listener fd with NEW_LISTENER, else 0.
+
+    `bpf` None passes a NULL program, which probes whether the kernel knows
+    `flags` (EFAULT: it does; EINVAL: it does not)."""
+    if bpf is None:
+        return _check(_libc.syscall(_SECCOMP_NR, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags),
+                                    None), "seccomp")
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    return _check(_libc.syscall(_SECCOMP_NR, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags),
+                                ctypes.byref(prog)), "seccomp")

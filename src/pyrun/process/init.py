@@ -256,8 +256,13 @@ def switch_user(it: Init) -> None:
     cwd = proc.get("cwd") or "/"
     os.chdir(cwd)
     # CVE-2024-21626: a leaked host directory as cwd shows up as unreachable.
-    if not os.getcwd().startswith("/"):
-        raise InitError("switch user", f"current working directory is outside of container mount namespace root -- possible container breakout detected")
+    try:
+        inside = os.getcwd().startswith("/")
+    except FileNotFoundError:
+        inside = False
+    if not inside:
+        raise InitError("switch user", "current working directory is outside of container mount "
+                        "namespace root -- possible container breakout detected")
 
 
 def look_up_executable(it: Init) -> None:
