@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "src"))
 from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
 
 PYRUN = Path(sys.executable).parent / "pyrun"
-ID_PREFIX = "pyrun-t-"
+ID_PREFIX = f"pyrun-t{os.getpid()}-"   # per run: parallel runs do not see each other as leaks
 
 
 def pytest_configure(config: pytest.Config) -> None:

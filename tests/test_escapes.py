@@ -114,7 +114,7 @@ def test_host_block_devices_stay_out_of_reach(pyrun, bundle, host_block_device):
     """Without CAP_MKNOD no device node can be made; with it, the device rules
     (deny all, then the defaults) still refuse opening a host block device,
     while an explicit allow rule for it is honoured.
-    Checked: without the "a" written to devices.deny the second run prints OPENED."""
+    Checked: with apply_v1 writing no rules, the second run prints OPENED."""
     major, minor = host_block_device
     script = (f"rm -f /tmp/disk; mknod /tmp/disk b {major} {minor} && echo MADE; "
               "head -c 1 /tmp/disk > /dev/null && echo OPENED; echo done")
