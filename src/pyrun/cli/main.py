@@ -28,12 +28,12 @@ GLOBAL_FLAGS = [
 
 COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
-    "delete": "delete", "list": "list_", "spec": "spec",
+    "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_",
 }
 
 USAGE = """usage: pyrun [global options] command [command options] [arguments...]
 
-commands: create, start, run, state, kill, delete, list, spec
+commands: create, start, run, exec, state, kill, delete, list, spec
 global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
 """
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"pyrun.cli.{module_name}")
         return module.main(glob, rest[1:])
     except PyrunError as e:
-        prefix = f"pyrun {action} failed: " if action in ("create", "run") else ""
+        prefix = f"pyrun {action} failed: " if action in ("create", "run", "exec") else ""
         log.error(prefix + str(e))
         return e.exit_code
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ from pyrun.cgroups.manager import CgroupManager
 
 @dataclass
 class LaunchContext:
+    """What a stage needs; `mode` is "init" for create, "exec" for a process
+    joining a running container."""
     container_id: str
     spec: dict[str, Any]
     bundle: str
@@ -27,6 +29,7 @@ class LaunchContext:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     extra_env: list[str] = field(default_factory=list)
+    mode: str = "init"
     seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
 

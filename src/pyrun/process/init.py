@@ -41,10 +41,12 @@ class Init:
 
 def start_session(it: Init) -> None:
     """Own session (for a controlling tty), default signal handling, umask 0
-    so that device and directory modes are exactly what the config says."""
+    so that device and directory modes are exactly what the config says.
+    An exec'd process stays in the caller's session unless it gets a tty."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    os.setsid()
+    if it.ctx.mode == "init" or it.ctx.process.get("terminal"):
+        os.setsid()
     os.umask(0)
 
 
@@ -378,9 +380,36 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 ]
 
 
+# `exec`: the process joins the container's namespaces (stage 1 did that) and
+# gets the same confinement as the init, in the same order, minus the rootfs.
+EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
+    (name, step) for name, step in STEPS
+    if step not in (set_up_network, prepare_rootfs, switch_root, create_cwd, finalize_rootfs,
+                    set_hostname, apply_sysctls, restrict_paths, wait_for_start)
+]
+
+
+def preload(ctx: LaunchContext) -> None:
+    """Import now what the steps import lazily: once a stage has joined the
+    container's mount namespace (or pivoted), the host's files are gone."""
+    import importlib
+    proc, linux = ctx.process, ctx.linux
+    wanted = {
+        "pyrun.linux.loopback": "network" in ctx.new_namespaces,
+        "pyrun.lsm": bool(proc.get("apparmorProfile") or proc.get("selinuxLabel")),
+        "pyrun.linux.sched": bool(proc.get("scheduler") or proc.get("ioPriority")),
+        "pyrun.linux.mempolicy": bool(linux.get("memoryPolicy")),
+        "pyrun.seccomp": ctx.seccomp is not None,
+        "pyrun.linux.personality": bool(linux.get("personality")),
+    }
+    for name, needed in wanted.items():
+        if needed:
+            importlib.import_module(name)
+
+
 def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
-    for name, step in STEPS:
+    for name, step in (EXEC_STEPS if ctx.mode == "exec" else STEPS):
         try:
             step(it)
         except InitError:

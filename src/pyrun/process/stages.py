@@ -16,12 +16,13 @@ parent cleanup or buffered output runs twice.
 from __future__ import annotations
 
 import os
-import traceback
+import traceback   # used on the error path, after the host's files may be out of reach
 
 from pyrun.errors import InitError, oserror_text
 from pyrun.linux import syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
+from pyrun.process import init
 from pyrun.process.context import LaunchContext
 
 
@@ -55,6 +56,10 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     for fd in ctx.parent_fds:
         os.close(fd)   # an inherited flock would keep `start` waiting forever
     ctx.parent_fds = []
+    init.preload(ctx)
+    # Before any namespace is joined, keep container processes away from this
+    # host interpreter's /proc/<pid>/exe and memory (CVE-2019-5736 class).
+    s.prctl(s.PR_SET_DUMPABLE, 0)
     step = "join cgroup"
     try:
         if ctx.cgroup is not None:
@@ -83,12 +88,9 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         step = "set time offsets"
         if "time" in ctx.new_namespaces:
             _write_time_offsets(ctx.linux.get("timeOffsets") or {})
-        # From here on the stages hold the host's view; keep other processes out.
-        s.prctl(s.PR_SET_DUMPABLE, 0)
     except OSError as e:
         raise InitError(step, oserror_text(e)) from None
 
-    from pyrun.process import init
     pid = os.fork()
     if pid == 0:
         child_main(ctx, ch, init.run)

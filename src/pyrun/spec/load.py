@@ -176,13 +176,13 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         needed = next((ns for prefix, ns in _NS_SYSCTLS if key.startswith(prefix)), None)
         if needed is None or needed not in namespaces:
             raise ConfigError(f"linux.sysctl: sysctl {key!r} is not in a separate kernel namespace")
-    _check_process_names(process)
+    check_process_names(process)
     if process.get("terminal") is not None and not isinstance(process.get("terminal"), bool):
         raise ConfigError("process.terminal: must be a boolean")
     return rootfs
 
 
-def _check_process_names(process: dict[str, Any]) -> None:
+def check_process_names(process: dict[str, Any]) -> None:
     """Names that must map onto a kernel interface (config.md: rlimits, capabilities)."""
     import resource
 

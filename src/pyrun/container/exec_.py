@@ -1,0 +1,168 @@
+"""`exec`: start another process inside a running container.
+
+The process joins every namespace of the container's init (user first) and
+its cgroup, then gets the same confinement as the init: rlimits, no_new_privs,
+seccomp, capabilities, user and cwd (process/init.py EXEC_STEPS).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrun.errors import ConfigError, PyrunError
+from pyrun.state.status import PAUSED, STOPPED, status_of
+from pyrun.state.store import ContainerDir, write_pid_file
+
+
+@dataclass
+class ExecRequest:
+    root: str
+    id: str
+    args: list[str] = field(default_factory=list)
+    process_file: str | None = None
+    detach: bool = False
+    pid_file: str | None = None
+    console_socket: str | None = None
+    tty: bool = False
+    cwd: str | None = None
+    env: list[str] = field(default_factory=list)
+    user: str | None = None
+    additional_gids: list[str] = field(default_factory=list)
+    caps: list[str] = field(default_factory=list)
+    no_new_privs: bool = False
+    apparmor: str | None = None
+    process_label: str | None = None
+    preserve_fds: int = 0
+    cgroup: list[str] = field(default_factory=list)
+    ignore_paused: bool = False
+
+
+def exec_process(req: ExecRequest) -> int:
+    with ContainerDir.open(req.root, req.id, lock=False) as cdir:
+        state = cdir.load()
+        status = status_of(cdir, state)
+    if status == STOPPED:
+        raise PyrunError("cannot exec in a stopped container")
+    if status == PAUSED and not req.ignore_paused:
+        raise PyrunError("cannot exec in a paused container (use --ignore-paused to override)")
+    config = state["config"]
+    process = _process(req, config)
+    terminal = bool(process.get("terminal"))
+    if terminal and req.detach and not req.console_socket:
+        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+    if not terminal and req.console_socket:
+        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+    if req.pid_file:
+        req.pid_file = os.path.abspath(req.pid_file)
+
+    spec = dict(config, process=process)
+    sink_parent, console = None, None
+    if terminal:
+        if req.console_socket:
+            console = _connect(req.console_socket)
+        else:
+            sink_parent, console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ctx = _context(req, state, spec, console)
+    from pyrun.process.launcher import launch
+    launched = launch(ctx)
+    if req.pid_file:
+        write_pid_file(req.pid_file, launched.pid)
+    launched.release()
+    if req.detach:
+        return 0
+    from pyrun.container.foreground import forward_signals, proxy_terminal, wait
+    forward_signals(launched.pid)
+    if sink_parent is not None:
+        from pyrun.process.terminal import receive_master
+        master = receive_master(sink_parent)
+        sink_parent.close()
+        return proxy_terminal(master, launched.pid)
+    return wait(launched.pid)
+
+
+def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
+    """runc's getProcess: a --process file, or the container's process with
+    the command line's arguments and flags on top."""
+    if req.process_file:
+        try:
+            with open(req.process_file) as f:
+                process = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"process file {req.process_file}: {e}") from None
+        if not isinstance(process, dict) or not process.get("args"):
+            raise ConfigError(f"process file {req.process_file}: args must not be empty")
+        process.setdefault("cwd", "/")
+        if not str(process["cwd"]).startswith("/"):
+            raise ConfigError(f"process file {req.process_file}: cwd must be an absolute path")
+        return process
+    if not req.args:
+        raise PyrunError("exec: no command given: pass arguments or --process")
+    process = copy.deepcopy(config.get("process") or {})
+    process["args"] = list(req.args)
+    process["terminal"] = req.tty
+    if req.cwd:
+        process["cwd"] = req.cwd
+    process["env"] = list(process.get("env") or []) + list(req.env)
+    if req.user:
+        uid, _, gid = req.user.partition(":")
+        try:
+            user = process.setdefault("user", {})
+            user["uid"] = int(uid)
+            if gid:
+                user["gid"] = int(gid)
+        except ValueError:
+            raise PyrunError(f"parsing {req.user} as uid[:gid]: not a number") from None
+    if req.additional_gids:
+        try:
+            process.setdefault("user", {})["additionalGids"] = [int(g) for g in req.additional_gids]
+        except ValueError:
+            raise PyrunError("additional-gids must be numbers") from None
+    if req.caps:
+        caps = process.setdefault("capabilities", {})
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind] = list(caps.get(kind) or []) + [c for c in req.caps if c not in (caps.get(kind) or [])]
+    if req.no_new_privs:
+        process["noNewPrivileges"] = True
+    if req.apparmor:
+        process["apparmorProfile"] = req.apparmor
+    if req.process_label:
+        process["selinuxLabel"] = req.process_label
+    from pyrun.spec.load import check_process_names
+    check_process_names(process)
+    return process
+
+
+def _connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise PyrunError(f"failed to connect to console socket {path}: {e.strerror}") from None
+    return sock
+
+
+def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
+             console: socket.socket | None) -> Any:
+    from pyrun.cgroups.manager import CgroupManager
+    from pyrun.process.context import LaunchContext
+    paths = dict(state.get("cgroup_paths") or {})
+    for sub in req.cgroup:             # --cgroup path, or controller:path
+        controller, _, rel = sub.rpartition(":")
+        for key in list(paths):
+            if not controller or controller in key.split(",") or (controller == "" and key == ""):
+                paths[key] = os.path.join(paths[key], rel.lstrip("/"))
+    seccomp = None
+    if (spec.get("linux") or {}).get("seccomp"):
+        from pyrun import seccomp as seccomp_mod
+        seccomp = seccomp_mod.compile_filter(spec["linux"]["seccomp"])
+    return LaunchContext(container_id=req.id, spec=spec, bundle=state.get("bundle", ""),
+                         rootfs=state.get("rootfs", ""), state_dir_fd=-1,
+                         cgroup=CgroupManager(paths), cgroup_binds=[], new_namespaces=[],
+                         join_namespaces=dict(state.get("namespace_paths") or {}),
+                         console_socket=console, preserve_fds=req.preserve_fds,
+                         mode="exec", seccomp=seccomp)
