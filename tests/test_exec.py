@@ -1,0 +1,205 @@
+"""exec: a new process inside a running container, with the init's confinement."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PYRUN
+
+
+@pytest.fixture
+def running(pyrun, bundle):
+    """A running busybox container; deleted afterwards."""
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    yield cid
+    pyrun("delete", "-f", cid)
+
+
+def _ns_links(pid: int) -> dict[str, str]:
+    return {ns: os.readlink(f"/proc/{pid}/ns/{ns}")
+            for ns in ("mnt", "uts", "ipc", "net", "pid", "cgroup", "user")}
+
+
+def test_exec_joins_every_namespace_and_the_cgroup(pyrun, running, tmp_path):
+    init = pyrun.state(running)["pid"]
+    pid_file = tmp_path / "exec.pid"
+    pyrun("exec", "-d", "--pid-file", str(pid_file), running, "sleep", "30")
+    pid = int(pid_file.read_text())
+    assert _ns_links(pid) == _ns_links(init)
+    assert Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()
+    status = Path(f"/proc/{pid}/status").read_text()
+    nspid = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()
+    assert len(nspid) == 3 and nspid[-1] != "1"      # host pid, then its pid inside
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_exec_sees_what_the_container_sees(pyrun, running):
+    out = pyrun("exec", running, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                "readlink /proc/self/ns/mnt; readlink /proc/1/ns/mnt; pwd").stdout.splitlines()
+    assert out[0] == "pyrun"
+    assert out[1].strip() == "sleep 300"
+    assert out[2] == out[3]
+    assert out[4] == "/"
+
+
+def test_exec_flags(pyrun, running):
+    out = pyrun("exec", "--user", "1000:1000", "--additional-gids", "20", "--cwd", "/tmp",
+                "-e", "FOO=bar", "--no-new-privs", running,
+                "sh", "-c", "id; pwd; echo $FOO; grep -E '^NoNewPrivs' /proc/self/status").stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("uid=1000 gid=1000") and "20" in lines[0]
+    assert lines[1:4] == ["/tmp", "bar", "NoNewPrivs:\t1"]
+    # --cap adds to bounding, effective and permitted (not ambient, as runc): visible as root
+    caps = pyrun("exec", "--cap", "CAP_NET_RAW", running, "grep", "CapEff", "/proc/self/status").stdout
+    without = pyrun("exec", running, "grep", "CapEff", "/proc/self/status").stdout
+    assert int(caps.split()[1], 16) & (1 << 13) and not int(without.split()[1], 16) & (1 << 13)
+
+
+def test_exec_process_file(pyrun, running, tmp_path):
+    process = {"args": ["sh", "-c", "echo from-file $X; id -u"], "env": ["X=1", "PATH=/bin"],
+               "cwd": "/", "user": {"uid": 7, "gid": 7}, "terminal": False}
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(process))
+    assert pyrun("exec", "--process", str(path), running).stdout.split() == ["from-file", "1", "7"]
+
+
+def test_exec_exit_status_and_errors(pyrun, running):
+    assert pyrun("exec", running, "sh", "-c", "exit 9", check=False).returncode == 9
+    res = pyrun("exec", running, "nosuch", check=False)
+    assert res.returncode == 1
+    assert 'exec: "nosuch": executable file not found in $PATH' in res.stderr.replace('\\"', '"')
+    res = pyrun("exec", "pyrun-t-nothere", "true", check=False)
+    assert res.returncode == 1 and "container does not exist" in res.stderr
+
+
+def test_exec_into_a_stopped_container_fails(pyrun, bundle):
+    bundle.set_args("true")
+    cid = pyrun.new_id()
+    pyrun("run", "--keep", "-b", str(bundle.path), cid)
+    res = pyrun("exec", cid, "true", check=False)
+    assert res.returncode == 1 and "cannot exec in a stopped container" in res.stderr
+    pyrun("delete", cid)
+
+
+def test_exec_stdio_and_signals(pyrun, running):
+    res = pyrun("exec", running, "sh", "-c", "read x; echo got:$x; echo err >&2", input="hi\n")
+    assert res.stdout == "got:hi\n" and res.stderr == "err\n"
+    proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", running, "sh", "-c",
+                             "trap 'exit 33' TERM; echo ready; while :; do sleep 0.05; done"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 33
+
+
+def test_exec_with_console_socket(pyrun, running, tmp_path):
+    import socket
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    try:
+        pyrun("exec", "-d", "-t", "--console-socket", path, running, "sh", "-c", "tty; echo done")
+        conn, _ = server.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        conn.close()
+        assert len(fds) == 1
+        out = b""
+        deadline = time.monotonic() + 5
+        while b"done" not in out and time.monotonic() < deadline:
+            try:
+                out += os.read(fds[0], 1024)
+            except OSError:
+                break
+        os.close(fds[0])
+        assert b"/dev/pts/" in out and b"done" in out
+    finally:
+        server.close()
+
+
+def test_interpreter_unreachable_during_exec(pyrun, bundle):
+    """CVE-2019-5736 during exec: the exec stage that has joined the container's
+    pid namespace is still the host's Python until it calls execve. We catch it
+    waiting for the parent's acknowledgement (the parent `pyrun exec` stopped),
+    after it dropped to the container's capabilities, so that only its
+    non-dumpable flag keeps a container process (holding the same
+    capabilities) away from /proc/<stage>/exe. Checked: with the
+    PR_SET_DUMPABLE call in stages.bootstrap removed, the readlink succeeds."""
+    bundle.config["process"].pop("rlimits")     # no earlier sync point: only the final ACK
+    bundle.set_args("sleep", "300")
+    running = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), running)
+    init = pyrun.state(running)["pid"]
+    init_pidns = os.readlink(f"/proc/{init}/ns/pid")
+    init_caps = _cap_eff(init)
+    for _attempt in range(30):
+        parent = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", "-d", running, "true"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stage = _find_stage(parent.pid, init_pidns)
+        if stage is None:
+            parent.wait(timeout=10)
+            continue
+        os.kill(parent.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 2
+            while _cap_eff(stage) != init_caps and time.monotonic() < deadline:
+                time.sleep(0.001)       # let it reach the wait for ACK, after the user switch
+            if not os.readlink(f"/proc/{stage}/exe").split("/")[-1].startswith("python"):
+                continue    # too late: it already exec'd `true`
+            assert _cap_eff(stage) == init_caps
+            inner = next(line for line in Path(f"/proc/{stage}/status").read_text().splitlines()
+                         if line.startswith("NSpid:")).split()[-1]
+            out = pyrun("exec", running, "sh", "-c",
+                        f"readlink /proc/{inner}/exe && echo LINK-READ; "
+                        f"cat /proc/{inner}/exe > /dev/null && echo EXE-READ; echo done")
+            assert out.stdout.split() == ["done"], out.stdout
+            assert "Permission denied" in out.stderr
+            pyrun("delete", "-f", running)
+            return
+        except (FileNotFoundError, StopIteration):
+            continue
+        finally:
+            os.kill(parent.pid, signal.SIGCONT)
+            parent.wait(timeout=10)
+    pytest.fail("never caught an exec stage before its execve")
+
+
+def _cap_eff(pid: int) -> str:
+    return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("CapEff:")).split()[1]
+
+
+def _find_stage(parent: int, pidns: str, timeout: float = 2.0) -> int | None:
+    """A descendant of `parent` that lives in the container's pid namespace."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in _descendants(parent):
+            try:
+                if os.readlink(f"/proc/{task}/ns/pid") == pidns:
+                    return task
+            except OSError:
+                pass
+        if not os.path.exists(f"/proc/{parent}"):
+            return None
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out
