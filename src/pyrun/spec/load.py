@@ -192,7 +192,14 @@ def check_process_names(process: dict[str, Any]) -> None:
             raise ConfigError(f"process.rlimits[{i}].type: unknown rlimit type {rl.get('type')!r}")
         if rl.get("soft", 0) > rl.get("hard", 0):
             raise ConfigError(f"process.rlimits[{i}]: soft limit {rl.get('soft')} exceeds hard limit {rl.get('hard')}")
+    last_cap = None
     for kind, names in (process.get("capabilities") or {}).items():
         for i, name in enumerate(names or []):
             if name not in CAPABILITIES:
                 raise ConfigError(f"process.capabilities.{kind}[{i}]: unknown capability {name!r}")
+            if last_cap is None:
+                with open("/proc/sys/kernel/cap_last_cap") as f:
+                    last_cap = int(f.read())
+            if CAPABILITIES[name] > last_cap:
+                raise ConfigError(f"process.capabilities.{kind}[{i}]: capability {name!r} "
+                                  f"is not supported by the running kernel")
