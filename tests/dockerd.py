@@ -1,0 +1,363 @@
+"""A private, real Docker daemon (Debian's docker.io) for tests.
+
+Not a test file: test modules build a fixture from it,
+
+    from dockerd import dockerd_fixture
+    dockerd = dockerd_fixture(runtimes=lambda workdir: {"capture": str(script)})
+
+    @pytest.mark.docker
+    def test_x(dockerd):
+        dockerd.docker("run", "--rm", "--runtime", "capture", dockerd.image, "true")
+
+Everything the daemon owns lives under one temporary directory: its data root,
+exec root, pidfile, API socket, daemon.json and trust key, and the containerd
+it starts (dockerd writes that containerd's config under <exec-root>/containerd,
+with root=<data-root>/containerd/daemon and state=<exec-root>/containerd/daemon).
+Networking is off (--bridge=none, no iptables), so the host's iptables are never
+touched. Containers get their cgroups under a per-run --cgroup-parent,
+`pyrun-dockertest-<pid>`, whose empty directories are removed at teardown.
+
+Two paths outside the temporary directory are compiled into Docker and
+containerd and cannot be moved: dockerd creates /run/docker/plugins and
+containerd's shims put their sockets in /run/containerd/s. Both are removed at
+teardown if this run created them and they are empty.
+
+Register the `docker` marker in pyproject: markers = ["docker: needs a real dockerd"].
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import pytest
+
+IMAGE = "pyrun-busybox:test"
+CGROUP_PARENT = f"pyrun-dockertest-{os.getpid()}"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+# Fixed by Docker / containerd, created on demand; removed only if we made them.
+_FIXED_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd")
+_MNT_DETACH = 2
+
+
+def docker_cli() -> str | None:
+    """The client: Debian's own (same version as the daemon), else any on PATH."""
+    for cand in ("/usr/bin/docker", "/usr/local/bin/docker", shutil.which("docker")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def dockerd_binary() -> str | None:
+    found = shutil.which("dockerd")
+    if found is None and os.access("/usr/sbin/dockerd", os.X_OK):
+        found = "/usr/sbin/dockerd"
+    return found
+
+
+def missing_reason() -> str | None:
+    """Why a real dockerd cannot run here, or None."""
+    if dockerd_binary() is None:
+        return "dockerd is not installed (install.sh installs Debian's docker.io)"
+    if docker_cli() is None:
+        return "no docker client"
+    if shutil.which("containerd") is None:
+        return "containerd is not installed (a dependency of docker.io)"
+    return None
+
+
+# --- the daemon ------------------------------------------------------------------
+
+class Dockerd:
+    """One dockerd (and the containerd it manages) private to a test run."""
+
+    def __init__(self, workdir: Path, runtimes: Mapping[str, str] | None = None,
+                 cgroup_parent: str = CGROUP_PARENT, extra_args: tuple[str, ...] = ()) -> None:
+        self.workdir = Path(workdir)
+        self.runtimes = dict(runtimes or {})
+        self.cgroup_parent = cgroup_parent
+        self.extra_args = tuple(extra_args)
+        self.data_root = self.workdir / "data"
+        self.exec_root = self.workdir / "exec"
+        self.pidfile = self.workdir / "dockerd.pid"
+        self.socket = self.workdir / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.config_file = self.workdir / "daemon.json"
+        self.log_path = self.workdir / "dockerd.log"
+        self.client_config = self.workdir / "client"
+        self.cli = docker_cli() or "docker"
+        self.image = IMAGE
+        self.scratch = self.workdir / "scratch"    # for the caller's files
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._fixed_dirs_before = {d for d in _FIXED_DIRS if os.path.lexists(d)}
+
+    # -- command line --
+
+    def argv(self) -> list[str]:
+        args = [
+            dockerd_binary() or "dockerd",
+            "--config-file", str(self.config_file),
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "--pidfile", str(self.pidfile),
+            "-H", self.host,
+            "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
+            "--bridge=none",
+            "--userland-proxy=false",
+            "--cgroup-parent", self.cgroup_parent,
+            "--exec-opt", "native.cgroupdriver=cgroupfs",
+            "--log-level=warn",
+            "--shutdown-timeout=5",
+        ]
+        for name, path in self.runtimes.items():
+            args += ["--add-runtime", f"{name}={path}"]
+        return args + list(self.extra_args)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env["DOCKER_CONFIG"] = str(self.client_config)    # never ~/.docker
+        return env
+
+    # -- life cycle --
+
+    def start(self, timeout: float = START_TIMEOUT) -> "Dockerd":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.client_config.mkdir(exist_ok=True)
+        # A private daemon.json: /etc/docker/daemon.json is never read, and the
+        # daemon's identity key goes here instead of /etc/docker/key.json.
+        self.config_file.write_text(json.dumps(
+            {"deprecated-key-path": str(self.workdir / "key.json")}))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env(),
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited {self.proc.returncode} while starting\n"
+                                   f"{self.describe()}")
+            if self.socket.exists():
+                r = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+                if r.returncode == 0:
+                    return self
+                last = r.stderr.strip()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not answer `docker version` within {timeout:.0f} s"
+                                   f" (last error: {last or 'no socket yet'})\n{self.describe()}")
+            time.sleep(0.1)
+
+    def describe(self, lines: int = 40) -> str:
+        return f"command: {' '.join(self.argv())}\n--- last {lines} lines of {self.log_path} ---\n" \
+               f"{self.log_tail(lines)}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM and wait, SIGKILL if needed; then whatever the daemon left behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._kill_stragglers()
+        self._unmount_all()
+        self._remove_cgroups()
+        self._remove_shim_sockets()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        for d in _FIXED_DIRS:          # children first: the order of _FIXED_DIRS
+            if d not in self._fixed_dirs_before:
+                try:
+                    os.rmdir(d)            # only if empty
+                except OSError:
+                    pass
+
+    def _kill_stragglers(self) -> None:
+        """containerd and shims that outlived a killed dockerd: only processes whose
+        command line names our private directory, each by pid."""
+        marker = str(self.workdir).encode()
+        for _ in range(50):
+            pids = []
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) == os.getpid():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        cmdline = f.read()
+                except OSError:
+                    continue
+                if marker in cmdline:
+                    pids.append(int(entry))
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+
+    def _remove_shim_sockets(self) -> None:
+        """A killed shim leaves its socket in /run/containerd/s, named (containerd
+        1.6) by sha256("<containerd address>/<namespace>/<container id>")."""
+        address = self.exec_root / "containerd" / "containerd.sock"
+        tasks = self.exec_root / "containerd" / "daemon" / "io.containerd.runtime.v2.task"
+        if not tasks.is_dir():
+            return
+        for ns in tasks.iterdir():
+            for task in ns.iterdir() if ns.is_dir() else ():
+                name = hashlib.sha256(f"{address}/{ns.name}/{task.name}".encode()).hexdigest()
+                sock = Path("/run/containerd/s") / name
+                if sock.is_socket():
+                    sock.unlink()
+
+    def _unmount_all(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prefix = str(self.workdir)
+        for _ in range(5):
+            points = [m for m in _mountpoints() if m == prefix or m.startswith(prefix + "/")]
+            if not points:
+                return
+            for m in sorted(points, key=len, reverse=True):
+                libc.umount2(m.encode(), _MNT_DETACH)
+
+    def _our_cgroups(self) -> list[str]:
+        """Every cgroup directory at or below one named after our --cgroup-parent,
+        deepest first."""
+        found: list[str] = []
+        root = Path("/sys/fs/cgroup")
+        if not root.is_dir():
+            return found
+        for top in root.iterdir():
+            for dirpath, dirnames, _files in os.walk(top):
+                if os.path.basename(dirpath) == self.cgroup_parent:
+                    dirnames[:] = []
+                    found += [sub for sub, _d, _f in os.walk(dirpath)]
+        return sorted(found, key=len, reverse=True)
+
+    def _remove_cgroups(self) -> None:
+        """Containers a dead daemon left running are killed, by pid; then the empty
+        directories under our --cgroup-parent are removed. Nothing else is touched."""
+        for _ in range(50):
+            pids = set()
+            for d in self._our_cgroups():
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids.update(int(p) for p in f.read().split())
+                except (OSError, ValueError):
+                    pass
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for d in self._our_cgroups():
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    # -- the client --
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 60,
+               input: str | bytes | None = None, text: bool = True) -> subprocess.CompletedProcess:
+        cmd = [self.cli, "-H", self.host, *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=text,
+                              timeout=timeout, env=self.env())
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\n"
+                                 f"stderr: {proc.stderr}\n--- dockerd log ---\n{self.log_tail(20)}")
+        return proc
+
+    def import_rootfs(self, rootfs: Path, tag: str = IMAGE) -> str:
+        """`docker import` a tar of a rootfs directory; returns the image id."""
+        tar_path = self.workdir / "rootfs.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            for entry in sorted(os.listdir(rootfs)):
+                tar.add(os.path.join(rootfs, entry), arcname=entry)
+        image_id = self.docker("import", str(tar_path), tag).stdout.strip()
+        tar_path.unlink()
+        self.image = tag
+        return image_id
+
+
+def _mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [_unescape(line.split()[4]) for line in f]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\ooo."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+Runtimes = Mapping[str, str] | Callable[[Path], Mapping[str, str]] | None
+
+
+@contextmanager
+def running_dockerd(runtimes: Runtimes = None, rootfs: Path | None = None,
+                    **kw: Any) -> Iterator[Dockerd]:
+    """Start a private dockerd, import `rootfs` as pyrun-busybox:test, stop it after.
+
+    `runtimes` maps --add-runtime names to paths; a callable gets the daemon's
+    scratch directory (removed at teardown) to write runtime scripts into."""
+    # A short path: unix socket paths under it must stay below 108 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="pyrun-dockerd-"))
+    scratch = workdir / "scratch"
+    scratch.mkdir()
+    try:
+        daemon = Dockerd(workdir, runtimes(scratch) if callable(runtimes) else runtimes, **kw)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    try:
+        daemon.start()
+        if rootfs is not None:
+            daemon.import_rootfs(rootfs)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def dockerd_fixture(runtimes: Runtimes = None, scope: str = "session", **kw: Any) -> Any:
+    """A pytest fixture: a running private dockerd with conftest's busybox rootfs
+    imported as pyrun-busybox:test (see running_dockerd). Skips when docker.io
+    is not installed."""
+
+    @pytest.fixture(scope=scope)
+    def _dockerd(rootfs_template: Path) -> Iterator[Dockerd]:
+        reason = missing_reason()
+        if reason:
+            pytest.skip(reason)
+        with running_dockerd(runtimes, rootfs=rootfs_template, **kw) as daemon:
+            yield daemon
+
+    return _dockerd
