@@ -86,6 +86,18 @@ def _check_host_support(spec: dict[str, Any]) -> None:
     if linux.get("intelRdt"):
         from pyrun import intelrdt
         intelrdt.check(linux["intelRdt"])
+    if process.get("scheduler") is not None or process.get("ioPriority") is not None:
+        from pyrun.linux import sched
+        sched.validate(process)
+    if linux.get("memoryPolicy"):
+        from pyrun.linux import mempolicy
+        mempolicy.validate(linux["memoryPolicy"])
+    if linux.get("personality"):
+        from pyrun.linux import personality
+        personality.validate(linux["personality"])
+    if linux.get("netDevices"):
+        from pyrun import netdev
+        netdev.validate(linux)
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:

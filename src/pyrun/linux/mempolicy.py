@@ -1,0 +1,147 @@
+"""linux.memoryPolicy: the NUMA memory policy of the container's process, set
+with set_mempolicy(2) in the init.  The policy is inherited across fork and
+kept across execve, so it becomes the container process's own.
+
+`validate` (for `create`) checks the mode, flags and node list and that the
+nodes can hold memory on this host; `apply` reports failures as OSError so the
+init names its step.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Any
+
+from pyrun.errors import ConfigError
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS = {"x86_64": {"set_mempolicy": 238}, "aarch64": {"set_mempolicy": 237}}[os.uname().machine]
+
+# include/uapi/linux/mempolicy.h
+MODES = {
+    "MPOL_DEFAULT": 0,
+    "MPOL_PREFERRED": 1,
+    "MPOL_BIND": 2,
+    "MPOL_INTERLEAVE": 3,
+    "MPOL_LOCAL": 4,
+    "MPOL_PREFERRED_MANY": 5,
+    "MPOL_WEIGHTED_INTERLEAVE": 6,
+}
+FLAGS = {
+    "MPOL_F_STATIC_NODES": 1 << 15,
+    "MPOL_F_RELATIVE_NODES": 1 << 14,
+    "MPOL_F_NUMA_BALANCING": 1 << 13,
+}
+_NO_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
+_NEED_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED_MANY")
+# The kernel refuses bits above MAX_NUMNODES (at most 1 << 10 with CONFIG_NODES_SHIFT=10).
+_MAX_NODE = 1023
+_NODE_DIR = "/sys/devices/system/node"
+
+
+def parse_nodes(text: str, field: str = "linux.memoryPolicy.nodes") -> set[int]:
+    """A list string, "0-3,7" -> {0, 1, 2, 3, 7}."""
+    nodes: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise ConfigError(f"{field}: invalid node list {text!r}")
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ConfigError(f"{field}: invalid node list {text!r}")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if first > last:
+            raise ConfigError(f"{field}: invalid range {part!r} in {text!r}")
+        if last > _MAX_NODE:
+            raise ConfigError(f"{field}: node {last} is out of range (0 to {_MAX_NODE})")
+        nodes.update(range(first, last + 1))
+    return nodes
+
+
+def _parse(policy: dict[str, Any]) -> tuple[int, set[int]]:
+    """(mode | flags, nodes), or a ConfigError naming the field."""
+    field = "linux.memoryPolicy"
+    if not isinstance(policy, dict):
+        raise ConfigError(f"{field}: must be an object")
+    mode = policy.get("mode")
+    if not mode:
+        raise ConfigError(f"{field}.mode: is required")
+    if mode not in MODES:
+        raise ConfigError(f"{field}.mode: unknown memory policy mode {mode!r}")
+    text = policy.get("nodes") or ""
+    if not isinstance(text, str):
+        raise ConfigError(f"{field}.nodes: must be a string")
+    nodes = parse_nodes(text) if text.strip() else set()
+    if mode in _NO_NODES and nodes:
+        raise ConfigError(f"{field}.nodes: {mode} takes no nodes, got {text!r}")
+    if mode in _NEED_NODES and not nodes:
+        raise ConfigError(f"{field}.nodes: {mode} needs at least one node")
+    flags = 0
+    for i, name in enumerate(policy.get("flags") or []):
+        if name not in FLAGS:
+            raise ConfigError(f"{field}.flags[{i}]: unknown memory policy flag {name!r}")
+        flags |= FLAGS[name]
+    if flags & FLAGS["MPOL_F_STATIC_NODES"] and flags & FLAGS["MPOL_F_RELATIVE_NODES"]:
+        raise ConfigError(f"{field}.flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
+    if flags & FLAGS["MPOL_F_NUMA_BALANCING"] and mode not in ("MPOL_BIND", "MPOL_PREFERRED_MANY"):
+        raise ConfigError(f"{field}.flags: MPOL_F_NUMA_BALANCING works only with MPOL_BIND "
+                          f"(or MPOL_PREFERRED_MANY on newer kernels), not {mode}")
+    if mode in _NO_NODES and flags & (FLAGS["MPOL_F_STATIC_NODES"] | FLAGS["MPOL_F_RELATIVE_NODES"]):
+        raise ConfigError(f"{field}.flags: {mode} takes no node flags")
+    return MODES[mode] | flags, nodes
+
+
+def _memory_nodes() -> set[int] | None:
+    """Nodes that have memory on this host; None when the kernel does not say
+    (no NUMA support: then the kernel's own answer has to do)."""
+    for name in ("has_memory", "online"):
+        try:
+            with open(os.path.join(_NODE_DIR, name)) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        try:
+            return parse_nodes(text, name) if text else set()
+        except ConfigError:
+            return None
+    return None
+
+
+def validate(policy: dict[str, Any]) -> None:
+    """Refuse a memory policy the kernel would refuse, naming the field.
+
+    Without MPOL_F_RELATIVE_NODES (where node numbers are positions, not
+    nodes) the kernel keeps only the nodes that exist and have memory, and
+    refuses an empty result: say which nodes the host has instead."""
+    _value, nodes = _parse(policy)
+    if not nodes or "MPOL_F_RELATIVE_NODES" in (policy.get("flags") or []):
+        return
+    present = _memory_nodes()
+    if present is not None and not nodes & present:
+        have = ",".join(str(n) for n in sorted(present)) or "none"
+        raise ConfigError(f"linux.memoryPolicy.nodes: no memory node {policy.get('nodes')!r} "
+                          f"on this host (nodes with memory: {have})")
+
+
+def apply(policy: dict[str, Any]) -> None:
+    """set_mempolicy(2) for the calling process."""
+    try:
+        value, nodes = _parse(policy)
+    except ConfigError as e:
+        raise OSError(errno.EINVAL, str(e)) from None
+    if nodes:
+        maxnode = max(nodes) + 1
+        words = (maxnode + 63) // 64
+        mask = (ctypes.c_ulong * words)()
+        for n in nodes:
+            mask[n // 64] |= 1 << (n % 64)
+        # The kernel reads maxnode - 1 bits (a long-standing off-by-one): pass one more.
+        ret = _libc.syscall(_SYS["set_mempolicy"], value, mask, ctypes.c_ulong(maxnode + 1))
+    else:
+        ret = _libc.syscall(_SYS["set_mempolicy"], value, None, ctypes.c_ulong(0))
+    if ret < 0:
+        err = ctypes.get_errno()
+        text = os.strerror(err)
+        raise OSError(err, f"linux.memoryPolicy: set_mempolicy {policy.get('mode')} "
+                           f"nodes {policy.get('nodes') or '(none)'!r}: {text[:1].lower()}{text[1:]}")
