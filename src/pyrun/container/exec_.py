@@ -71,11 +71,12 @@ def exec_process(req: ExecRequest) -> int:
     launched = launch(ctx)
     if req.pid_file:
         write_pid_file(req.pid_file, launched.pid)
+    from pyrun.container.foreground import forward_signals, proxy_terminal, wait
+    if not req.detach:
+        forward_signals(launched.pid)     # before the process runs: no signal may slip past
     launched.release()
     if req.detach:
         return 0
-    from pyrun.container.foreground import forward_signals, proxy_terminal, wait
-    forward_signals(launched.pid)
     if sink_parent is not None:
         from pyrun.process.terminal import receive_master
         master = receive_master(sink_parent)
