@@ -278,7 +278,7 @@ def test_flags_are_accepted(pyrun, bundle, flags):
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]},
      "linux.seccomp.listenerPath"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
-      "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}, "linux.seccomp.syscalls[0]"),
+      "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}, "linux.seccomp.syscalls[0]"),
 ])
 def test_bad_profiles_fail_create_naming_the_field(pyrun, bundle, profile, field):
     bundle.config["linux"]["seccomp"] = profile
@@ -431,6 +431,26 @@ def test_notify_agent_error_and_continue(pyrun, bundle, agent_path):
     assert res.returncode == 0, res
     assert res.stdout.splitlines() == ["mkdir: can't create directory '/tmp/z': Read-only file system", "600"]
     assert "metadata" not in (agent.message or {})
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_notify_on_the_socket_calls_the_runtime_itself_uses(pyrun, bundle, agent_path, nnp):
+    """bypass4netns-style profiles notify on sendmsg, sendto, recvmsg and close.
+    The init hands the listener over with write(2) and the parent copies it
+    with pidfd_getfd, so the init never waits on a notification no agent can
+    answer yet. Checked: handing the fd over with SCM_RIGHTS hangs create."""
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    notify_profile(bundle, agent_path, ["sendmsg", "sendto", "recvmsg", "recvfrom", "close"])
+    agent = Agent(agent_path, lambda nr, args: None)      # None: let every call continue
+    agent.start()
+    bundle.set_args("sh", "-c", "echo up")
+    try:
+        res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, timeout=20)
+    finally:
+        agent.finish()
+    assert res.returncode == 0, res
+    assert res.stdout == "up\n"
+    assert agent.fds_received == 1
 
 
 def test_notify_without_an_agent_fails_create_cleanly(pyrun, bundle, agent_path):

@@ -16,10 +16,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # x86_64 and aarch64 syscall numbers (generic table) for calls glibc may lack.
 _MACHINE = os.uname().machine
 _SYS = {
-    "x86_64": {"keyctl": 250, "pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125,
+    "x86_64": {"pidfd_getfd": 438, "keyctl": 250, "pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125,
                "capset": 126, "openat2": 437, "close_range": 436,
                "mount_setattr": 442},
-    "aarch64": {"keyctl": 219, "pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90,
+    "aarch64": {"pidfd_getfd": 438, "keyctl": 219, "pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90,
                 "capset": 91, "openat2": 437, "close_range": 436,
                 "mount_setattr": 442},
 }[_MACHINE]
@@ -146,6 +146,11 @@ def close_range_cloexec(first: int) -> None:
     """Mark every fd >= first close-on-exec (CVE-2024-21626: nothing leaks)."""
     _check(_libc.syscall(_SYS["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
                          ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A duplicate (close-on-exec) of `target_fd` of the process behind `pidfd`."""
+    return _check(_libc.syscall(_SYS["pidfd_getfd"], pidfd, target_fd, 0), "pidfd_getfd")
 
 
 KEYCTL_JOIN_SESSION_KEYRING = 1

@@ -181,12 +181,16 @@ def set_memory_policy(it: Init) -> None:
 
 
 def _load_seccomp(it: Init) -> None:
+    """A NOTIFY filter's listener fd goes to the agent at listenerPath. Until
+    the agent holds it, a notified syscall would hang us, so the fd number is
+    announced with a bare write(2) (which no profile may notify on) and the
+    parent copies the fd out of us with pidfd_getfd, as runc does."""
     from pyrun import seccomp
     listener = seccomp.load(it.ctx.seccomp)
-    if listener >= 0:           # the parent forwards it to linux.seccomp.listenerPath
-        it.ch.send(Msg.SECCOMP_LISTENER, fds=[listener])
-        os.close(listener)
+    if listener >= 0:
+        it.ch.write(Msg.SECCOMP_LISTENER, fd=listener)
         it.ch.expect(Msg.SECCOMP_DONE)
+        os.close(listener)
 
 
 def load_seccomp_before_user_switch(it: Init) -> None:

@@ -70,11 +70,11 @@ def launch(ctx: LaunchContext) -> Launched:
                     parent.send(Msg.RLIMITS_DONE)
             elif msg.type is Msg.SECCOMP_LISTENER:
                 from pyrun.seccomp import notify
+                fd = _copy_fd_from(init_pid, msg.data["fd"])
                 try:
-                    notify.send_to_agent(ctx, init_pid, msg.fds[0])
+                    notify.send_to_agent(ctx, init_pid, fd)
                 finally:
-                    for fd in msg.fds:
-                        os.close(fd)
+                    os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type is Msg.READY:
                 return Launched(init_pid, parent)
@@ -110,6 +110,17 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
         except (OSError, ValueError, KeyError) as e:
             reason = strerror(e.errno) if isinstance(e, OSError) else str(e)
             raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
+
+
+def _copy_fd_from(pid: int, fd: int) -> int:
+    """pidfd_getfd(2): a copy of another process's fd, close-on-exec."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        return s.pidfd_getfd(pidfd, fd)
+    except OSError as e:
+        raise PyrunError(f"failed to get the seccomp listener fd from the init: {strerror(e.errno)}") from None
+    finally:
+        os.close(pidfd)
 
 
 def _rlim(value: int) -> int:

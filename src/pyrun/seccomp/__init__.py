@@ -83,7 +83,7 @@ ARCHES = {
 
 # The init hands the listener fd to the parent with sendmsg(2) after the load:
 # were that call held for an agent, the agent would never get the fd.
-_NOTIFY_FORBIDDEN = ("sendmsg",)
+_NOTIFY_FORBIDDEN = ("write",)   # the init announces the listener fd with write(2)
 
 _BPF_MAXINSNS = 4096        # the kernel refuses longer programs
 _MAX_ARGS = 6
@@ -190,7 +190,7 @@ def _add_rule(pyseccomp: Any, filt: Any, rule: dict[str, Any], default: int, whe
         for name in names:
             if name in _NOTIFY_FORBIDDEN:
                 raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for {name}: "
-                                  f"pyrun hands the seccomp fd over with it")
+                                  f"pyrun announces the seccomp fd with it")
     if action == default:
         return False
     # Two comparisons of one argument cannot be ANDed by libseccomp: as runc
