@@ -33,9 +33,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # --- the leak check ------------------------------------------------------------
 
+# Daemons other tests start (a private dockerd, ip netns) mount under these;
+# they are not pyrun's and may come and go while another run is going on.
+_FOREIGN_MOUNTS = ("/tmp/pyrun-dockerd-", "/run/docker", "/run/containerd", "/run/netns",
+                   "/var/lib/docker", "/var/lib/containers", "/run/containers")
+
+
 def _mounts() -> set[str]:
     with open("/proc/self/mountinfo") as f:
-        return {line.split()[4] for line in f}
+        return {m for m in (line.split()[4] for line in f) if not m.startswith(_FOREIGN_MOUNTS)}
 
 
 def _cgroup_dirs() -> set[str]:

@@ -63,6 +63,10 @@ def test_tmpfs_data_options_and_relative_destination(pyrun, bundle):
 
 
 def test_mount_targets_cannot_escape_the_rootfs(pyrun, bundle, tmp_path):
+    """CVE-2021-30465 class. Two layers keep targets inside: ensure_path walks
+    symlinks itself as if the rootfs were `/`, and every lookup is an openat2
+    with RESOLVE_IN_ROOT. Checked: with both removed (symlinks followed by the
+    kernel from the host's `/`), the tmpfs mounts land in the host directory."""
     victim = tmp_path / "host-victim"
     victim.mkdir()
     # Absolute and relative symlinks in the image, and a `..` destination.
