@@ -60,6 +60,22 @@ def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
     if paths:
         CgroupManager(paths).destroy()
     cdir.remove()
+    config = state.get("config") or {}
+    poststop = (config.get("hooks") or {}).get("poststop")
+    if poststop:
+        _run_poststop(state, config, poststop)
+
+
+def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any]) -> None:
+    """runtime.md step 13: each failure is a warning; the rest still run."""
+    from pyrun import log
+    from pyrun.hooks import hook_state, run_hooks
+    st = hook_state(config, state["id"], "stopped", None, state.get("bundle", ""))
+    for i, hook in enumerate(hooks):
+        try:
+            run_hooks("poststop", [hook], st)
+        except PyrunError as e:
+            log.warning(str(e).replace("poststop hook #0", f"poststop hook #{i}"))
 
 
 def _thaw(state: dict[str, Any]) -> None:

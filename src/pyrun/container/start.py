@@ -30,17 +30,45 @@ def start(root: str, container_id: str) -> None:
         if not data:
             raise PyrunError("cannot start an already running container")
         cdir.remove_fifo()
+        if data[:1] != b"0":        # a startContainer hook failed; the init has exited
+            raise PyrunError(data[1:].decode(errors="replace"))
+        poststart = ((state.get("config") or {}).get("hooks") or {}).get("poststart")
+        if poststart:
+            _run_poststart(state, poststart)
 
 
 def _read_release(fd: int, pid: int, started: int | None) -> bytes:
-    """Wait for the init's "0"; notice if it died instead (runc polls every 100 ms)."""
+    """Wait for the init's verdict (runc polls every 100 ms for a dead init):
+    "0", or "1" and a startContainer hook's error; read until it closes."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
+    data = b""
     while True:
         if poller.poll(100):
             try:
-                return os.read(fd, 16)
+                chunk = os.read(fd, 4096)
             except BlockingIOError:
                 continue
-        if not is_alive(pid, started):
+            if not chunk:
+                return data
+            data += chunk
+        elif not data and not is_alive(pid, started):
             raise PyrunError("container process is already dead")
+
+
+def _run_poststart(state: dict, hooks: list) -> None:
+    """runtime.md step 9: a failing poststart hook is an error, and the
+    container is stopped."""
+    import signal
+
+    from pyrun.hooks import hook_state, run_hooks
+    config = state["config"]
+    try:
+        run_hooks("poststart", hooks, hook_state(config, state["id"], "running",
+                                                 state["init_process_pid"], state["bundle"]))
+    except PyrunError:
+        try:
+            os.kill(state["init_process_pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise

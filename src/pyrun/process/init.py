@@ -87,6 +87,23 @@ def prepare_rootfs(it: Init) -> None:
         devices.ensure_shm_dir(it.root_fd)
 
 
+def run_create_hooks(it: Init) -> None:
+    """prestart and createRuntime by the parent (runtime namespace), then
+    createContainer here, in the container's namespaces, before pivot_root."""
+    spec = it.ctx.spec
+    if not spec.get("hooks"):
+        return
+    from pyrun.hooks import hook_state, hooks_of, run_hooks
+    if hooks_of(spec, "prestart") or hooks_of(spec, "createRuntime"):
+        it.ch.send(Msg.HOOKS_REQUEST)
+        it.ch.expect(Msg.HOOKS_DONE)
+    if hooks_of(spec, "createContainer"):
+        if it.root_fd >= 0:
+            os.fchdir(it.root_fd)
+        run_hooks("createContainer", hooks_of(spec, "createContainer"),
+                  hook_state(spec, it.ctx.container_id, "creating", os.getpid(), it.ctx.bundle))
+
+
 def switch_root(it: Init) -> None:
     ctx = it.ctx
     if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
@@ -323,11 +340,25 @@ def wait_for_start(it: Init) -> None:
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
     fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=it.ctx.state_dir_fd)
+    # `start` was called. startContainer hooks run now, and their verdict goes
+    # back through the fifo: "0", or "1" and the error, which `start` reports.
+    failure = None
+    hooks = (it.ctx.spec.get("hooks") or {}).get("startContainer")
+    if hooks:
+        from pyrun.errors import PyrunError
+        from pyrun.hooks import hook_state, run_hooks
+        try:
+            run_hooks("startContainer", hooks,
+                      hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
+        except PyrunError as e:
+            failure = str(e)
     try:
-        os.write(fd, b"0")
+        os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
     finally:
         os.close(fd)
     os.close(it.ctx.state_dir_fd)
+    if failure is not None:
+        os._exit(1)
 
 
 def exec_process(it: Init) -> None:
@@ -360,6 +391,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
+    ("run create hooks", run_create_hooks),
     ("switch root", switch_root),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
@@ -388,7 +420,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, switch_root, create_cwd, finalize_rootfs,
+    if step not in (set_up_network, prepare_rootfs, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
                     set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 
@@ -405,6 +437,8 @@ def preload(ctx: LaunchContext) -> None:
         "pyrun.linux.mempolicy": bool(linux.get("memoryPolicy")),
         "pyrun.seccomp": ctx.seccomp is not None,
         "pyrun.linux.personality": bool(linux.get("personality")),
+        "pyrun.hooks": bool(ctx.spec.get("hooks")),
+        "subprocess": bool(ctx.spec.get("hooks")),
     }
     for name, needed in wanted.items():
         if needed:

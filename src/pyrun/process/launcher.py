@@ -63,6 +63,12 @@ def launch(ctx: LaunchContext) -> Launched:
                 if rlimits_pending:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
+            elif msg.type is Msg.HOOKS_REQUEST:
+                from pyrun.hooks import hook_state, hooks_of, run_hooks
+                state = hook_state(ctx.spec, ctx.container_id, "creating", init_pid, ctx.bundle)
+                run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
+                run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
+                parent.send(Msg.HOOKS_DONE)
             elif msg.type is Msg.RLIMITS_REQUEST:
                 rlimits_pending = not init_pid
                 if init_pid:
