@@ -147,3 +147,23 @@ def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
     line = next(line for line in out.splitlines() if line.split()[4] == "/prop")
     assert "shared:" not in line and "master:" not in line
     assert Path(host).is_dir()
+
+
+def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):
+    """`rro` is mount_setattr(AT_RECURSIVE): the submounts of an rbind become
+    read-only too, where plain `ro` only reaches the top mount."""
+    import subprocess
+    host = tmp_path / "tree"
+    (host / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "pyrun-test", str(host / "sub")], check=True)
+    try:
+        bundle.config["mounts"] += [
+            {"destination": "/rro", "type": "bind", "source": str(host), "options": ["rbind", "rro"]},
+            {"destination": "/ro", "type": "bind", "source": str(host), "options": ["rbind", "ro"]},
+        ]
+        out = _run(pyrun, bundle, "touch /rro/sub/x 2>/dev/null && echo rro-sub-writable || echo rro-sub-ro; "
+                   "touch /ro/sub/y 2>/dev/null && echo ro-sub-writable || echo ro-sub-ro; "
+                   "touch /rro/z 2>/dev/null && echo rro-top-writable || echo rro-top-ro").stdout
+        assert out.split() == ["rro-sub-ro", "ro-sub-writable", "rro-top-ro"]
+    finally:
+        subprocess.run(["umount", str(host / "sub")], check=False)

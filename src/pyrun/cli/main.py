@@ -28,12 +28,12 @@ GLOBAL_FLAGS = [
 
 COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
-    "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_",
+    "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
 }
 
 USAGE = """usage: pyrun [global options] command [command options] [arguments...]
 
-commands: create, start, run, exec, state, kill, delete, list, spec
+commands: create, start, run, exec, state, kill, delete, list, spec, features
 global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
 """
 

@@ -148,6 +148,22 @@ def close_range_cloexec(first: int) -> None:
                          ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+
+
+def mount_setattr_recursive(fd: int, attr_set: int, attr_clr: int) -> None:
+    """mount_setattr(2) on the mount at `fd` and every mount below it."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(_libc.syscall(_SYS["mount_setattr"], fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                         ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     """A duplicate (close-on-exec) of `target_fd` of the process behind `pidfd`."""
     return _check(_libc.syscall(_SYS["pidfd_getfd"], pidfd, target_fd, 0), "pidfd_getfd")

@@ -63,7 +63,8 @@ def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_option
 def _finish(root_fd: int, dest: str, opts: mount_options.MountOptions, bind: bool) -> None:
     """Flags a bind mount cannot take at creation, then propagation."""
     extra = opts.flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
-    if not (bind and extra) and not opts.propagation:
+    recursive = opts.attr_set or opts.attr_clr
+    if not (bind and extra) and not opts.propagation and not recursive:
         return
     fd = open_in_root(root_fd, dest)       # now the root of the new mount
     try:
@@ -71,6 +72,8 @@ def _finish(root_fd: int, dest: str, opts: mount_options.MountOptions, bind: boo
         if bind and extra:
             flags = (current_flags(path) | extra) & ~opts.clear
             s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | flags)
+        if recursive:
+            s.mount_setattr_recursive(fd, opts.attr_set, opts.attr_clr)
         for prop in opts.propagation:
             s.mount(None, path, None, prop)
     finally:

@@ -34,14 +34,20 @@ PROPAGATION: dict[str, int] = {
     "unbindable": s.MS_UNBINDABLE, "runbindable": s.MS_UNBINDABLE | s.MS_REC,
 }
 
-# Recursive attributes (mount_setattr); accepted and applied as their
-# non-recursive flag on every mount of the subtree we create.
-RECURSIVE: dict[str, str] = {
-    "r" + name: name for name in ("ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
-                                  "nodiratime", "diratime", "relatime", "norelatime", "noatime",
-                                  "atime", "strictatime", "nostrictatime", "nosymfollow", "symfollow")
+# Recursive attributes: applied with mount_setattr(AT_RECURSIVE) to the new
+# mount and every mount below it (mount(2) flags only reach the top one).
+# option -> (MOUNT_ATTR_* to set, MOUNT_ATTR_* to clear)
+_ATTR = {"ro": 0x1, "nosuid": 0x2, "nodev": 0x4, "noexec": 0x8, "nodiratime": 0x80,
+         "nosymfollow": 0x200000}
+_ATIME_MASK = 0x70
+RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
+    **{"r" + name: (bit, 0) for name, bit in _ATTR.items()},
+    "rrw": (0, 0x1), "rsuid": (0, 0x2), "rdev": (0, 0x4), "rexec": (0, 0x8),
+    "rdiratime": (0, 0x80), "rsymfollow": (0, 0x200000),
+    "rrelatime": (0x0, _ATIME_MASK), "rnoatime": (0x10, _ATIME_MASK),
+    "rstrictatime": (0x20, _ATIME_MASK), "ratime": (0x0, _ATIME_MASK),
+    "rnorelatime": (0x0, 0), "rnostrictatime": (0x0, 0),
 }
-
 # Options that steer the runtime rather than the kernel.
 EXTENSIONS = {"tmpcopyup", "idmap", "ridmap"}
 
@@ -53,6 +59,8 @@ class MountOptions:
     propagation: list[int] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
     extensions: set[str] = field(default_factory=set)
+    attr_set: int = 0          # MOUNT_ATTR_* for mount_setattr(AT_RECURSIVE)
+    attr_clr: int = 0
 
     @property
     def is_bind(self) -> bool:
@@ -72,9 +80,13 @@ def parse(options: list[str]) -> MountOptions:
             out.clear = (out.clear | clear) & ~set_
         elif opt in PROPAGATION:
             out.propagation.append(PROPAGATION[opt])
-        elif opt in RECURSIVE:
-            set_, clear = FLAGS[RECURSIVE[opt]]
-            out.flags = (out.flags | set_) & ~clear
+        elif opt in RECURSIVE_ATTRS:
+            set_, clear = RECURSIVE_ATTRS[opt]
+            out.attr_set = (out.attr_set & ~clear) | set_
+            if clear == _ATIME_MASK:      # the kernel wants the whole atime field cleared
+                out.attr_clr |= _ATIME_MASK
+            else:
+                out.attr_clr = (out.attr_clr | clear) & ~set_
         elif opt in EXTENSIONS:
             out.extensions.add(opt)
         else:

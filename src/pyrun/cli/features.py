@@ -1,0 +1,13 @@
+"""pyrun features: the runtime-spec Features structure, as indented JSON."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(glob, argv: list[str]) -> int:
+    from pyrun.cli.parser import parse
+    from pyrun.features import build
+    parse([], argv)
+    sys.stdout.write(json.dumps(build(), indent=2) + "\n")
+    return 0
