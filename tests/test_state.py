@@ -95,3 +95,24 @@ def test_sigterm_ends_a_created_container(pyrun, bundle):
     pyrun("kill", cid, "TERM")
     assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
     pyrun("delete", cid)
+
+
+def test_a_created_container_holds_none_of_the_callers_leaked_fds(pyrun, bundle):
+    """A caller that reads a pipe to EOF must not hang because the waiting
+    init inherited the write end (runc's init never sees such fds).
+    Checked: without stages._close_inherited_fds the pipe stays open."""
+    import select
+    bundle.set_args("sleep", "300")
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    cid = pyrun.new_id()
+    try:
+        pyrun("create", "-b", str(bundle.path), cid, close_fds=False)
+    finally:
+        os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], 5)
+        assert ready and os.read(r, 16) == b"", "the created init still holds the caller's pipe"
+    finally:
+        os.close(r)
+    pyrun("delete", "-f", cid)

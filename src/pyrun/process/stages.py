@@ -56,6 +56,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     for fd in ctx.parent_fds:
         os.close(fd)   # an inherited flock would keep `start` waiting forever
     ctx.parent_fds = []
+    _close_inherited_fds(ctx, ch)
     init.preload(ctx)
     # Before any namespace is joined, keep container processes away from this
     # host interpreter's /proc/<pid>/exe and memory (CVE-2019-5736 class).
@@ -95,6 +96,24 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     if pid == 0:
         child_main(ctx, ch, init.run)
     ch.send(Msg.INIT_PID, pid=pid)
+
+
+def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
+    """Whatever the caller leaked to us must not live on in the container's
+    init while it waits for `start` (a pipe the caller reads to EOF would
+    hang): keep only stdio, the preserved fds and our own."""
+    keep = {0, 1, 2, ch.sock.fileno()} | set(range(3, 3 + ctx.preserve_fds))
+    if ctx.state_dir_fd >= 0:
+        keep.add(ctx.state_dir_fd)
+    if ctx.console_socket is not None:
+        keep.add(ctx.console_socket.fileno())
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _join_namespaces(ctx: LaunchContext) -> None:
