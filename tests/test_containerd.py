@@ -1,0 +1,479 @@
+"""pyrun under a real containerd 1.6 (Debian's), driven with `ctr`.
+
+A private containerd runs for the module: its root, state, gRPC/ttrpc sockets,
+config, the shim's runc --root and ctr's IO fifos all live under one temporary
+directory. Containers go in their own namespace, `pyrun-ctrtest-<pid>`, with
+cgroups under `/pyrun-ctrtest-<pid>/<id>`, removed at teardown.
+
+The image is conftest's busybox rootfs packed here as an OCI image layout tar
+(one gzip layer, a config, a manifest, index.json) and `ctr image import`ed.
+
+How the runtime is chosen:
+  * CLI route (runc v2 shim): `ctr run --runtime io.containerd.runc.v2
+    --runc-binary <path>` sets the shim option BinaryName; `ctr task exec`,
+    `kill` and `delete` reuse the options stored with the container.
+  * Config-file route: in containerd 1.6 a BinaryName in the config file is
+    only read by the CRI plugin (`[plugins."io.containerd.grpc.v1.cri".
+    containerd.runtimes.<name>.options]`), which ctr does not use;
+    `ctr run --runtime-config-path` is only sent for runtimes other than
+    io.containerd.runc.v2 (as runtimeoptions.ConfigPath). What ctr *can* take
+    from the daemon's config is the (deprecated, still shipped in 1.6)
+    v1 runtime: `[plugins."io.containerd.runtime.v1.linux"] runtime = <path>`,
+    used with `ctr run --runtime io.containerd.runtime.v1.linux`.
+    test_config_file_v1_runtime shows that route with a second daemon.
+
+Two paths are compiled into containerd and cannot be moved: the v2 shims put
+their sockets in /run/containerd/s. It is removed at teardown if this run
+created it and it is empty (socket files left by killed shims are removed).
+"""
+from __future__ import annotations
+
+import ctypes
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import PYRUN
+
+RUNC = "/usr/sbin/runc"
+CONTAINERD = shutil.which("containerd")
+CTR = shutil.which("ctr")
+NAMESPACE = f"pyrun-ctrtest-{os.getpid()}"
+IMAGE = "docker.io/library/pyrun-busybox:test"
+V2 = "io.containerd.runc.v2"
+V1 = "io.containerd.runtime.v1.linux"
+_FIXED_DIRS = ("/run/containerd/s", "/run/containerd")
+_MNT_DETACH = 2
+
+RUNTIMES = [pytest.param(str(PYRUN), id="pyrun"), pytest.param(RUNC, id="runc")]
+
+pytestmark = pytest.mark.skipif(CONTAINERD is None or CTR is None,
+                                reason="containerd/ctr not installed (a docker.io dependency)")
+
+
+# --- an OCI image layout tar from a rootfs directory ------------------------------
+
+def _blob(layout: tarfile.TarFile, data: bytes) -> dict:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    info = tarfile.TarInfo("blobs/sha256/" + digest.split(":")[1])
+    info.size = len(data)
+    info.mtime = 0
+    layout.addfile(info, io.BytesIO(data))
+    return {"digest": digest, "size": len(data)}
+
+
+def build_oci_archive(rootfs: Path, dest: Path, name: str) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as layer:
+        for entry in sorted(os.listdir(rootfs)):
+            layer.add(os.path.join(rootfs, entry), arcname=entry)
+    raw_bytes = raw.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(raw_bytes).hexdigest()
+    gz = gzip.compress(raw_bytes, mtime=0)
+    config = {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["sh"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+    with tarfile.open(dest, "w") as layout:
+        layer_desc = _blob(layout, gz)
+        config_desc = _blob(layout, json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer_desc}],
+        }
+        manifest_desc = _blob(layout, json.dumps(manifest).encode())
+        index = {"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_desc,
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name,
+                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]},
+        }]}
+        for fname, data in (("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
+                            ("index.json", json.dumps(index).encode())):
+            info = tarfile.TarInfo(fname)
+            info.size = len(data)
+            layout.addfile(info, io.BytesIO(data))
+
+
+# --- the daemon ---------------------------------------------------------------------
+
+def _mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def _cgroup_dirs(name: str) -> list[str]:
+    """Every cgroup directory at or below one called `name`, deepest first."""
+    found: list[str] = []
+    for top in Path("/sys/fs/cgroup").iterdir():
+        for dirpath, dirnames, _files in os.walk(top):
+            if os.path.basename(dirpath) == name:
+                dirnames[:] = []
+                found += [sub for sub, _d, _f in os.walk(dirpath)]
+    return sorted(found, key=len, reverse=True)
+
+
+class Containerd:
+    def __init__(self, workdir: Path, v1_runtime: str | None = None) -> None:
+        self.workdir = workdir
+        self.config = workdir / "config.toml"
+        self.address = str(workdir / "c.sock")
+        self.runc_root = workdir / "runc"
+        self.fifo_dir = workdir / "fifo"
+        self.log_path = workdir / "containerd.log"
+        self.v1_runtime = v1_runtime
+        self.proc: subprocess.Popen | None = None
+        self._fixed_before = {d for d in _FIXED_DIRS if os.path.lexists(d)}
+
+    def write_config(self) -> None:
+        w = self.workdir
+        extra = ""
+        if self.v1_runtime:
+            extra = (f'[plugins."io.containerd.runtime.v1.linux"]\n'
+                     f'  runtime = "{self.v1_runtime}"\n  runtime_root = "{self.runc_root}-v1"\n'
+                     f'  shim = "containerd-shim"\n  no_shim = false\n')
+        self.config.write_text(f"""version = 2
+root = "{w}/root"
+state = "{w}/state"
+plugin_dir = ""
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{self.address}"
+[ttrpc]
+  address = "{self.address}.ttrpc"
+[debug]
+  address = ""
+  level = "info"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{w}/opt"
+{extra}""")
+
+    def start(self, timeout: float = 30) -> "Containerd":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.fifo_dir.mkdir(exist_ok=True)
+        self.write_config()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.config)],
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited {self.proc.returncode}\n{self.log_tail()}")
+            if os.path.exists(self.address) and \
+                    self.ctr("version", check=False, timeout=10).returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"containerd did not answer within {timeout} s\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        cmd = [CTR, "--address", self.address, "--namespace", NAMESPACE, *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\n"
+                                 f"stderr: {proc.stderr}\n--- containerd log ---\n{self.log_tail(15)}")
+        return proc
+
+    def run_args(self, runtime: str, cid: str, route: str = V2) -> list[str]:
+        """`ctr run` options choosing `runtime` and keeping everything private."""
+        args = ["--fifo-dir", str(self.fifo_dir), "--cgroup", f"/{NAMESPACE}/{cid}"]
+        if route == V2:
+            args += ["--runtime", V2, "--runc-binary", runtime, "--runc-root", str(self.runc_root)]
+        else:
+            args += ["--runtime", V1]
+        return args
+
+    # -- teardown --
+
+    def remove_all(self) -> None:
+        """Every task and container in our namespace (a failed test's leftovers)."""
+        for cid in self.ctr("containers", "ls", "-q", check=False).stdout.split():
+            self.ctr("task", "kill", "-s", "KILL", cid, check=False)
+            for _ in range(50):
+                if self.ctr("task", "delete", cid, check=False).returncode == 0 or \
+                        "not found" in self.ctr("task", "ls", check=False).stdout + "not found":
+                    break
+                time.sleep(0.1)
+            self.ctr("task", "delete", "--force", cid, check=False)
+            self.ctr("containers", "delete", cid, check=False)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.remove_all()
+                self.ctr("images", "rm", IMAGE, check=False)
+            finally:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+        self._kill_stragglers()
+        self._remove_cgroups()
+        self._unmount_all()
+        self._remove_shim_sockets()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        for d in _FIXED_DIRS:
+            if d not in self._fixed_before:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+    def _kill_stragglers(self) -> None:
+        """Shims still running after containerd stopped: by pid, only those whose
+        command line names our private socket."""
+        marker = self.address.encode()
+        for _ in range(50):
+            pids = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and int(entry) != os.getpid():
+                    try:
+                        with open(f"/proc/{entry}/cmdline", "rb") as f:
+                            if marker in f.read():
+                                pids.append(int(entry))
+                    except OSError:
+                        pass
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+
+    def _remove_cgroups(self) -> None:
+        for _ in range(50):
+            pids = set()
+            for d in _cgroup_dirs(NAMESPACE):
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids.update(int(p) for p in f.read().split())
+                except (OSError, ValueError):
+                    pass
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for d in _cgroup_dirs(NAMESPACE):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    def _unmount_all(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prefix = str(self.workdir)
+        for _ in range(5):
+            points = [m for m in _mountpoints() if m == prefix or m.startswith(prefix + "/")]
+            if not points:
+                return
+            for m in sorted(points, key=len, reverse=True):
+                libc.umount2(m.encode(), _MNT_DETACH)
+
+    def _remove_shim_sockets(self) -> None:
+        """containerd 1.6 names a v2 shim's socket sha256("<address>/<ns>/<id>")."""
+        tasks = self.workdir / "state" / "io.containerd.runtime.v2.task" / NAMESPACE
+        if tasks.is_dir():
+            for task in tasks.iterdir():
+                name = hashlib.sha256(f"{self.address}/{NAMESPACE}/{task.name}".encode()).hexdigest()
+                sock = Path("/run/containerd/s") / name
+                if sock.is_socket():
+                    sock.unlink()
+
+
+@pytest.fixture(scope="module")
+def containerd(rootfs_template: Path) -> Iterator[Containerd]:
+    # A short path: the socket path must stay below 108 bytes.
+    daemon = Containerd(Path(tempfile.mkdtemp(prefix="pyrun-ctrd-")))
+    try:
+        daemon.start()
+        archive = daemon.workdir / "image.tar"
+        build_oci_archive(rootfs_template, archive, IMAGE)
+        daemon.ctr("images", "import", str(archive), timeout=60)
+        archive.unlink()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def ctrd(containerd: Containerd) -> Iterator[Containerd]:
+    """The daemon, with a check that a test leaves no container, task, runtime
+    state or cgroup behind."""
+    yield containerd
+    left = containerd.ctr("containers", "ls", "-q", check=False).stdout.split()
+    containerd.remove_all()
+    state = containerd.runc_root / NAMESPACE
+    runtime_state = [n for n in os.listdir(state) if not n.startswith("@")] if state.is_dir() else []
+    cgroups = [d for d in _cgroup_dirs(NAMESPACE) if os.path.basename(d) != NAMESPACE]
+    assert not (left or runtime_state or cgroups), \
+        f"left behind: containers={left} runtime state={runtime_state} cgroups={cgroups}"
+
+
+def new_id() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def wait_task_status(ctrd: Containerd, cid: str, status: str, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in ctrd.ctr("task", "ls", check=False).stdout.splitlines()[1:]:
+            fields = line.split()
+            if fields and fields[0] == cid:
+                if fields[-1] == status or time.monotonic() > deadline:
+                    return fields[-1]
+                break
+        else:
+            return "(no task)"
+        time.sleep(0.05)
+
+
+# --- scenarios ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_rm_output_and_exit_code(ctrd: Containerd, runtime: str) -> None:
+    cid = new_id()
+    r = ctrd.ctr("run", "--rm", *ctrd.run_args(runtime, cid), IMAGE, cid,
+                 "sh", "-c", "echo hello from pid $$; echo to-stderr >&2; exit 7", check=False)
+    assert r.returncode == 7, r
+    assert r.stdout == "hello from pid 1\n", r
+    assert "to-stderr" in r.stderr
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_rm_zero_exit(ctrd: Containerd, runtime: str) -> None:
+    cid = new_id()
+    r = ctrd.ctr("run", "--rm", *ctrd.run_args(runtime, cid), IMAGE, cid,
+                 "sh", "-c", "test $$ = 1 && cat /proc/self/cgroup | grep -c " + cid)
+    assert int(r.stdout.strip()) >= 1, r
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_detached_exec_kill_delete(ctrd: Containerd, runtime: str) -> None:
+    cid = new_id()
+    ctrd.ctr("run", "-d", *ctrd.run_args(runtime, cid), IMAGE, cid,
+             "sh", "-c", "trap 'exit 42' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done")
+    try:
+        assert wait_task_status(ctrd, cid, "RUNNING") == "RUNNING"
+        # the binary named by --runc-binary is the one running it, under --runc-root
+        st = subprocess.run([runtime, "--root", f"{ctrd.runc_root}/{NAMESPACE}", "state", cid],
+                            capture_output=True, text=True)
+        assert st.returncode == 0 and json.loads(st.stdout)["status"] == "running", st
+        deadline = time.monotonic() + 10
+        while ctrd.ctr("task", "exec", "--exec-id", "probe", "--fifo-dir", str(ctrd.fifo_dir),
+                       cid, "test", "-e", "/tmp/ready", check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the container never became ready"
+            time.sleep(0.1)
+        r = ctrd.ctr("task", "exec", "--exec-id", "x", "--fifo-dir", str(ctrd.fifo_dir), cid,
+                     "sh", "-c", "echo exec-out; cat /tmp/ready; echo exec-err >&2; exit 5", check=False)
+        assert r.returncode == 5, r
+        assert r.stdout == "exec-out\nready\n", r
+        assert "exec-err" in r.stderr
+        # the exec id can be used again once the first is gone
+        r = ctrd.ctr("task", "exec", "--exec-id", "x", "--fifo-dir", str(ctrd.fifo_dir), cid,
+                     "sh", "-c", "echo $$ $PPID")
+        assert r.stdout.split()[1] == "0", r      # joined the pid namespace from outside
+        ctrd.ctr("task", "kill", cid)                 # SIGTERM: the trap exits 42
+        assert wait_task_status(ctrd, cid, "STOPPED") == "STOPPED"
+        r = ctrd.ctr("task", "delete", cid, check=False)
+        assert r.returncode in (0, 42), r
+        assert "42" in r.stdout + r.stderr or r.returncode == 42, r
+    finally:
+        ctrd.ctr("task", "kill", "-s", "KILL", cid, check=False)
+        wait_task_status(ctrd, cid, "STOPPED", timeout=5)
+        ctrd.ctr("task", "delete", cid, check=False)
+        ctrd.ctr("containers", "delete", cid, check=False)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_kill_all_sigkill(ctrd: Containerd, runtime: str) -> None:
+    cid = new_id()
+    ctrd.ctr("run", "-d", *ctrd.run_args(runtime, cid), IMAGE, cid, "sleep", "1000")
+    try:
+        assert wait_task_status(ctrd, cid, "RUNNING") == "RUNNING"
+        ctrd.ctr("task", "kill", "--all", "-s", "SIGKILL", cid)
+        assert wait_task_status(ctrd, cid, "STOPPED") == "STOPPED"
+        ctrd.ctr("task", "delete", cid, check=False)
+    finally:
+        ctrd.ctr("task", "delete", "--force", cid, check=False)
+        ctrd.ctr("containers", "delete", cid, check=False)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_missing_executable_message(ctrd: Containerd, runtime: str) -> None:
+    cid = new_id()
+    r = ctrd.ctr("run", "--rm", *ctrd.run_args(runtime, cid), IMAGE, cid, "no-such-command-xyz",
+                 check=False)
+    assert r.returncode != 0, r
+    assert "OCI runtime create failed" in r.stderr, r
+    assert "executable file not found" in r.stderr, r
+    assert "no-such-command-xyz" in r.stderr, r
+    ctrd.ctr("containers", "delete", cid, check=False)    # --rm does not get this far
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_config_file_v1_runtime(rootfs_template: Path, runtime: str) -> None:
+    """The runtime named in containerd's config file (the v1 linux runtime plugin)."""
+    if shutil.which("containerd-shim") is None:
+        pytest.skip("no containerd-shim (v1)")
+    daemon = Containerd(Path(tempfile.mkdtemp(prefix="pyrun-ctrd1-")), v1_runtime=runtime)
+    try:
+        daemon.start()
+        archive = daemon.workdir / "image.tar"
+        build_oci_archive(rootfs_template, archive, IMAGE)
+        daemon.ctr("images", "import", str(archive), timeout=60)
+        cid = new_id()
+        r = daemon.ctr("run", "--rm", *daemon.run_args(runtime, cid, route=V1), IMAGE, cid,
+                       "sh", "-c", "echo v1 pid $$; exit 3", check=False)
+        assert r.returncode == 3, (r, daemon.log_tail())
+        assert r.stdout == "v1 pid 1\n", r
+        # The configured binary is the one that ran it: its own `state` reads
+        # the state under the configured runtime_root.
+        cid = new_id()
+        daemon.ctr("run", "-d", *daemon.run_args(runtime, cid, route=V1), IMAGE, cid, "sleep", "100")
+        st = subprocess.run([runtime, "--root", f"{daemon.runc_root}-v1/{NAMESPACE}", "state", cid],
+                            capture_output=True, text=True)
+        assert st.returncode == 0 and json.loads(st.stdout)["status"] == "running", st
+        daemon.ctr("task", "kill", "-s", "KILL", cid)
+        assert wait_task_status(daemon, cid, "STOPPED") == "STOPPED"
+        daemon.ctr("task", "delete", cid)
+        daemon.ctr("containers", "delete", cid)
+    finally:
+        daemon.stop()
