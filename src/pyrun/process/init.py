@@ -32,7 +32,6 @@ class Init:
         self.ctx = ctx
         self.ch = ch
         self.root_fd = -1
-        self.console_slave = -1
         self.env: list[str] = []
         self.executable = ""
 
@@ -133,7 +132,9 @@ def set_up_console(it: Init) -> None:
     terminal.send_master(sock, master)
     os.close(master)
     sock.close()
-    it.console_slave = slave
+    # The pty replaces our stdio now, not at exec: the caller (containerd's
+    # shim) reads create's output to EOF, and must not wait for `start`.
+    terminal.make_controlling(slave)
 
 
 def finalize_rootfs(it: Init) -> None:
@@ -362,8 +363,6 @@ def wait_for_start(it: Init) -> None:
 
 
 def exec_process(it: Init) -> None:
-    if it.console_slave >= 0:
-        terminal.make_controlling(it.console_slave)
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             try:
