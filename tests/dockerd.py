@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pytest
+from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
 
 IMAGE = "pyrun-busybox:test"
 CGROUP_PARENT = f"pyrun-dockertest-{os.getpid()}"
@@ -192,27 +193,7 @@ class Dockerd:
     def _kill_stragglers(self) -> None:
         """containerd and shims that outlived a killed dockerd: only processes whose
         command line names our private directory, each by pid."""
-        marker = str(self.workdir).encode()
-        for _ in range(50):
-            pids = []
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit() or int(entry) == os.getpid():
-                    continue
-                try:
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        cmdline = f.read()
-                except OSError:
-                    continue
-                if marker in cmdline:
-                    pids.append(int(entry))
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_by_cmdline(str(self.workdir).encode())
 
     def _remove_shim_sockets(self) -> None:
         """A killed shim leaves its socket in /run/containerd/s, named (containerd
@@ -255,27 +236,7 @@ class Dockerd:
     def _remove_cgroups(self) -> None:
         """Containers a dead daemon left running are killed, by pid; then the empty
         directories under our --cgroup-parent are removed. Nothing else is touched."""
-        for _ in range(50):
-            pids = set()
-            for d in self._our_cgroups():
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(p) for p in f.read().split())
-                except (OSError, ValueError):
-                    pass
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        for d in self._our_cgroups():
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        empty_and_remove_cgroups(self._our_cgroups)
 
     # -- the client --
 

@@ -47,6 +47,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
+from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
 
 RUNC = "/usr/sbin/runc"
 CONTAINERD = shutil.which("containerd")
@@ -254,48 +255,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     def _kill_stragglers(self) -> None:
         """Shims still running after containerd stopped: by pid, only those whose
         command line names our private socket."""
-        marker = self.address.encode()
-        for _ in range(50):
-            pids = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and int(entry) != os.getpid():
-                    try:
-                        with open(f"/proc/{entry}/cmdline", "rb") as f:
-                            if marker in f.read():
-                                pids.append(int(entry))
-                    except OSError:
-                        pass
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_by_cmdline(self.address.encode())
 
     def _remove_cgroups(self) -> None:
-        for _ in range(50):
-            pids = set()
-            for d in _cgroup_dirs(NAMESPACE):
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(p) for p in f.read().split())
-                except (OSError, ValueError):
-                    pass
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        for d in _cgroup_dirs(NAMESPACE):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        empty_and_remove_cgroups(lambda: _cgroup_dirs(NAMESPACE))
 
     def _unmount_all(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)

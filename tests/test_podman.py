@@ -23,7 +23,6 @@ import ctypes
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -35,6 +34,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
+from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
 
 RUNC = "/usr/sbin/runc"
 PODMAN = shutil.which("podman")
@@ -183,48 +183,10 @@ runroot = "{w}/run"
 
     def _kill_stragglers(self) -> None:
         """conmon (and anything else) whose command line names our directory, by pid."""
-        marker = str(self.workdir).encode()
-        for _ in range(50):
-            pids = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and int(entry) != os.getpid():
-                    try:
-                        with open(f"/proc/{entry}/cmdline", "rb") as f:
-                            if marker in f.read():
-                                pids.append(int(entry))
-                    except OSError:
-                        pass
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_by_cmdline(str(self.workdir).encode())
 
     def _remove_cgroups(self) -> None:
-        for _ in range(50):
-            pids = set()
-            for d in _cgroup_dirs():
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(p) for p in f.read().split())
-                except (OSError, ValueError):
-                    pass
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        for d in _cgroup_dirs():
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        empty_and_remove_cgroups(_cgroup_dirs)
 
     def _unmount_all(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)

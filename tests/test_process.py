@@ -11,7 +11,6 @@ import os
 import re
 import resource
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
