@@ -2,10 +2,14 @@
 podman): kill what a dead daemon left behind, by pid, touching nothing else."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Callable
+
+_MNT_DETACH = 2
 
 
 def _kill_all(pids: set[int]) -> None:
@@ -53,3 +57,46 @@ def empty_and_remove_cgroups(dirs: Callable[[], list[str]], rounds: int = 50) ->
             os.rmdir(d)
         except OSError:
             pass
+
+
+def cgroup_dirs_named(name: str) -> list[str]:
+    """Every cgroup directory at or below one called `name`, deepest first."""
+    found: list[str] = []
+    root = Path("/sys/fs/cgroup")
+    if not root.is_dir():
+        return found
+    for top in root.iterdir():
+        for dirpath, dirnames, _files in os.walk(top):
+            if os.path.basename(dirpath) == name:
+                dirnames[:] = []
+                found += [sub for sub, _d, _f in os.walk(dirpath)]
+    return sorted(found, key=len, reverse=True)
+
+
+def mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [_unescape(line.split()[4]) for line in f]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\ooo."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def unmount_below(prefix: str, rounds: int = 5) -> None:
+    """Lazily unmount everything at or below `prefix`, deepest first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for _ in range(rounds):
+        points = [m for m in mountpoints() if m == prefix or m.startswith(prefix + "/")]
+        if not points:
+            return
+        for m in sorted(points, key=len, reverse=True):
+            libc.umount2(m.encode(), _MNT_DETACH)

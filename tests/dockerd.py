@@ -26,7 +26,6 @@ Register the `docker` marker in pyproject: markers = ["docker: needs a real dock
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pytest
-from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
+from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
 
 IMAGE = "pyrun-busybox:test"
 CGROUP_PARENT = f"pyrun-dockertest-{os.getpid()}"
@@ -49,7 +48,6 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 # Fixed by Docker / containerd, created on demand; removed only if we made them.
 _FIXED_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd")
-_MNT_DETACH = 2
 
 
 def docker_cli() -> str | None:
@@ -79,6 +77,9 @@ def missing_reason() -> str | None:
 
 
 # --- the daemon ------------------------------------------------------------------
+
+Runtimes = Mapping[str, str] | Callable[[Path], Mapping[str, str]] | None
+
 
 class Dockerd:
     """One dockerd (and the containerd it manages) private to a test run."""
@@ -210,28 +211,12 @@ class Dockerd:
                     sock.unlink()
 
     def _unmount_all(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prefix = str(self.workdir)
-        for _ in range(5):
-            points = [m for m in _mountpoints() if m == prefix or m.startswith(prefix + "/")]
-            if not points:
-                return
-            for m in sorted(points, key=len, reverse=True):
-                libc.umount2(m.encode(), _MNT_DETACH)
+        unmount_below(str(self.workdir))
 
     def _our_cgroups(self) -> list[str]:
         """Every cgroup directory at or below one named after our --cgroup-parent,
         deepest first."""
-        found: list[str] = []
-        root = Path("/sys/fs/cgroup")
-        if not root.is_dir():
-            return found
-        for top in root.iterdir():
-            for dirpath, dirnames, _files in os.walk(top):
-                if os.path.basename(dirpath) == self.cgroup_parent:
-                    dirnames[:] = []
-                    found += [sub for sub, _d, _f in os.walk(dirpath)]
-        return sorted(found, key=len, reverse=True)
+        return cgroup_dirs_named(self.cgroup_parent)
 
     def _remove_cgroups(self) -> None:
         """Containers a dead daemon left running are killed, by pid; then the empty
@@ -260,27 +245,6 @@ class Dockerd:
         tar_path.unlink()
         self.image = tag
         return image_id
-
-
-def _mountpoints() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [_unescape(line.split()[4]) for line in f]
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as \\ooo."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-Runtimes = Mapping[str, str] | Callable[[Path], Mapping[str, str]] | None
 
 
 @contextmanager

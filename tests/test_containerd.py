@@ -28,7 +28,6 @@ created it and it is empty (socket files left by killed shims are removed).
 """
 from __future__ import annotations
 
-import ctypes
 import gzip
 import hashlib
 import io
@@ -47,7 +46,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
-from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
+from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
 
 RUNC = "/usr/sbin/runc"
 CONTAINERD = shutil.which("containerd")
@@ -57,7 +56,6 @@ IMAGE = "docker.io/library/pyrun-busybox:test"
 V2 = "io.containerd.runc.v2"
 V1 = "io.containerd.runtime.v1.linux"
 _FIXED_DIRS = ("/run/containerd/s", "/run/containerd")
-_MNT_DETACH = 2
 
 RUNTIMES = [pytest.param(str(PYRUN), id="pyrun"), pytest.param(RUNC, id="runc")]
 
@@ -114,22 +112,6 @@ def build_oci_archive(rootfs: Path, dest: Path, name: str) -> None:
 
 
 # --- the daemon ---------------------------------------------------------------------
-
-def _mountpoints() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4].replace("\\040", " ") for line in f]
-
-
-def _cgroup_dirs(name: str) -> list[str]:
-    """Every cgroup directory at or below one called `name`, deepest first."""
-    found: list[str] = []
-    for top in Path("/sys/fs/cgroup").iterdir():
-        for dirpath, dirnames, _files in os.walk(top):
-            if os.path.basename(dirpath) == name:
-                dirnames[:] = []
-                found += [sub for sub, _d, _f in os.walk(dirpath)]
-    return sorted(found, key=len, reverse=True)
-
 
 class Containerd:
     def __init__(self, workdir: Path, v1_runtime: str | None = None) -> None:
@@ -258,17 +240,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         kill_by_cmdline(self.address.encode())
 
     def _remove_cgroups(self) -> None:
-        empty_and_remove_cgroups(lambda: _cgroup_dirs(NAMESPACE))
+        empty_and_remove_cgroups(lambda: cgroup_dirs_named(NAMESPACE))
 
     def _unmount_all(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prefix = str(self.workdir)
-        for _ in range(5):
-            points = [m for m in _mountpoints() if m == prefix or m.startswith(prefix + "/")]
-            if not points:
-                return
-            for m in sorted(points, key=len, reverse=True):
-                libc.umount2(m.encode(), _MNT_DETACH)
+        unmount_below(str(self.workdir))
 
     def _remove_shim_sockets(self) -> None:
         """containerd 1.6 names a v2 shim's socket sha256("<address>/<ns>/<id>")."""
@@ -305,7 +280,7 @@ def ctrd(containerd: Containerd) -> Iterator[Containerd]:
     containerd.remove_all()
     state = containerd.runc_root / NAMESPACE
     runtime_state = [n for n in os.listdir(state) if not n.startswith("@")] if state.is_dir() else []
-    cgroups = [d for d in _cgroup_dirs(NAMESPACE) if os.path.basename(d) != NAMESPACE]
+    cgroups = [d for d in cgroup_dirs_named(NAMESPACE) if os.path.basename(d) != NAMESPACE]
     assert not (left or runtime_state or cgroups), \
         f"left behind: containers={left} runtime state={runtime_state} cgroups={cgroups}"
 

@@ -19,7 +19,6 @@ and read a failing create's message from it.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -34,13 +33,12 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
-from daemon_cleanup import empty_and_remove_cgroups, kill_by_cmdline
+from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
 
 RUNC = "/usr/sbin/runc"
 PODMAN = shutil.which("podman")
 IMAGE = "localhost/pyrun-busybox:test"
 CGROUP_PARENT = f"pyrun-podmantest-{os.getpid()}"
-_MNT_DETACH = 2
 # Fixed paths podman or conmon might create outside our directory; removed at
 # teardown if this run created them and they are empty.
 _FIXED_DIRS = ("/run/runc", "/run/pyrun", "/run/libpod", "/run/containers/storage", "/run/containers",
@@ -55,20 +53,9 @@ pytestmark = pytest.mark.skipif(PODMAN is None or shutil.which("conmon") is None
                                 reason="podman/conmon not installed (install.sh installs podman)")
 
 
-def _mountpoints() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4].replace("\\040", " ") for line in f]
-
-
 def _cgroup_dirs() -> list[str]:
     """Every cgroup directory at or below our cgroup parent, deepest first."""
-    found: list[str] = []
-    for top in Path("/sys/fs/cgroup").iterdir():
-        for dirpath, dirnames, _files in os.walk(top):
-            if os.path.basename(dirpath) == CGROUP_PARENT:
-                dirnames[:] = []
-                found += [sub for sub, _d, _f in os.walk(dirpath)]
-    return sorted(found, key=len, reverse=True)
+    return cgroup_dirs_named(CGROUP_PARENT)
 
 
 class Podman:
@@ -189,14 +176,7 @@ runroot = "{w}/run"
         empty_and_remove_cgroups(_cgroup_dirs)
 
     def _unmount_all(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prefix = str(self.workdir)
-        for _ in range(5):
-            points = [m for m in _mountpoints() if m == prefix or m.startswith(prefix + "/")]
-            if not points:
-                return
-            for m in sorted(points, key=len, reverse=True):
-                libc.umount2(m.encode(), _MNT_DETACH)
+        unmount_below(str(self.workdir))
 
 
 @pytest.fixture(scope="module")
