@@ -12,7 +12,6 @@ so nothing a hook prints lands in the container's log stream.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from pyrun import SPEC_VERSION
@@ -73,12 +72,3 @@ def _signal_name(sig: int) -> str:
         return signal.Signals(sig).name[3:].lower()
     except ValueError:
         return str(sig)
-
-
-def has_hooks(spec: dict[str, Any]) -> bool:
-    return any((spec.get("hooks") or {}).get(k) for k in
-               ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"))
-
-
-def current_pid() -> int:
-    return os.getpid()

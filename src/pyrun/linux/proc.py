@@ -19,11 +19,6 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
-def state_letter(pid: int) -> str | None:
-    fields = stat_fields(pid)
-    return fields[0] if fields else None
-
-
 def is_alive(pid: int, expected_start: int | None = None) -> bool:
     """True when `pid` runs (not a zombie) and is the same process we started."""
     fields = stat_fields(pid)

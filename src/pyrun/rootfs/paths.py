@@ -75,11 +75,3 @@ def ensure_path(root_fd: int, path: str, directory: bool, mode: int = 0o755) -> 
 def fd_path(fd: int) -> str:
     """The magic link through which mount(2) acts on exactly this object."""
     return f"/proc/self/fd/{fd}"
-
-
-def is_dir_fd(fd: int) -> bool:
-    return stat.S_ISDIR(os.fstat(fd).st_mode)
-
-
-def ignore_missing(err: OSError) -> bool:
-    return err.errno in (errno.ENOENT, errno.ENOTDIR)
