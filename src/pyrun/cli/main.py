@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
 
 from pyrun import SPEC_VERSION, __version__, log
 from pyrun.cli.parser import Flag, parse
@@ -38,11 +37,15 @@ global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup
 """
 
 
-@dataclass
 class GlobalOptions:
-    root: str
-    systemd_cgroup: bool
-    rootless: str
+    """The global flags every command sees (a plain class: no dataclasses import)."""
+
+    __slots__ = ("root", "systemd_cgroup", "rootless")
+
+    def __init__(self, root: str, systemd_cgroup: bool, rootless: str) -> None:
+        self.root = root
+        self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless
 
 
 def _ensure_stdio() -> None:

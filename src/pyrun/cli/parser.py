@@ -6,21 +6,23 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pyrun.errors import UsageError
 
 
-@dataclass(frozen=True)
 class Flag:
-    names: tuple[str, ...]       # first is the canonical key, e.g. ("bundle", "b")
-    kind: str = "bool"           # bool | str | int | list
-    default: Any = None
+    """One flag: its names (the first is canonical, e.g. ("bundle", "b")), its
+    kind (bool | str | int | list) and default. A plain class: every command
+    builds flags, and `dataclasses` would cost each invocation ~7 ms of imports."""
 
-    @property
-    def key(self) -> str:
-        return self.names[0].replace("-", "_")
+    __slots__ = ("names", "kind", "default", "key")
+
+    def __init__(self, names: tuple[str, ...], kind: str = "bool", default: Any = None) -> None:
+        self.names = names
+        self.kind = kind
+        self.default = default
+        self.key = names[0].replace("-", "_")
 
 
 _TRUE = {"1", "t", "true", "TRUE", "True", "T"}
