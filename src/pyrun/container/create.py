@@ -28,13 +28,13 @@ class CreateRequest:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     detach: bool = True
-    console_sink: socket.socket | None = None   # `run -t` without a socket: master comes to us
 
 
 @dataclass
 class Created:
     pid: int
     state: dict[str, Any]
+    console: socket.socket | None = None   # `run -t` without --console-socket: the pty master arrives here
 
 
 def create(req: CreateRequest) -> Created:
@@ -46,15 +46,18 @@ def create(req: CreateRequest) -> Created:
     _check_host_support(spec)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
-
     cdir = ContainerDir.create(req.root, req.id)
     cgroup = None
     state_fd = -1
+    sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
     try:
+        if process.get("terminal") and not req.detach and not req.console_socket:
+            sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cdir.make_fifo()
         state_fd = cdir.path_fd()
         cgroup, binds = _make_cgroup(spec, req.id)
-        ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req)
+        ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
+                              sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         from pyrun.process.launcher import launch
         launched = launch(ctx)
@@ -62,8 +65,10 @@ def create(req: CreateRequest) -> Created:
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
         launched.release()
-        return Created(launched.pid, state)
+        return Created(launched.pid, state, sink[0] if sink else None)
     except BaseException:
+        if sink:
+            sink[0].close()
         if cgroup is not None:
             try:
                 cgroup.destroy()
@@ -72,6 +77,8 @@ def create(req: CreateRequest) -> Created:
         cdir.remove()
         raise
     finally:
+        if sink:
+            sink[1].close()
         if state_fd >= 0:
             os.close(state_fd)
         cdir.close()
@@ -131,7 +138,8 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
-                    cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest) -> Any:
+                    cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
+                    console_sink: socket.socket | None) -> Any:
     from pyrun.process.context import LaunchContext
     new, join = [], {}
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
@@ -139,7 +147,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
             join[ns["type"]] = ns["path"]
         else:
             new.append(ns["type"])
-    console = req.console_sink
+    console = console_sink
     if req.console_socket:
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
