@@ -193,6 +193,40 @@ def bundle(tmp_path: Path, rootfs_template: Path) -> Bundle:
     return Bundle(tmp_path / "bundle", make_config(["true"])).write()
 
 
+@pytest.fixture
+def open_bundle(rootfs_template: Path) -> Iterator[Bundle]:
+    """A bundle in a directory an unprivileged (mapped) uid can traverse."""
+    base = Path(tempfile.mkdtemp(prefix="pyrun-t-open-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
+        yield Bundle(base, make_config(["true"])).write()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def status_fields(text: str) -> dict[str, str]:
+    """`/proc/self/status` text as {field: value}."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def failed_run(pyrun: "Pyrun", bundle: Bundle) -> str:
+    """`run` of the bundle as written, which must fail before the container
+    starts and leave no state: its one error message (JSON log, so unescaped)."""
+    cid = pyrun.new_id()
+    res = pyrun("run", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
+    assert res.returncode != 0, res
+    assert not (pyrun.root / cid).exists()
+    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
+    assert [e["level"] for e in entries] == ["error"], res.stderr
+    return entries[0]["msg"]
+
+
 @pytest.fixture(scope="session")
 def state_root() -> Iterator[Path]:
     root = Path(f"/run/pyrun-tests-{os.getpid()}")

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from conftest import SHARED, Bundle
-from pyrun.tools.busybox_bundle import make_config
 
 UPSTREAM_SCHEMA_DIR = SHARED / "oci-runtime-spec" / "schema"
 
@@ -176,18 +173,6 @@ def test_claimed_mount_options_are_accepted(pyrun, bundle, features, tmp_path):
         bundle.config["mounts"].append({"destination": f"/bound{i}", "type": "bind",
                                         "source": str(src), "options": opts})
     _run_true(pyrun, bundle)
-
-
-@pytest.fixture
-def open_bundle(rootfs_template: Path) -> Iterator[Bundle]:
-    """A bundle an unprivileged (mapped) uid can traverse."""
-    base = Path(tempfile.mkdtemp(prefix="pyrun-t-features-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
-        yield Bundle(base, make_config(["true"])).write()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_claimed_namespaces_work_together(pyrun, open_bundle, features):

@@ -6,21 +6,19 @@ Every assertion is made from inside the container, with busybox.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import PYRUN, Bundle, make_config
+import conftest
+from conftest import PYRUN, status_fields
 
 
 def run_out(pyrun, bundle, *args: str, **kw) -> str:
@@ -29,26 +27,10 @@ def run_out(pyrun, bundle, *args: str, **kw) -> str:
     return pyrun("run", "-b", str(bundle.path), pyrun.new_id(), **kw).stdout
 
 
-def status_fields(text: str) -> dict[str, str]:
-    """`/proc/self/status` text as {field: value}."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key] = value.strip()
-    return out
-
-
 def failed_run(pyrun, bundle, *args: str) -> str:
-    """Run `args`, expecting failure; the one error message (JSON log, so unescaped)."""
+    """Run `args`, expecting failure; the one error message."""
     bundle.set_args(*args)
-    cid = pyrun.new_id()
-    res = pyrun("run", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
-    assert res.returncode != 0, res
-    assert not (pyrun.root / cid).exists()
-    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
-    assert [e["level"] for e in entries] == ["error"], res.stderr
-    return entries[0]["msg"]
+    return conftest.failed_run(pyrun, bundle)
 
 
 def set_user(bundle, **user) -> None:
@@ -389,18 +371,6 @@ def test_time_namespace_boottime_offset(pyrun, bundle):
 
 
 # --- user namespace -------------------------------------------------------------------
-
-@pytest.fixture
-def open_bundle(rootfs_template: Path) -> Iterator[Bundle]:
-    """A bundle in a directory an unprivileged (mapped) uid can traverse."""
-    base = Path(tempfile.mkdtemp(prefix="pyrun-t-userns-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
-        yield Bundle(base, make_config(["true"])).write()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
 
 def test_user_namespace(pyrun, open_bundle):
     bundle = open_bundle

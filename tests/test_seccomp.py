@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import Bundle
+import conftest
+from conftest import Bundle, status_fields
 
 AF_INET, SOCK_STREAM = 2, 1
 PER_LINUX, PER_LINUX32 = 0x0000, 0x0008
@@ -46,24 +47,7 @@ def set_profile(bundle: Bundle, default: str = "SCMP_ACT_ALLOW", syscalls: list[
     return profile
 
 
-def status_fields(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key] = value.strip()
-    return out
-
-
-def failed_create(pyrun, bundle: Bundle) -> str:
-    """`run` that must fail before the container starts: its one error line."""
-    cid = pyrun.new_id()
-    res = pyrun("run", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
-    assert res.returncode != 0, res
-    assert not (pyrun.root / cid).exists()
-    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
-    assert [e["level"] for e in entries] == ["error"], res.stderr
-    return entries[0]["msg"]
+failed_create = conftest.failed_run
 
 
 # --- a filter is loaded, or not -------------------------------------------------
