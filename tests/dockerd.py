@@ -13,8 +13,11 @@ Everything the daemon owns lives under one temporary directory: its data root,
 exec root, pidfile, API socket, daemon.json and trust key, and the containerd
 it starts (dockerd writes that containerd's config under <exec-root>/containerd,
 with root=<data-root>/containerd/daemon and state=<exec-root>/containerd/daemon).
-Networking is off (--bridge=none, no iptables), so the host's iptables are never
-touched. Containers get their cgroups under a per-run --cgroup-parent,
+There is no default bridge (--bridge=none) and no iptables, NAT or forwarding,
+so the host's iptables and sysctls are never touched; a test that needs a
+network creates its own bridge network and removes it. Published ports go
+through docker-proxy (--userland-proxy), which listens in the host's namespace
+and connects to the container's address on that bridge. Containers get their cgroups under a per-run --cgroup-parent,
 `pyrun-dockertest-<pid>`, whose empty directories are removed at teardown.
 
 Two paths outside the temporary directory are compiled into Docker and
@@ -116,7 +119,7 @@ class Dockerd:
             "-H", self.host,
             "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
             "--bridge=none",
-            "--userland-proxy=false",
+            "--userland-proxy=true",
             "--cgroup-parent", self.cgroup_parent,
             "--exec-opt", "native.cgroupdriver=cgroupfs",
             "--log-level=warn",

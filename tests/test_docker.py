@@ -441,6 +441,54 @@ def test_network_host(docker: Dockerd, rt: str, name: str) -> None:
     assert len(seen & host_ifaces) >= len(host_ifaces) // 2, (seen, host_ifaces)
 
 
+@pytest.fixture
+def bridge_network(docker: Dockerd) -> Iterator[str]:
+    """A private bridge network (its own host bridge link, removed afterwards)."""
+    net = f"pyrun-net-{uuid.uuid4().hex[:8]}"
+    third = 100 + os.getpid() % 100
+    docker.docker("network", "create", "--driver", "bridge",
+                  "--subnet", f"10.213.{third}.0/24", net)
+    yield net
+    docker.docker("network", "rm", net, check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_get(port: int, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/index.html")
+            body = conn.getresponse().read().decode()
+            conn.close()
+            return body
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@both()
+def test_published_port(docker: Dockerd, rt: str, name: str, bridge_network: str) -> None:
+    """-p HOST:CONTAINER: the container joins a bridge through Docker's prestart
+    hook (libnetwork-setkey) and docker-proxy forwards host loopback to it."""
+    port = _free_port()
+    start_detached(docker, rt, name, "--network", bridge_network,
+                   "-p", f"127.0.0.1:{port}:8080", "--", "sh", "-c",
+                   "mkdir -p /www && echo pong-$(hostname) > /www/index.html && "
+                   "exec httpd -f -p 8080 -h /www")
+    hostname = inspect(docker, name, "{{.Config.Hostname}}")
+    assert _http_get(port).strip() == f"pong-{hostname}"
+    ifaces = docker.docker("exec", name, "cat", "/proc/net/dev").stdout
+    assert "eth0" in _interfaces(ifaces), ifaces
+    docker.docker("rm", "-f", name)
+
+
 @both()
 def test_failing_create_shows_runtime_text(docker: Dockerd, rt: str, name: str,
                                            tmp_path: Path) -> None:
