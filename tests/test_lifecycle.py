@@ -194,6 +194,12 @@ def test_list_and_state_formats(pyrun, bundle):
         pyrun("delete", "-f", cid)
 
 
+def test_list_of_no_containers_is_json_null_as_runc(tmp_path):
+    r = subprocess.run([str(PYRUN), "--root", str(tmp_path / "empty"), "list", "--format", "json"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "null\n", "")
+
+
 def test_state_validates_against_our_state_schema(pyrun, bundle):
     from pyrun.spec.schema_loader import load_validator
     bundle.config["annotations"] = {"org.example.key": "value"}

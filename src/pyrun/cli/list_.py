@@ -17,7 +17,7 @@ def main(glob, argv: list[str]) -> int:
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":
-        sys.stdout.write(json.dumps(states) + "\n")
+        sys.stdout.write(json.dumps(states or None) + "\n")   # runc prints null, not []
     elif opts["format"] == "table":
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]
