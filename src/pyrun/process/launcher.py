@@ -83,6 +83,8 @@ def launch(ctx: LaunchContext) -> Launched:
                     os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type is Msg.READY:
+                if ctx.mode == "init" and ctx.cgroup is not None:
+                    _apply_resources(ctx)
                 return Launched(init_pid, parent)
             elif msg.type is Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
@@ -116,6 +118,18 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
         except (OSError, ValueError, KeyError) as e:
             reason = strerror(e.errno) if isinstance(e, OSError) else str(e)
             raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
+
+
+def _apply_resources(ctx: LaunchContext) -> None:
+    """Limits go in once the cgroup holds only the init (stage 1 is reaped)
+    and before it may exec: the runtime's own set-up is not charged against
+    pids.max or a tiny memory limit, the user process is from its first
+    instruction."""
+    from pyrun.cgroups.cgfile import CgroupError
+    try:
+        ctx.cgroup.apply_resources(ctx.linux.get("resources"))
+    except CgroupError as e:
+        raise PyrunError(f"error setting cgroup config for procReady process: {e}") from None
 
 
 def _copy_fd_from(pid: int, fd: int) -> int:
