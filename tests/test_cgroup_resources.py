@@ -74,12 +74,14 @@ def test_memory_pids_cpu_limits_are_what_the_container_sees(pyrun, bundle):
 def test_v1_only_memory_knobs(pyrun, bundle):
     if V2:
         pytest.skip("swappiness, oom_control and kmem.tcp are cgroup v1 files (runc ignores them on v2)")
-    res = {"memory": {"limit": 64 * MiB, "swappiness": 7, "disableOOMKiller": True, "kernelTCP": 8 * MiB}}
+    res = {"memory": {"limit": 64 * MiB, "swappiness": 7, "disableOOMKiller": True, "kernelTCP": 8 * MiB,
+                      "useHierarchy": True}}
     files = {"swappiness": inner_path("memory", "memory.swappiness"),
+             "hierarchy": inner_path("memory", "memory.use_hierarchy"),
              "oom": inner_path("memory", "memory.oom_control"),
              "tcp": inner_path("memory", "memory.kmem.tcp.limit_in_bytes")}
     got = read_inside(pyrun, bundle, files, res)
-    assert got["swappiness"] == "7" and got["tcp"] == str(8 * MiB)
+    assert got["swappiness"] == "7" and got["tcp"] == str(8 * MiB) and got["hierarchy"] == "1"
     assert got["oom"].startswith("oom_kill_disable 1")
 
 
@@ -88,6 +90,40 @@ def test_cpuset_and_cpu_idle(pyrun, bundle):
     name = "cpuset.cpus.effective" if V2 else "cpuset.cpus"
     files = {"cpus": inner_path("cpuset", name), "idle": inner_path("cpu", "cpu.idle")}
     assert read_inside(pyrun, bundle, files, res) == {"cpus": "0", "idle": "1"}
+
+
+def test_realtime_cpu(pyrun, bundle):
+    res = {"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 100000}}
+    if V2:
+        bundle.config["linux"]["resources"] = res
+        bundle.write()
+        assert "not supported on cgroup v2" in failed_run(pyrun, bundle)
+        return
+    files = {"rt": inner_path("cpu", "cpu.rt_runtime_us"), "period": inner_path("cpu", "cpu.rt_period_us")}
+    assert read_inside(pyrun, bundle, files, res) == {"rt": "10000", "period": "100000"}
+
+
+def test_block_io_weight(pyrun, bundle):
+    """blkio.weight, or BFQ's file when that is the scheduler's; io.weight converted on v2."""
+    res = {"blockIO": {"weight": 500}}
+    if V2:
+        script = "cat /sys/fs/cgroup/io.bfq.weight 2>/dev/null || cat /sys/fs/cgroup/io.weight"
+        want = {"default 500", f"default {convert.blkio_weight_to_io_weight(500)}"}
+    else:
+        d = os.path.dirname(inner_path("blkio", "x"))
+        script = f"cat {d}/blkio.weight 2>/dev/null || cat {d}/blkio.bfq.weight"
+        want = {"500"}
+    bundle.config["linux"]["resources"] = res
+    bundle.set_args("sh", "-c", script)
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.strip()
+    assert out.splitlines()[0] in want, out
+
+
+def test_rdma_without_the_device_is_an_error(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"rdma": {"mlx5_nosuch": {"hcaHandles": 3, "hcaObjects": 100}}}
+    bundle.write()
+    msg = failed_run(pyrun, bundle)
+    assert "rdma" in msg, msg
 
 
 def _block_device() -> str:
