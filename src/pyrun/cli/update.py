@@ -85,7 +85,7 @@ def resources_from_flags(opts: dict[str, Any]) -> dict[str, Any]:
     for flag in ("kernel-memory", "kernel-memory-tcp"):
         if opts[flag.replace("-", "_")]:
             log.warning(f"Setting --{flag} is ignored and will be removed")
-    if opts["pids_limit"]:
+    if opts["pids_limit"] is not None:     # given, even as 0 (runc: context.IsSet)
         res["pids"]["limit"] = opts["pids_limit"]
     return res
 

@@ -93,7 +93,7 @@ def merge(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]
     if mem.get("limit") == -1 and mem.get("swap") is None:
         out.setdefault("memory", {})["swap"] = -1    # unlimited memory: unlimited swap too
     limit = (new.get("pids") or {}).get("limit")
-    if limit:                                       # 0 is "not given", as runc's --pids-limit
+    if limit is not None:                           # 0 is a limit (runtime-spec 1.3, current runc)
         out.setdefault("pids", {})["limit"] = limit
     if new.get("unified"):
         out.setdefault("unified", {}).update(new["unified"])
