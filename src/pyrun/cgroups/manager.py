@@ -66,6 +66,24 @@ class CgroupManager:
         return {name: path for key, path in self.paths.items() if key
                 for name in key.split(",") if not name.startswith("name=")}
 
+    def check_resources(self, resources: dict[str, Any] | None) -> None:
+        """What runc's validator refuses before anything is forked: unified on
+        v1/hybrid, an impossible memory+swap or realtime CPU on v2."""
+        if not resources:
+            return
+        from pyrun.cgroups.cgfile import CgroupError
+        if self.mode != "v2":
+            if resources.get("unified"):
+                from pyrun.cgroups.resources_v1 import NO_UNIFIED
+                raise CgroupError(NO_UNIFIED)
+            return
+        from pyrun.cgroups.convert import swap_to_v2
+        mem, cpu = resources.get("memory") or {}, resources.get("cpu") or {}
+        swap_to_v2(mem.get("swap") or 0, mem.get("limit") or 0)
+        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+            from pyrun.cgroups.resources_v2 import NO_REALTIME
+            raise CgroupError(NO_REALTIME)
+
     def apply_resources(self, resources: dict[str, Any] | None) -> None:
         """Write every limit of `linux.resources` (devices excepted: their rules
         are set at create and `update` never changes them, as runc)."""

@@ -13,6 +13,8 @@ from pyrun.cgroups import convert
 from pyrun.cgroups.cgfile import CgroupError, exists, read, write
 from pyrun.cgroups.resources_v1 import check_usage, rdma_lines
 
+NO_REALTIME = "realtime CPU limits (cpu.realtimeRuntime, cpu.realtimePeriod) are not supported on cgroup v2"
+
 
 def apply(d: str, res: dict[str, Any]) -> None:
     _pids(d, res.get("pids") or {})
@@ -70,7 +72,7 @@ def _io(d: str, bio: dict[str, Any]) -> None:
 
 def _cpu(d: str, cpu: dict[str, Any]) -> None:
     if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
-        raise CgroupError("realtime CPU limits (cpu.realtimeRuntime, cpu.realtimePeriod) are not supported on cgroup v2")
+        raise CgroupError(NO_REALTIME)
     if cpu.get("idle") is not None:
         write(d, "cpu.idle", str(cpu["idle"]))
     weight = convert.cpu_shares_to_weight(cpu.get("shares") or 0)
