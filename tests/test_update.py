@@ -134,3 +134,14 @@ def test_update_of_a_stopped_container(pyrun, bundle):
     res = pyrun("update", "--memory", "10m", cid, check=False)
     assert res.returncode == 1 and "container not running" in res.stderr
     pyrun("delete", cid)
+
+
+def test_memory_and_swap_raised_and_lowered_together(pyrun, running):
+    """v1 needs memory <= memory+swap after every write: the order depends on the direction."""
+    for limit, swap in ((300 * MiB, 600 * MiB), (50 * MiB, 60 * MiB), (400 * MiB, 400 * MiB)):
+        pyrun("update", "--memory", str(limit), "--memory-swap", str(swap), running)
+        assert memory_limit(pyrun, running) == limit
+        if V2:
+            assert cgfile(pyrun, running, "memory", "", "memory.swap.max") == str(swap - limit)
+        else:
+            assert cgfile(pyrun, running, "memory", "memory.memsw.limit_in_bytes", "") == str(swap)
