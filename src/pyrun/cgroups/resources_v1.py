@@ -25,9 +25,9 @@ def apply(dirs: dict[str, str], res: dict[str, Any], v2_dir: str | None = None) 
         ("cpu", _cpu, _cpu_set(res.get("cpu") or {})),
         ("memory", _memory, _memory_set(res.get("memory") or {})),
         ("pids", _pids, "limit" in (res.get("pids") or {})),
-        ("blkio", _blkio, bool(res.get("blockIO"))),
+        ("blkio", _blkio, any((res.get("blockIO") or {}).values())),
         ("hugetlb", _hugetlb, bool(res.get("hugepageLimits"))),
-        ("net_cls", _net_cls, (res.get("network") or {}).get("classID") is not None),
+        ("net_cls", _net_cls, bool((res.get("network") or {}).get("classID"))),
         ("net_prio", _net_prio, bool((res.get("network") or {}).get("priorities"))),
         ("rdma", _rdma, bool(res.get("rdma"))),
     ]
