@@ -296,3 +296,27 @@ def test_conversions_match_runc():
     assert convert.swap_to_v2(200, 100) == 100 and convert.swap_to_v2(0, -1) == -1
     assert convert.swap_to_v2(-1, 100) == -1 and convert.swap_to_v2(0, 100) == 0
     assert [convert.hugepage_size(s) for s in ("2MB", "2048KB", "1GB", "64KB")] == ["2MB", "2MB", "1GB", "64KB"]
+
+
+HOOK = """
+import json, sys
+pid = json.load(sys.stdin)["pid"]
+for line in open(f"/proc/{pid}/cgroup"):
+    _n, keys, path = line.rstrip("\\n").split(":", 2)
+    if (keys == "") == V2 and (V2 or "pids" in keys.split(",")):
+        base = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
+        with open(OUT, "w") as f:
+            f.write(open(base + path + "/pids.max").read())
+"""
+
+
+def test_prestart_hooks_see_the_limits(pyrun, bundle, tmp_path):
+    """As runc (procHooks): the limits are in before prestart/createRuntime run."""
+    import sys
+    out = tmp_path / "pids.max"
+    code = f"V2 = {V2}; OUT = {str(out)!r}" + HOOK
+    bundle.config["hooks"] = {"prestart": [{"path": sys.executable, "args": ["python3", "-c", code]}]}
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 7}}
+    bundle.set_args("true")
+    pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert out.read_text().strip() == "7"
