@@ -56,7 +56,8 @@ def _read_resources(source: str) -> dict[str, Any]:
     except OSError as e:
         raise PyrunError(f"open {source}: {strerror(e.errno)}") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        return {} if data is None else data     # Go decodes `null` into a struct as nothing
     except ValueError as e:
         raise PyrunError(f"invalid JSON in resources ({'stdin' if source == '-' else source}): {e}") from None
 
