@@ -530,7 +530,7 @@ def test_pause_unpause(docker: Dockerd, rt: str, name: str) -> None:
     wait_for(lambda: Path(f"/proc/{pid}/root/tmp/n").read_text() != n1, what="the loop to resume")
 
 
-@both(ISSUE4)
+@both()
 def test_update_memory(docker: Dockerd, rt: str, name: str) -> None:
     start_detached(docker, rt, name, "--memory", "200m", "--memory-swap", "-1", "--",
                    "sleep", "1000")
@@ -540,7 +540,7 @@ def test_update_memory(docker: Dockerd, rt: str, name: str) -> None:
     assert limit.stdout.strip() == str(120 << 20), limit
 
 
-@both(ISSUE4)
+@both()
 def test_memory_limit_kills_a_hog(docker: Dockerd, rt: str, name: str) -> None:
     # `tail` keeps the whole newline-free stream in memory: 300 MB, bounded, so that
     # without a limit it simply succeeds instead of eating the host.
@@ -550,7 +550,7 @@ def test_memory_limit_kills_a_hog(docker: Dockerd, rt: str, name: str) -> None:
     assert inspect(docker, name, "{{.State.OOMKilled}}") == "true"
 
 
-@both(ISSUE4)
+@both()
 def test_pids_limit(docker: Dockerd, rt: str, name: str) -> None:
     # busybox sh gives up (exit 2) on the first fork that fails
     r = run(docker, rt, name, "--rm", "--pids-limit", "8", "--", "sh", "-c",
@@ -589,7 +589,7 @@ def test_stats_move(docker: Dockerd, rt: str, name: str) -> None:
     assert pids != "0" and float(cpu.rstrip("%")) > 0, cli.stdout
 
 
-@both(ISSUE4)
+@both()
 def test_stats_show_limits(docker: Dockerd, rt: str, name: str) -> None:
     start_detached(docker, rt, name, "--memory", "300m", "--pids-limit", "50", "--",
                    "sleep", "1000")

@@ -100,7 +100,7 @@ def test_unimplemented_features_are_not_claimed(features):
     assert linux["mountExtensions"] == {"idmap": {"enabled": False}}
     for word in ("tmpcopyup", "idmap", "ridmap"):
         assert word not in features["mountOptions"]
-    assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False}
+    assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True}
     assert features["potentiallyUnsafeConfigAnnotations"] == []
 
 

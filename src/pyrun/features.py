@@ -40,7 +40,7 @@ def build() -> dict[str, Any]:
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities(),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": seccomp,
             "apparmor": {"enabled": True},
             "selinux": {"enabled": True},

@@ -1,8 +1,8 @@
 """The container's cgroup: one directory per hierarchy, created before any
 namespace exists, joined by the first forked stage, removed on delete.
 
-Resource limits are applied elsewhere; this module only owns membership and
-lifetime, which every command needs.
+Limits are written by `apply_resources` (resources_v1/resources_v2 do the
+per-file work, imported only when a container has resources).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import errno
 import os
 import signal
 import time
+
+from typing import Any
 
 from pyrun.cgroups.layout import Layout, detect, own_cgroups
 
@@ -45,11 +47,54 @@ class CgroupManager:
     def __init__(self, paths: dict[str, str]) -> None:
         self.paths = paths
 
+    @property
+    def mode(self) -> str:
+        """v1, v2 or hybrid, from which hierarchies the container has a directory in."""
+        v2 = "" in self.paths
+        return ("hybrid" if len(self.paths) > 1 else "v2") if v2 else "v1"
+
     def create(self) -> None:
+        if self.mode == "v2":
+            _enable_controllers(os.path.dirname(self.paths[""]))
         for key, path in self.paths.items():
             os.makedirs(path, exist_ok=True)
             if "cpuset" in key.split(","):
                 _inherit_cpuset(path)
+
+    def controller_dirs(self) -> dict[str, str]:
+        """v1 controller name -> directory ("cpu" and "cpuacct" may share one)."""
+        return {name: path for key, path in self.paths.items() if key
+                for name in key.split(",") if not name.startswith("name=")}
+
+    def check_resources(self, resources: dict[str, Any] | None) -> None:
+        """What runc's validator refuses before anything is forked: unified on
+        v1/hybrid, an impossible memory+swap or realtime CPU on v2."""
+        if not resources:
+            return
+        from pyrun.cgroups.cgfile import CgroupError
+        if self.mode != "v2":
+            if resources.get("unified"):
+                from pyrun.cgroups.resources_v1 import NO_UNIFIED
+                raise CgroupError(NO_UNIFIED)
+            return
+        from pyrun.cgroups.convert import swap_to_v2
+        mem, cpu = resources.get("memory") or {}, resources.get("cpu") or {}
+        swap_to_v2(mem.get("swap") or 0, mem.get("limit") or 0)
+        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+            from pyrun.cgroups.resources_v2 import NO_REALTIME
+            raise CgroupError(NO_REALTIME)
+
+    def apply_resources(self, resources: dict[str, Any] | None) -> None:
+        """Write every limit of `linux.resources` (devices excepted: their rules
+        are set at create and `update` never changes them, as runc)."""
+        if not resources:
+            return
+        if self.mode == "v2":
+            from pyrun.cgroups import resources_v2
+            resources_v2.apply(self.paths[""], resources)
+        else:
+            from pyrun.cgroups import resources_v1
+            resources_v1.apply(self.controller_dirs(), resources, self.paths.get(""))
 
     def join(self, pid: int) -> None:
         for path in self.paths.values():
@@ -129,3 +174,35 @@ def _inherit_cpuset(path: str) -> None:
             value = f.read().strip()
         with open(target, "w") as f:
             f.write(value)
+
+
+def _enable_controllers(parent: str) -> None:
+    """cgroup v2: a controller's files appear in a child only once every
+    ancestor lists it in cgroup.subtree_control; enable what each level
+    offers, top-down, as runc does.  A level that refuses (it holds
+    processes, or is not delegated) is left as it is: the limits that need
+    it then fail with the file's name."""
+    chain = []
+    cur = parent
+    while os.path.exists(os.path.join(cur, "cgroup.controllers")):
+        chain.append(cur)
+        up = os.path.dirname(cur)
+        if up == cur:
+            break
+        cur = up
+    for level in reversed(chain):
+        try:
+            with open(os.path.join(level, "cgroup.controllers")) as f:
+                offered = f.read().split()
+            with open(os.path.join(level, "cgroup.subtree_control")) as f:
+                enabled = set(f.read().split())
+        except OSError:
+            return
+        for name in offered:
+            if name in enabled:
+                continue
+            try:
+                with open(os.path.join(level, "cgroup.subtree_control"), "w") as f:
+                    f.write("+" + name)
+            except OSError:
+                pass

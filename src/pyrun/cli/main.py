@@ -28,11 +28,12 @@ GLOBAL_FLAGS = [
 COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
     "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
+    "update": "update",
 }
 
 USAGE = """usage: pyrun [global options] command [command options] [arguments...]
 
-commands: create, start, run, exec, state, kill, delete, list, spec, features
+commands: create, start, run, exec, state, kill, delete, list, spec, features, update
 global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
 """
 

@@ -120,6 +120,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
     layout = detect()
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
     manager = CgroupManager(paths)
+    manager.check_resources((spec.get("linux") or {}).get("resources"))
     manager.create()
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
     if devices_dir is not None:

@@ -45,6 +45,7 @@ def launch(ctx: LaunchContext) -> Launched:
         ctx.console_socket.close()
     init_pid = 0
     rlimits_pending = False     # the init may ask before stage 1's INIT_PID arrives
+    limits_set = ctx.mode != "init" or ctx.cgroup is None   # exec joins, it sets nothing
     try:
         while True:
             try:
@@ -64,6 +65,9 @@ def launch(ctx: LaunchContext) -> Launched:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
             elif msg.type is Msg.HOOKS_REQUEST:
+                if not limits_set and init_pid:     # runc's procHooks: hooks see the limits
+                    _apply_resources(ctx, "procHooks")
+                    limits_set = True
                 from pyrun.hooks import hook_state, hooks_of, run_hooks
                 state = hook_state(ctx.spec, ctx.container_id, "creating", init_pid, ctx.bundle)
                 run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
@@ -83,6 +87,8 @@ def launch(ctx: LaunchContext) -> Launched:
                     os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type is Msg.READY:
+                if not limits_set:
+                    _apply_resources(ctx, "procReady")
                 return Launched(init_pid, parent)
             elif msg.type is Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
@@ -116,6 +122,19 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
         except (OSError, ValueError, KeyError) as e:
             reason = strerror(e.errno) if isinstance(e, OSError) else str(e)
             raise PyrunError(f"error setting rlimit type {kind}: {reason}") from None
+
+
+def _apply_resources(ctx: LaunchContext, when: str) -> None:
+    """Limits go in once the cgroup holds only the init (stage 1 is reaped)
+    and before it may exec: at the prestart/createRuntime hooks' request
+    when there are such hooks (as runc), otherwise at READY.  The runtime's
+    own set-up is not charged against pids.max or a tiny memory limit; the
+    user process is limited from its first instruction."""
+    from pyrun.cgroups.cgfile import CgroupError
+    try:
+        ctx.cgroup.apply_resources(ctx.linux.get("resources"))
+    except CgroupError as e:
+        raise PyrunError(f"error setting cgroup config for {when} process: {e}") from None
 
 
 def _copy_fd_from(pid: int, fd: int) -> int:

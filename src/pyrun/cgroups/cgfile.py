@@ -1,0 +1,37 @@
+"""Reading and writing cgroup control files with runc's error wording.
+
+Callers (and people) need to know which file refused which value, so every
+failure names both, the way runc's cgroups.WriteFile does.
+"""
+from __future__ import annotations
+
+import os
+
+from pyrun.errors import PyrunError, strerror
+
+
+class CgroupError(PyrunError):
+    """A limit the host refused, or a controller the container has no directory for."""
+
+
+def write(directory: str, name: str, value: str) -> None:
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(f"open {path}: {strerror(e.errno)}") from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise CgroupError(f'failed to write "{value}": write {path}: {strerror(e.errno)}') from None
+    finally:
+        os.close(fd)
+
+
+def read(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name)) as f:
+        return f.read().strip()
+
+
+def exists(directory: str, name: str) -> bool:
+    return os.path.exists(os.path.join(directory, name))

@@ -1,0 +1,322 @@
+"""linux.resources as the container sees them: the cgroup files inside it and
+the behaviour they cause (OOM kill, fork limit, CPU quota), on v1/hybrid here
+and on pure cgroup v2 (the VM harness runs every `cgroup` test there)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import failed_run
+from pyrun.cgroups import convert
+from pyrun.cgroups.layout import detect
+
+pytestmark = pytest.mark.cgroup
+
+LAYOUT = detect()
+V2 = LAYOUT.mode == "v2"
+MiB = 1 << 20
+
+
+def inner_path(controller: str, name: str) -> str:
+    """Where a cgroup file shows inside the busybox bundle's /sys/fs/cgroup."""
+    if V2:
+        return f"/sys/fs/cgroup/{name}"
+    for h in LAYOUT.hierarchies:
+        if controller in h.key.split(","):
+            return f"/sys/fs/cgroup/{os.path.basename(h.mountpoint)}/{name}"
+    pytest.skip(f"no v1 {controller} hierarchy on this host")
+
+
+def has_v1(controller: str) -> bool:
+    return any(controller in h.key.split(",") for h in LAYOUT.hierarchies)
+
+
+def read_inside(pyrun, bundle, files: dict[str, str], resources: dict) -> dict[str, str]:
+    """Run a container with `resources` that prints each file; {label: content}."""
+    bundle.config["linux"]["resources"] = resources
+    script = "; ".join(f'echo "{label}=$(cat {path})"' for label, path in files.items())
+    bundle.set_args("sh", "-c", script)
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def host_dir(pyrun, cid: str, controller: str) -> str:
+    paths = json.loads((pyrun.root / cid / "state.json").read_text())["cgroup_paths"]
+    if V2:
+        return paths[""]
+    return next(p for k, p in paths.items() if controller in k.split(","))
+
+
+def test_memory_pids_cpu_limits_are_what_the_container_sees(pyrun, bundle):
+    res = {"memory": {"limit": 100 * MiB, "reservation": 50 * MiB, "swap": 200 * MiB},
+           "pids": {"limit": 42},
+           "cpu": {"shares": 512, "quota": 20000, "period": 100000}}
+    if V2:
+        files = {"max": inner_path("memory", "memory.max"), "low": inner_path("memory", "memory.low"),
+                 "swap": inner_path("memory", "memory.swap.max"), "pids": inner_path("pids", "pids.max"),
+                 "weight": inner_path("cpu", "cpu.weight"), "cpumax": inner_path("cpu", "cpu.max")}
+        want = {"max": str(100 * MiB), "low": str(50 * MiB), "swap": str(100 * MiB), "pids": "42",
+                "weight": str(convert.cpu_shares_to_weight(512)), "cpumax": "20000 100000"}
+    else:
+        files = {"max": inner_path("memory", "memory.limit_in_bytes"),
+                 "low": inner_path("memory", "memory.soft_limit_in_bytes"),
+                 "swap": inner_path("memory", "memory.memsw.limit_in_bytes"),
+                 "pids": inner_path("pids", "pids.max"), "weight": inner_path("cpu", "cpu.shares"),
+                 "quota": inner_path("cpu", "cpu.cfs_quota_us"), "period": inner_path("cpu", "cpu.cfs_period_us")}
+        want = {"max": str(100 * MiB), "low": str(50 * MiB), "swap": str(200 * MiB), "pids": "42",
+                "weight": "512", "quota": "20000", "period": "100000"}
+    assert read_inside(pyrun, bundle, files, res) == want
+
+
+def test_v1_only_memory_knobs(pyrun, bundle):
+    if V2:
+        pytest.skip("swappiness, oom_control and kmem.tcp are cgroup v1 files (runc ignores them on v2)")
+    res = {"memory": {"limit": 64 * MiB, "swappiness": 7, "disableOOMKiller": True, "kernelTCP": 8 * MiB,
+                      "useHierarchy": True}}
+    files = {"swappiness": inner_path("memory", "memory.swappiness"),
+             "hierarchy": inner_path("memory", "memory.use_hierarchy"),
+             "oom": inner_path("memory", "memory.oom_control"),
+             "tcp": inner_path("memory", "memory.kmem.tcp.limit_in_bytes")}
+    got = read_inside(pyrun, bundle, files, res)
+    assert got["swappiness"] == "7" and got["tcp"] == str(8 * MiB) and got["hierarchy"] == "1"
+    assert got["oom"].startswith("oom_kill_disable 1")
+
+
+def test_cpuset_and_cpu_idle(pyrun, bundle):
+    res = {"cpu": {"cpus": "0", "mems": "0", "idle": 1}}
+    name = "cpuset.cpus.effective" if V2 else "cpuset.cpus"
+    files = {"cpus": inner_path("cpuset", name), "idle": inner_path("cpu", "cpu.idle")}
+    assert read_inside(pyrun, bundle, files, res) == {"cpus": "0", "idle": "1"}
+
+
+def test_realtime_cpu(pyrun, bundle):
+    res = {"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 100000}}
+    if V2:
+        bundle.config["linux"]["resources"] = res
+        bundle.write()
+        assert "not supported on cgroup v2" in failed_run(pyrun, bundle)
+        return
+    files = {"rt": inner_path("cpu", "cpu.rt_runtime_us"), "period": inner_path("cpu", "cpu.rt_period_us")}
+    assert read_inside(pyrun, bundle, files, res) == {"rt": "10000", "period": "100000"}
+
+
+def test_block_io_weight(pyrun, bundle):
+    """blkio.weight, or BFQ's file when that is the scheduler's; io.weight converted on v2."""
+    res = {"blockIO": {"weight": 500}}
+    if V2:
+        script = "cat /sys/fs/cgroup/io.bfq.weight 2>/dev/null || cat /sys/fs/cgroup/io.weight"
+        want = {"default 500", f"default {convert.blkio_weight_to_io_weight(500)}"}
+    else:
+        d = os.path.dirname(inner_path("blkio", "x"))
+        script = f"cat {d}/blkio.weight 2>/dev/null || cat {d}/blkio.bfq.weight"
+        want = {"500"}
+    bundle.config["linux"]["resources"] = res
+    bundle.set_args("sh", "-c", script)
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.strip()
+    assert out.splitlines()[0] in want, out
+
+
+def test_rdma_without_the_device_is_an_error(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"rdma": {"mlx5_nosuch": {"hcaHandles": 3, "hcaObjects": 100}}}
+    bundle.write()
+    msg = failed_run(pyrun, bundle)
+    assert "rdma" in msg, msg
+
+
+def _block_device() -> str:
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram")):
+            with open(f"/sys/block/{name}/dev") as f:
+                return f.read().strip()
+    pytest.skip("no disk to throttle")
+
+
+def test_block_io_throttles(pyrun, bundle):
+    dev = _block_device()
+    res = {"blockIO": {"throttleReadBpsDevice": [dict(zip(("major", "minor"), map(int, dev.split(":"))), rate=MiB)],
+                       "throttleWriteIOPSDevice": [dict(zip(("major", "minor"), map(int, dev.split(":"))), rate=77)]}}
+    if V2:
+        got = read_inside(pyrun, bundle, {"max": inner_path("io", "io.max")}, res)
+        assert got["max"] == f"{dev} rbps={MiB} wbps=max riops=max wiops=77"
+    else:
+        got = read_inside(pyrun, bundle, {"rbps": inner_path("blkio", "blkio.throttle.read_bps_device"),
+                                          "wiops": inner_path("blkio", "blkio.throttle.write_iops_device")}, res)
+        assert got == {"rbps": f"{dev} {MiB}", "wiops": f"{dev} 77"}
+
+
+def test_tiny_limits_still_start_the_process(pyrun, bundle):
+    """Limits go in after the runtime's own set-up: pids.max=1 and 4 MiB run /bin/true."""
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 1},
+                                           "memory": {"limit": 4 * MiB, "swap": 4 * MiB}}
+    bundle.set_args("true")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_memory_hog_is_oom_killed(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 100 * MiB, "swap": 100 * MiB}}
+    hog = 'x=$(head -c {} /dev/zero | tr "\\000" a); echo survived ${{#x}}'
+    bundle.set_args("sh", "-c", hog.format(30 * MiB))
+    ok = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"survived {30 * MiB}", ok
+    bundle.set_args("sh", "-c", hog.format(300 * MiB))
+    killed = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, timeout=60)
+    assert killed.returncode == 137 and "survived" not in killed.stdout, killed
+
+
+def test_fork_bomb_stops_at_pids_max(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 10}}
+    # the subshell forks until the kernel says no (busybox sh then exits), its
+    # sleeps stay; cat (one more process) reads how many there are
+    bundle.set_args("sh", "-c", "(for i in $(seq 1 50); do sleep 3 & done); "
+                                "cat " + inner_path("pids", "pids.current"))
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+    assert res.stdout.strip() in ("9", "10"), res
+    assert "can't fork: Resource temporarily unavailable" in res.stderr, res.stderr
+
+
+def _cpu_usage_ns(directory: str) -> int:
+    if V2:
+        with open(os.path.join(directory, "cpu.stat")) as f:
+            return int(dict(line.split() for line in f)["usage_usec"]) * 1000
+    with open(os.path.join(directory, "cpuacct.usage")) as f:
+        return int(f.read())
+
+
+def test_cpu_hog_is_held_near_its_quota(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"cpu": {"quota": 20000, "period": 100000}}
+    bundle.set_args("sh", "-c", "while :; do :; done")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        directory = host_dir(pyrun, cid, "cpuacct")
+        time.sleep(0.3)
+        t0, u0 = time.monotonic(), _cpu_usage_ns(directory)
+        time.sleep(2.0)
+        share = (_cpu_usage_ns(directory) - u0) / ((time.monotonic() - t0) * 1e9)
+    finally:
+        pyrun("delete", "--force", cid)
+    assert 0.10 <= share <= 0.35, share
+
+
+def test_unwritable_value_names_the_file(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"cpu": {"cpus": "999"}}
+    bundle.write()
+    msg = failed_run(pyrun, bundle)
+    assert "cpuset.cpus" in msg and "error setting cgroup config" in msg, msg
+
+
+def test_kernel_clamped_cpu_shares_are_refused(pyrun, bundle):
+    if V2:
+        pytest.skip("cpu.shares is converted to cpu.weight on v2")
+    bundle.config["linux"]["resources"] = {"cpu": {"shares": 1}}
+    bundle.write()
+    assert "the minimum allowed cpu-shares is 2" in failed_run(pyrun, bundle)
+
+
+def test_swap_below_memory_is_refused(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 * MiB, "swap": 32 * MiB}}
+    bundle.write()
+    msg = failed_run(pyrun, bundle)
+    if V2:
+        assert "memory+swap limit should be >= memory limit" in msg
+    else:
+        assert "memory.memsw.limit_in_bytes" in msg and "invalid argument" in msg, msg
+
+
+def test_swappiness_out_of_range(pyrun, bundle):
+    """Refused before anything is forked, naming the field (the schema bounds it)."""
+    bundle.config["linux"]["resources"] = {"memory": {"swappiness": 101}}
+    bundle.write()
+    assert "linux.resources.memory.swappiness" in failed_run(pyrun, bundle)
+
+
+def test_unified(pyrun, bundle):
+    res = {"unified": {"pids.max": "33"}}
+    if not V2:
+        bundle.config["linux"]["resources"] = res
+        bundle.write()
+        assert failed_run(pyrun, bundle).endswith("invalid configuration: cannot use unified on cgroup v1")
+        return
+    assert read_inside(pyrun, bundle, {"p": "/sys/fs/cgroup/pids.max"}, res) == {"p": "33"}
+    bundle.config["linux"]["resources"] = {"unified": {"../pids.max": "1"}}
+    bundle.write()
+    assert "must be a file name (no slashes)" in failed_run(pyrun, bundle)
+    bundle.config["linux"]["resources"] = {"unified": {"nosuch.thing": "1"}}
+    bundle.write()
+    assert "controller \"nosuch\" not available" in failed_run(pyrun, bundle).replace("'", '"')
+
+
+def test_hugepage_limits(pyrun, bundle):
+    res = {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]}
+    if has_v1("hugetlb"):
+        got = read_inside(pyrun, bundle, {"h": inner_path("hugetlb", "hugetlb.2MB.limit_in_bytes")}, res)
+        assert got == {"h": str(4 * MiB)}
+        return
+    v2 = next((h for h in LAYOUT.hierarchies if h.is_v2), None)
+    if V2:
+        with open(os.path.join(v2.mountpoint, "cgroup.controllers")) as f:
+            if "hugetlb" not in f.read().split():
+                pytest.skip("this kernel's cgroup2 has no hugetlb controller")
+        assert read_inside(pyrun, bundle, {"h": "/sys/fs/cgroup/hugetlb.2MB.max"}, res) == {"h": str(4 * MiB)}
+        return
+    # hybrid: hugetlb is not a v1 mount; pyrun uses the cgroup2 one only where
+    # the container's parent there enables it, and never changes the host's
+    from pyrun.cgroups.layout import own_cgroups
+    parent = os.path.join(v2.mountpoint, own_cgroups().get("", "/").lstrip("/")) if v2 else ""
+    if v2 and "hugetlb" in open(os.path.join(parent, "cgroup.subtree_control")).read().split():
+        pytest.skip("hugetlb is enabled below the cgroup2 mount here: nothing to refuse")
+    bundle.config["linux"]["resources"] = res
+    bundle.write()
+    assert "cannot set hugetlb limit: container could not join or create cgroup" in failed_run(pyrun, bundle)
+
+
+def test_network_class_id(pyrun, bundle):
+    res = {"network": {"classID": 0x100001, "priorities": [{"name": "lo", "priority": 3}]}}
+    if V2:
+        bundle.config["linux"]["resources"] = res
+        bundle.set_args("true")
+        pyrun("run", "-b", str(bundle.path), pyrun.new_id())    # no v2 file: ignored, as runc
+        return
+    if has_v1("net_cls") and has_v1("net_prio"):
+        got = read_inside(pyrun, bundle, {"c": inner_path("net_cls", "net_cls.classid")}, res)
+        assert got == {"c": str(0x100001)}
+        return
+    bundle.config["linux"]["resources"] = res
+    bundle.write()
+    assert "limit: container could not join or create cgroup" in failed_run(pyrun, bundle)
+
+
+def test_conversions_match_runc():
+    assert [convert.cpu_shares_to_weight(s) for s in (0, 2, 1024, 262144)] == [0, 1, 100, 10000]
+    assert [convert.blkio_weight_to_io_weight(w) for w in (0, 10, 500, 1000)] == [0, 1, 4950, 10000]
+    assert convert.swap_to_v2(200, 100) == 100 and convert.swap_to_v2(0, -1) == -1
+    assert convert.swap_to_v2(-1, 100) == -1 and convert.swap_to_v2(0, 100) == 0
+    assert [convert.hugepage_size(s) for s in ("2MB", "2048KB", "1GB", "64KB")] == ["2MB", "2MB", "1GB", "64KB"]
+
+
+HOOK = """
+import json, sys
+pid = json.load(sys.stdin)["pid"]
+for line in open(f"/proc/{pid}/cgroup"):
+    _n, keys, path = line.rstrip("\\n").split(":", 2)
+    if (keys == "") == V2 and (V2 or "pids" in keys.split(",")):
+        base = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
+        with open(OUT, "w") as f:
+            f.write(open(base + path + "/pids.max").read())
+"""
+
+
+def test_prestart_hooks_see_the_limits(pyrun, bundle, tmp_path):
+    """As runc (procHooks): the limits are in before prestart/createRuntime run."""
+    import sys
+    out = tmp_path / "pids.max"
+    code = f"V2 = {V2}; OUT = {str(out)!r}" + HOOK
+    bundle.config["hooks"] = {"prestart": [{"path": sys.executable, "args": ["python3", "-c", code]}]}
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 7}}
+    bundle.set_args("true")
+    pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert out.read_text().strip() == "7"
