@@ -38,11 +38,11 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
         paths = state.get("cgroup_paths") or {}
         if all_processes or (sig == _signal.SIGKILL and not private_pidns):
             signal_all(paths, sig)
-            return
-        try:
-            os.kill(state["init_process_pid"], sig)
-        except ProcessLookupError:
-            raise PyrunError(errors.NOT_RUNNING) from None
+        else:
+            try:
+                os.kill(state["init_process_pid"], sig)
+            except ProcessLookupError:
+                raise PyrunError(errors.NOT_RUNNING) from None
         if status == PAUSED and sig == _signal.SIGKILL:
             from pyrun.cgroups.freezer import thaw
             thaw(paths)         # a frozen task dies only once thawed
@@ -64,6 +64,11 @@ def signal_all(paths: dict[str, str], sig: int) -> None:
         try:
             with open(os.path.join(v2, "cgroup.kill"), "w") as f:
                 f.write("1")
+            if len(paths) == 1:
+                return
+            # hybrid: also whatever sits only in a v1 hierarchy
+            for pid in all_pids({k: p for k, p in paths.items() if k}):
+                _kill(pid, sig)
             return
         except FileNotFoundError:
             pass
@@ -73,12 +78,16 @@ def signal_all(paths: dict[str, str], sig: int) -> None:
         log.warning(f"unable to freeze before signalling: {e.strerror or e}")
     try:
         for pid in all_pids(paths):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+            _kill(pid, sig)
     finally:
         try:
             thaw(paths)
         except OSError as e:
             log.warning(f"unable to thaw: {e.strerror or e}")
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
