@@ -113,7 +113,7 @@ def attach_filter(cgroup_dir: str, rules: list[Rule]) -> None:
     dirfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         old = bpf.prog_query(dirfd)
-        prog = bpf.prog_load_cgroup_device(code)
+        prog = _load(code)
         try:
             try:
                 bpf.prog_attach(dirfd, prog)
@@ -126,6 +126,27 @@ def attach_filter(cgroup_dir: str, rules: list[Rule]) -> None:
             _detach_id(dirfd, prog_id)
     finally:
         os.close(dirfd)
+
+
+def _load(code: bytes) -> int:
+    """Kernels before 5.11 charge BPF programs to RLIMIT_MEMLOCK: on EPERM,
+    retry once with it raised (runc raises it up front), then put it back so
+    the container, forked from us later, does not inherit it."""
+    import resource
+    from pyrun.linux import bpf
+    try:
+        return bpf.prog_load_cgroup_device(code)
+    except PermissionError as e:
+        first = e
+    saved = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (OSError, ValueError):
+        raise first from None
+    try:
+        return bpf.prog_load_cgroup_device(code)
+    finally:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, saved)
 
 
 def _detach_id(dirfd: int, prog_id: int) -> None:
