@@ -43,5 +43,11 @@ def main(glob, argv: list[str]) -> int:
         interval = parse_duration(opts["interval"])
     except ValueError:
         raise UsageError(f'invalid value "{opts["interval"]}" for flag -interval: parse error') from None
-    events(glob.root, args[0], interval, opts["stats"])
+    try:
+        events(glob.root, args[0], interval, opts["stats"])
+    except BrokenPipeError:         # the reader went away (`| head -1`): done, not an error
+        import os
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)            # so the interpreter's final flush does not complain
+        os.close(null)
     return 0

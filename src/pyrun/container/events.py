@@ -134,8 +134,10 @@ def _stream(root: str, container_id: str, state: dict[str, Any], interval: float
             if time.monotonic() >= next_tick:
                 next_tick += interval
                 try:
-                    _emit(stats_event(container_id, state), out)
+                    event = stats_event(container_id, state)
                 except OSError as e:
-                    log.error(f"unable to read stats: {e}")
+                    log.error(f"unable to read stats: {e}")     # as runc: report and keep going
+                else:
+                    _emit(event, out)
     finally:
         watch.close()
