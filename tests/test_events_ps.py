@@ -145,6 +145,22 @@ def test_events_stream_ticks_and_ends_when_the_container_stops(pyrun, sleeper):
         proc.stdout.close()
 
 
+def test_events_stream_ends_quietly_when_its_reader_goes_away(pyrun, sleeper):
+    """`pyrun events ID | head -1`: a closed pipe ends the stream with exit 0
+    (it once looped forever logging each failed write as a stats error)."""
+    proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "events", "--interval", "50ms", sleeper],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["type"] == "stats"
+        proc.stdout.close()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
 def test_events_errors(pyrun, bundle):
     bundle.set_args("true")
     cid = pyrun.new_id()
