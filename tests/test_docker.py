@@ -514,7 +514,7 @@ def test_failing_create_shows_runtime_text(docker: Dockerd, rt: str, name: str,
 
 # --- cgroup resources, freezer, ps (issue #4) ------------------------------------
 
-@both(ISSUE4)
+@both()
 def test_pause_unpause(docker: Dockerd, rt: str, name: str) -> None:
     start_detached(docker, rt, name, "--", "sh", "-c",
                    "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done")
@@ -560,7 +560,7 @@ def test_pids_limit(docker: Dockerd, rt: str, name: str) -> None:
     assert "can't fork: Resource temporarily unavailable" in r.stderr, r
 
 
-@both(ISSUE4)
+@both()
 def test_top(docker: Dockerd, rt: str, name: str) -> None:
     start_detached(docker, rt, name, "--", "sh", "-c", "sleep 1000 & sleep 2000")
     r = docker.docker("top", name)

@@ -2,14 +2,31 @@
 
 A container with CAP_MKNOD could otherwise make a node for the host's disk.
 runc's rule set: deny everything, the config's `linux.resources.devices` in
-order, then the default devices and every `linux.devices` node.  cgroup v1
-takes them as devices.allow/devices.deny lines; on a cgroup v2-only host
-they need an eBPF program (not done yet: the v2 path returns without rules).
+order, then the default devices and every `linux.devices` node.  One rule
+list feeds both enforcers: cgroup v1 takes the rules as devices.allow /
+devices.deny lines, a cgroup v2-only host gets them compiled into an eBPF
+program (cgroups/ebpf.py) attached to the container's cgroup.
 """
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Rule(NamedTuple):
+    allow: bool
+    kind: str              # "a" (every device), "c" or "b"
+    major: int | None      # None: any
+    minor: int | None
+    access: str            # a subset of "rwm"
+
+    def line(self) -> str:
+        """The rule as cgroup v1's devices.allow/devices.deny take it."""
+        if self.kind == "a":
+            return "a"
+        num = lambda v: "*" if v is None else str(v)  # noqa: E731
+        return f"{self.kind} {num(self.major)}:{num(self.minor)} {self.access}"
+
 
 # (type, major, minor, access) that every container gets, as runc.
 DEFAULT_RULES: list[tuple[str, int | None, int | None, str]] = [
@@ -20,26 +37,28 @@ DEFAULT_RULES: list[tuple[str, int | None, int | None, str]] = [
 ]
 
 
-def _line(kind: str, major: int | None, minor: int | None, access: str) -> str:
-    if kind == "a":
-        return "a"
-    num = lambda v: "*" if v is None or v < 0 else str(v)  # noqa: E731
-    return f"{kind} {num(major)}:{num(minor)} {access or 'rwm'}"
+def _num(value: Any) -> int | None:
+    return None if value is None or value < 0 else int(value)
+
+
+def device_rules(spec: dict[str, Any]) -> list[Rule]:
+    """Every rule, in the order runc applies them (the last match wins)."""
+    linux = spec.get("linux") or {}
+    out = [Rule(False, "a", None, None, "rwm")]
+    for rule in (linux.get("resources") or {}).get("devices") or []:
+        out.append(Rule(bool(rule.get("allow")), rule.get("type") or "a", _num(rule.get("major")),
+                        _num(rule.get("minor")), rule.get("access") or "rwm"))
+    out += [Rule(True, *r) for r in DEFAULT_RULES]
+    for dev in linux.get("devices") or []:
+        kind = "c" if dev.get("type") == "u" else dev.get("type", "c")
+        if kind in ("c", "b"):
+            out.append(Rule(True, kind, _num(dev.get("major")), _num(dev.get("minor")), "rwm"))
+    return out
 
 
 def rules_for(spec: dict[str, Any]) -> list[tuple[bool, str]]:
     """(allow, v1 rule line) in the order they must be written."""
-    linux = spec.get("linux") or {}
-    out: list[tuple[bool, str]] = [(False, "a")]
-    for rule in (linux.get("resources") or {}).get("devices") or []:
-        out.append((bool(rule.get("allow")), _line(rule.get("type") or "a", rule.get("major"),
-                                                   rule.get("minor"), rule.get("access") or "rwm")))
-    out += [(True, _line(*r)) for r in DEFAULT_RULES]
-    for dev in linux.get("devices") or []:
-        kind = "c" if dev.get("type") == "u" else dev.get("type", "c")
-        if kind in ("c", "b"):
-            out.append((True, _line(kind, dev.get("major"), dev.get("minor"), "rwm")))
-    return out
+    return [(r.allow, r.line()) for r in device_rules(spec)]
 
 
 def apply_v1(cgroup_dir: str, spec: dict[str, Any]) -> None:
@@ -51,3 +70,9 @@ def apply_v1(cgroup_dir: str, spec: dict[str, Any]) -> None:
         except OSError as e:
             raise OSError(e.errno, f"failed to write {line!r} to {name}: {e.strerror}",
                           cgroup_dir) from None
+
+
+def apply_v2(cgroup_dir: str, spec: dict[str, Any]) -> None:
+    """cgroup v2 has no devices files: attach the rules as an eBPF program."""
+    from pyrun.cgroups.ebpf import attach_filter
+    attach_filter(cgroup_dir, device_rules(spec))

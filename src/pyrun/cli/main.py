@@ -28,12 +28,13 @@ GLOBAL_FLAGS = [
 COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
     "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
-    "update": "update",
+    "update": "update", "pause": "pause", "resume": "resume", "ps": "ps", "events": "events",
 }
 
 USAGE = """usage: pyrun [global options] command [command options] [arguments...]
 
-commands: create, start, run, exec, state, kill, delete, list, spec, features, update
+commands: create, start, run, exec, state, kill, delete, list, spec, features,
+          update, pause, resume, ps, events
 global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
 """
 

@@ -123,13 +123,13 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     manager.create()
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
-    if devices_dir is not None:
-        from pyrun.cgroups.devices import apply_v1
+    if devices_dir is not None or "" in paths:   # v1 devices controller, else an eBPF filter on v2
+        from pyrun.cgroups.devices import apply_v1, apply_v2
         try:
-            apply_v1(devices_dir, spec)
-        except OSError as e:
+            apply_v1(devices_dir, spec) if devices_dir is not None else apply_v2(paths[""], spec)
+        except (OSError, ValueError) as e:
             manager.destroy()
-            raise PyrunError(f"unable to apply device rules: {e.strerror}") from None
+            raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
     if layout.mode == "v2":
         binds = [("", paths[""])]
     else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them

@@ -39,8 +39,6 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def stop(state: dict[str, Any], timeout: float = 10.0) -> None:
     """SIGKILL everything in the container and wait until the init is gone."""
-    from pyrun.cgroups.manager import CgroupManager
-    cgroup = CgroupManager(state.get("cgroup_paths") or {})
     _thaw(state)
     pid, started = state["init_process_pid"], state.get("init_process_start")
     if is_alive(pid, started):
@@ -48,7 +46,7 @@ def stop(state: dict[str, Any], timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    cgroup.signal_all(signal.SIGKILL)
+    _kill_remaining(state.get("cgroup_paths") or {})
     deadline = time.monotonic() + timeout
     while is_alive(pid, started) and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -58,7 +56,11 @@ def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
     from pyrun.cgroups.manager import CgroupManager
     paths = state.get("cgroup_paths") or {}
     if paths:
-        CgroupManager(paths).destroy()
+        _kill_remaining(paths)      # without a pid namespace the init's death kills nothing else
+        try:
+            CgroupManager(paths).destroy()
+        except OSError as e:
+            raise PyrunError(e.strerror or str(e)) from None
     cdir.remove()
     config = state.get("config") or {}
     poststop = (config.get("hooks") or {}).get("poststop")
@@ -89,3 +91,12 @@ def _thaw(state: dict[str, Any]) -> None:
                 f.write(value)
         except OSError:
             pass
+
+
+def _kill_remaining(paths: dict[str, str]) -> None:
+    """SIGKILL every process still in the container's cgroups, sub-cgroups
+    included, so that the directories can be removed once they have left."""
+    from pyrun.cgroups.stats import all_pids
+    from pyrun.container.kill import signal_all
+    if all_pids(paths):
+        signal_all(paths, signal.SIGKILL)

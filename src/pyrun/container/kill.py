@@ -6,7 +6,7 @@ import signal as _signal
 
 from pyrun import errors
 from pyrun.errors import PyrunError
-from pyrun.state.status import STOPPED, status_of
+from pyrun.state.status import PAUSED, STOPPED, status_of
 from pyrun.state.store import ContainerDir
 
 
@@ -28,17 +28,66 @@ def parse_signal(raw: str) -> int:
 def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
     with ContainerDir.open(root, container_id) as cdir:
         state = cdir.load()
-        if status_of(cdir, state) == STOPPED:
+        status = status_of(cdir, state)
+        if status == STOPPED:
             if all_processes:
                 return          # runc ignores "not running" with --all
             raise PyrunError(errors.NOT_RUNNING)
         private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
             str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
+        paths = state.get("cgroup_paths") or {}
         if all_processes or (sig == _signal.SIGKILL and not private_pidns):
-            from pyrun.cgroups.manager import CgroupManager
-            CgroupManager(state.get("cgroup_paths") or {}).signal_all(sig)
-            return
+            signal_all(paths, sig)
+        else:
+            try:
+                os.kill(state["init_process_pid"], sig)
+            except ProcessLookupError:
+                raise PyrunError(errors.NOT_RUNNING) from None
+        if status == PAUSED and sig == _signal.SIGKILL:
+            from pyrun.cgroups.freezer import thaw
+            thaw(paths)         # a frozen task dies only once thawed
+
+
+def signal_all(paths: dict[str, str], sig: int) -> None:
+    """Signal every process in the container's cgroups, sub-cgroups included.
+
+    SIGKILL goes through cgroup.kill where the kernel has it (atomic, nothing
+    escapes by forking).  Otherwise, as runc does, the cgroup is frozen while
+    the pids are listed and signalled, so no new process slips in between,
+    then thawed (also thawing a paused container, as runc does, so that the
+    signals are acted on)."""
+    from pyrun import log
+    from pyrun.cgroups.freezer import freeze, thaw
+    from pyrun.cgroups.stats import all_pids
+    v2 = paths.get("")
+    if sig == _signal.SIGKILL and v2:
         try:
-            os.kill(state["init_process_pid"], sig)
-        except ProcessLookupError:
-            raise PyrunError(errors.NOT_RUNNING) from None
+            with open(os.path.join(v2, "cgroup.kill"), "w") as f:
+                f.write("1")
+            if len(paths) == 1:
+                return
+            # hybrid: also whatever sits only in a v1 hierarchy
+            for pid in all_pids({k: p for k, p in paths.items() if k}):
+                _kill(pid, sig)
+            return
+        except FileNotFoundError:
+            pass
+    try:
+        freeze(paths)
+    except OSError as e:
+        log.warning(f"unable to freeze before signalling: {e.strerror or e}")
+    try:
+        for pid in all_pids(paths):
+            _kill(pid, sig)
+    finally:
+        try:
+            thaw(paths)
+        except OSError as e:
+            log.warning(f"unable to thaw: {e.strerror or e}")
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,95 @@
+"""Freezing a container's cgroup: `pause`, `resume`, and `kill --all`.
+
+cgroup v1 has a freezer controller (`freezer.state`: THAWED, FREEZING,
+FROZEN); cgroup v2 has `cgroup.freeze` in every non-root cgroup and reports
+completion as `frozen 1` in `cgroup.events`.  On a hybrid host the v1
+freezer is the one used (as runc and `CgroupManager.frozen()` do).  Both
+freeze asynchronously: a task in an uninterruptible sleep freezes only when
+it wakes, so we wait, and undo a freeze that does not complete.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+TIMEOUT = 10.0
+
+
+def _target(paths: dict[str, str]) -> tuple[str, str] | None:
+    """("v1", dir) or ("v2", dir) for the freezer in use, None if there is none."""
+    for key, path in paths.items():
+        if "freezer" in key.split(","):
+            return "v1", path
+    if "" in paths:
+        return "v2", paths[""]
+    return None
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _v2_frozen(cgroup: str) -> bool:
+    for line in _read(os.path.join(cgroup, "cgroup.events")).splitlines():
+        key, _, value = line.partition(" ")
+        if key == "frozen":
+            return value.strip() == "1"
+    return False
+
+
+def freeze(paths: dict[str, str], timeout: float = TIMEOUT) -> None:
+    """Freeze every task of the container, returning once they all are."""
+    target = _target(paths)
+    if target is None:
+        raise OSError(0, "cgroups: no freezer available for this container")
+    kind, cgroup = target
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    if kind == "v1":
+        state = os.path.join(cgroup, "freezer.state")
+        while True:
+            _write(state, "FROZEN")       # rewriting retries tasks that were busy
+            if _read(state).strip() == "FROZEN":
+                return
+            if time.monotonic() > deadline:
+                _write(state, "THAWED")
+                raise OSError(0, f"unable to freeze {cgroup}: still FREEZING after {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+    _write(os.path.join(cgroup, "cgroup.freeze"), "1")
+    while not _v2_frozen(cgroup):
+        if time.monotonic() > deadline:
+            _write(os.path.join(cgroup, "cgroup.freeze"), "0")
+            raise OSError(0, f"unable to freeze {cgroup}: cgroup.events never reported frozen")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def thaw(paths: dict[str, str]) -> None:
+    target = _target(paths)
+    if target is None:
+        return
+    kind, cgroup = target
+    if kind == "v1":
+        _write(os.path.join(cgroup, "freezer.state"), "THAWED")
+    else:
+        _write(os.path.join(cgroup, "cgroup.freeze"), "0")
+
+
+def is_frozen(paths: dict[str, str]) -> bool:
+    target = _target(paths)
+    if target is None:
+        return False
+    kind, cgroup = target
+    try:
+        if kind == "v1":
+            return _read(os.path.join(cgroup, "freezer.state")).strip() == "FROZEN"
+        return _read(os.path.join(cgroup, "cgroup.freeze")).strip() == "1"
+    except OSError:
+        return False

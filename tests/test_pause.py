@@ -1,0 +1,198 @@
+"""pause/resume: every process of the container stops and starts again.
+
+On cgroup v1 (and hybrid) the freezer controller holds frozen tasks in the
+kernel's refrigerator, shown as "D (disk sleep)" in /proc; the v2 freezer
+parks them in an interruptible sleep ("S") and reports `frozen 1` in
+cgroup.events.  Either way a CPU loop's utime stops moving."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from conftest import ID_PREFIX, status_fields
+from pyrun.cgroups.freezer import freeze, is_frozen, thaw
+from pyrun.cgroups.layout import detect
+
+pytestmark = pytest.mark.cgroup
+
+LOOP = "i=0; while :; do i=$((i+1)); done"
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])         # utime + stime
+
+
+def _state_letter(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return status_fields(f.read())["State"].split()[0]
+
+
+def _pids(pyrun, cid) -> list[int]:
+    return json.loads(pyrun("ps", "--format", "json", cid).stdout)
+
+
+def _frozen_letter(paths: dict[str, str]) -> str:
+    return "D" if any("freezer" in k.split(",") for k in paths) else "S"
+
+
+def _moves(pid: int, wait: float = 0.3) -> bool:
+    before = _cpu_ticks(pid)
+    time.sleep(wait)
+    return _cpu_ticks(pid) > before
+
+
+@pytest.fixture
+def busy(pyrun, bundle):
+    """A running container: a CPU loop as init plus two sleeping children."""
+    bundle.set_args("sh", "-c", f"sleep 1000 & sleep 1000 & {LOOP}")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    deadline = time.monotonic() + 5
+    while len(_pids(pyrun, cid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield cid
+    pyrun("delete", "--force", cid)
+
+
+def test_pause_freezes_every_process_and_resume_thaws_them(pyrun, busy):
+    """Checked: with freeze() a no-op, status stays running and the loop keeps moving."""
+    cid = busy
+    init = pyrun.state(cid)["pid"]
+    pids = _pids(pyrun, cid)
+    assert len(pids) == 3 and init in pids
+    with open(pyrun.root / cid / "state.json") as f:
+        paths = json.load(f)["cgroup_paths"]
+    assert _moves(init)
+
+    pyrun("pause", cid)
+    assert pyrun.state(cid)["status"] == "paused"
+    letters = {pid: _state_letter(pid) for pid in pids}
+    assert set(letters.values()) == {_frozen_letter(paths)}, letters
+    assert not _moves(init)
+    if set(paths) == {""}:
+        with open(os.path.join(paths[""], "cgroup.events")) as f:
+            assert "frozen 1" in f.read().splitlines()
+    # `list` agrees, and exec is refused while paused
+    listed = json.loads(pyrun("list", "--format", "json").stdout)
+    assert [s["status"] for s in listed if s["id"] == cid] == ["paused"]
+    res = pyrun("exec", cid, "true", check=False)
+    assert res.returncode != 0 and "cannot exec in a paused container" in res.stderr
+
+    pyrun("resume", cid)
+    assert pyrun.state(cid)["status"] == "running"
+    assert _moves(init)
+    assert all(_state_letter(pid) in ("R", "S") for pid in pids)
+
+
+def _error(pyrun, *args) -> str:
+    res = pyrun(*args, check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1, res
+    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
+    assert [e["level"] for e in entries] == ["error"], res.stderr
+    return entries[0]["msg"]
+
+
+def test_pause_and_resume_errors_use_runcs_wording(pyrun, busy, bundle):
+    cid = busy
+    assert _error(pyrun, "resume", cid) == "container not paused"
+    pyrun("pause", cid)
+    assert _error(pyrun, "pause", cid) == "container not running"
+    pyrun("resume", cid)
+    assert _error(pyrun, "pause", ID_PREFIX + "missing") == "container does not exist"
+    assert _error(pyrun, "resume", ID_PREFIX + "missing") == "container does not exist"
+    assert _error(pyrun, "pause") == '"pause" requires exactly 1 argument(s)'
+    assert _error(pyrun, "resume", cid, "extra") == '"resume" requires exactly 1 argument(s)'
+
+    bundle.set_args("true")
+    stopped = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), stopped)
+    try:
+        pyrun("start", stopped)
+        pyrun.wait_status(stopped, "stopped")
+        assert _error(pyrun, "pause", stopped) == "container not running"
+        assert _error(pyrun, "resume", stopped) == "container not paused"
+    finally:
+        pyrun("delete", "--force", stopped)
+
+
+def test_a_created_container_can_be_paused(pyrun, bundle):
+    """runc pauses created containers too; start then runs the process once resumed."""
+    bundle.set_args("sh", "-c", "echo started")
+    cid = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), cid)
+    try:
+        pyrun("pause", cid)
+        assert pyrun.state(cid)["status"] == "paused"
+        pyrun("resume", cid)
+        assert pyrun.state(cid)["status"] == "created"
+    finally:
+        pyrun("delete", "--force", cid)
+
+
+def test_killing_and_deleting_a_paused_container(pyrun, busy, bundle):
+    """SIGKILL reaches a paused container (it is thawed so the kill lands) and
+    delete --force works on one."""
+    cid = busy
+    pyrun("pause", cid)
+    pyrun("kill", cid, "KILL")
+    assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
+    pyrun("delete", cid)
+
+    bundle.set_args("sleep", "1000")
+    other = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), other)
+    pyrun("pause", other)
+    pyrun("delete", "--force", other)
+    assert not (pyrun.root / other).exists()
+
+
+@pytest.fixture
+def v2_dir():
+    mounts = [h.mountpoint for h in detect().hierarchies if h.is_v2]
+    if not mounts:
+        pytest.skip("no cgroup2 mount")
+    path = os.path.join(mounts[0], ID_PREFIX + "frz-" + uuid.uuid4().hex[:8])
+    os.mkdir(path)
+    yield path
+    os.rmdir(path)
+
+
+def test_v2_freezer_waits_for_frozen_and_thaws(v2_dir):
+    """The cgroup.freeze path on a directory of the cgroup2 mount (the one a
+    pure-v2 host uses), with a forked CPU loop inside."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with open(os.path.join(v2_dir, "cgroup.procs"), "w") as f:
+                f.write("0")
+            os.write(w, b"x")
+            while True:
+                pass
+        finally:
+            os._exit(1)
+    try:
+        os.close(w)
+        assert os.read(r, 1) == b"x"
+        os.close(r)
+        paths = {"": v2_dir}
+        assert _moves(pid, 0.1)
+        freeze(paths)
+        with open(os.path.join(v2_dir, "cgroup.events")) as f:
+            assert "frozen 1" in f.read().splitlines()
+        assert is_frozen(paths)
+        assert _state_letter(pid) == "S"
+        assert not _moves(pid)
+        thaw(paths)
+        assert not is_frozen(paths)
+        assert _moves(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
