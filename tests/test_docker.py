@@ -7,8 +7,8 @@ Docker user sees, not something special to pyrun. Docker hands both runtimes
 the same --root (<exec-root>/runtime-runc/moby); at module teardown that root
 must hold no pyrun container and the daemon's --cgroup-parent no cgroup.
 
-Scenarios that need cgroup resources, the freezer or `ps` (issue #4) are
-strict xfails for pyrun only: the day they start passing, CI turns red.
+The scenarios that need cgroup resources, the freezer and `ps` (pause/unpause,
+update --memory, --memory, --pids-limit, top, stats) run like every other.
 """
 from __future__ import annotations
 
@@ -37,8 +37,6 @@ RUNTIMES = {"pyrun": str(PYRUN), "runc2": RUNC}
 EPERM_TEXT = "Operation not permitted"
 
 pytestmark = pytest.mark.docker
-
-ISSUE4 = pytest.mark.xfail(strict=True, reason="needs cgroup resources/freezer/ps (issue #4)")
 
 dockerd = dockerd_fixture(runtimes=RUNTIMES, scope="module")
 
