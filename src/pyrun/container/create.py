@@ -28,6 +28,7 @@ class CreateRequest:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     detach: bool = True
+    rootless: str = "auto"          # --rootless: auto|true|false (cgroup failures are not fatal)
 
 
 @dataclass
@@ -44,6 +45,7 @@ def create(req: CreateRequest) -> Created:
     bundle = load_bundle(req.bundle, validated_cache(req.root))
     spec = bundle.config
     _check_host_support(spec)
+    _check_id_mappings(spec)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
@@ -55,7 +57,7 @@ def create(req: CreateRequest) -> Created:
             sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cdir.make_fifo()
         state_fd = cdir.path_fd()
-        cgroup, binds = _make_cgroup(spec, req.id)
+        cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
@@ -114,11 +116,28 @@ def _check_terminal(terminal: bool, req: CreateRequest) -> None:
         raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
 
 
-def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tuple[str, str]]]:
+def _check_id_mappings(spec: dict[str, Any]) -> None:
+    """An ordinary user's uid/gid maps must be writable (own id or /etc/sub[ug]id)."""
+    if os.geteuid() != 0:
+        from pyrun import idmaps
+        linux = spec.get("linux") or {}
+        new_userns = any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or [])
+        idmaps.check(linux, new_userns)
+
+
+def _make_cgroup(spec: dict[str, Any], container_id: str,
+                 rootless_flag: str = "false") -> tuple[Any, list[tuple[str, str]]]:
     from pyrun.cgroups.layout import detect
     from pyrun.cgroups.manager import CgroupManager, container_paths
+    from pyrun.rootless import rootless_cgroups
     layout = detect()
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    rootless = rootless_cgroups(rootless_flag)
+    if rootless:
+        from pyrun.cgroups import rootless as rootless_cgroup
+        own = rootless_cgroup.plan(spec, paths, layout)
+        if own is not None:
+            return None, own
     manager = CgroupManager(paths)
     manager.create()
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
@@ -127,8 +146,9 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
         try:
             apply_v1(devices_dir, spec)
         except OSError as e:
-            manager.destroy()
-            raise PyrunError(f"unable to apply device rules: {e.strerror}") from None
+            if not rootless:       # runc: device rules are best effort when rootless
+                manager.destroy()
+                raise PyrunError(f"unable to apply device rules: {e.strerror}") from None
     if layout.mode == "v2":
         binds = [("", paths[""])]
     else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them

@@ -34,7 +34,8 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
             raise PyrunError(errors.NOT_RUNNING)
         private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
             str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
-        if all_processes or (sig == _signal.SIGKILL and not private_pidns):
+        # rootless without a cgroup: only the init can be named (runc does the same)
+        if state.get("cgroup_paths") and (all_processes or (sig == _signal.SIGKILL and not private_pidns)):
             from pyrun.cgroups.manager import CgroupManager
             CgroupManager(state.get("cgroup_paths") or {}).signal_all(sig)
             return

@@ -1,6 +1,7 @@
 """Performing the config's `mounts` entries inside the rootfs."""
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -31,7 +32,15 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
     elif fstype in ("cgroup", "cgroup2"):
         _cgroup(root_fd, dest, opts, cgroup_binds)
     else:
-        _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
+        try:
+            _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
+        except OSError as e:
+            if fstype != "sysfs" or e.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+            # runc's fallback: a user namespace that does not own the network
+            # namespace may not mount sysfs, but may bind the host's /sys.
+            opts.flags |= s.MS_BIND | s.MS_REC
+            _bind(root_fd, dest, "/sys", "/", opts)
 
 
 def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
