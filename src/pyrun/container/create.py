@@ -139,7 +139,15 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
         if own is not None:
             return None, own
     manager = CgroupManager(paths)
-    manager.create()
+    try:
+        manager.create()
+    except OSError as e:     # e.g. an ordinary user with --rootless=false
+        from pyrun.errors import oserror_text
+        try:
+            manager.destroy()
+        except OSError:
+            pass
+        raise PyrunError(f"unable to apply cgroup configuration: {oserror_text(e)}") from None
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
     if devices_dir is not None:
         from pyrun.cgroups.devices import apply_v1
