@@ -61,8 +61,15 @@ def create(req: CreateRequest) -> Created:
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
+        if _wants_idmap(spec):
+            from pyrun.rootfs import idmapped
+            ctx.idmapped_mounts = idmapped.prepare(spec, bundle.path)
         from pyrun.process.launcher import launch
-        launched = launch(ctx)
+        try:
+            launched = launch(ctx)
+        finally:
+            for fd in ctx.idmapped_mounts.values():
+                os.close(fd)     # the init has its copies
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
@@ -107,6 +114,14 @@ def _check_host_support(spec: dict[str, Any]) -> None:
     if linux.get("netDevices"):
         from pyrun import netdev
         netdev.validate(linux)
+    if _wants_idmap(spec):
+        from pyrun.rootfs import idmapped
+        idmapped.validate(spec)
+
+
+def _wants_idmap(spec: dict[str, Any]) -> bool:
+    return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
+               or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:

@@ -72,9 +72,10 @@ def prepare_rootfs(it: Init) -> None:
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mounts = ctx.spec.get("mounts") or []
-    for entry in mounts:
+    for index, entry in enumerate(mounts):
         try:
-            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds)
+            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
+                        detached=ctx.idmapped_mounts.get(index, -1))
         except OSError as e:
             raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
                           f"{entry.get('destination')!r}: {oserror_text(e)}") from None

@@ -111,6 +111,7 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
         keep.add(ctx.state_dir_fd)
     if ctx.console_socket is not None:
         keep.add(ctx.console_socket.fileno())
+    keep.update(ctx.idmapped_mounts.values())
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
