@@ -81,7 +81,9 @@ def prepare_rootfs(it: Init) -> None:
                           f"{entry.get('destination')!r}: {oserror_text(e)}") from None
     if devices.needs_dev_setup(mounts):
         configured = ctx.linux.get("devices") or []
-        devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured, ctx.in_userns)
+        from pyrun.rootless import running_in_userns     # e.g. under rootless podman, as root of its userns
+        devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured,
+                               ctx.in_userns or running_in_userns())
         has_ptmx = any(d.get("path") == "/dev/ptmx" for d in configured)
         devices.create_symlinks(it.root_fd, has_ptmx)
         devices.ensure_shm_dir(it.root_fd)
