@@ -249,6 +249,30 @@ def test_rootless_needs_a_user_namespace(rl, user, rootfs_template):
     assert _failed(rl, bundle).endswith("rootless container requires user namespaces")
 
 
+def test_mount_options_naming_unmapped_ids_are_refused(rl, user, rootfs_template):
+    """runc's rootless check: the kernel would only say EINVAL."""
+    bundle = user_bundle(user, rootfs_template, ["true"])
+    pts = next(m for m in bundle.config["mounts"] if m["destination"] == "/dev/pts")
+    pts["options"].append("gid=5")
+    bundle.write()
+    msg = _failed(rl, bundle)
+    assert "(/dev/pts): cannot specify gid=5 for rootless containers: no gid mapping covers gid 5" in msg
+    _multi_range(bundle, user)            # with subordinate ranges gid 5 is mapped
+    bundle.set_args("grep", " /dev/pts ", "/proc/mounts")
+    line = rl("run", "-b", str(bundle.path), rl.new_id()).stdout
+    assert f",gid={user.subgid[0] + 4}," in line      # devpts shows the host's id of container gid 5
+
+
+def test_idmapped_mounts_need_root(rl, user, rootfs_template):
+    bundle = user_bundle(user, rootfs_template, ["true"])
+    bundle.config["mounts"].append({"destination": "/data", "type": "bind", "source": str(user.home),
+                                    "options": ["rbind", "idmap"]})
+    bundle.write()
+    msg = _failed(rl, bundle)
+    assert "idmapped mount of" in msg and "operation not permitted" in msg
+    assert msg.endswith("(idmapped mounts of host filesystems need root)")
+
+
 def test_missing_or_empty_subordinate_files_are_named(tmp_path):
     from pyrun import idmaps
     from pyrun.errors import ConfigError

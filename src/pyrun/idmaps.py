@@ -53,8 +53,9 @@ def _describe(m: dict[str, Any]) -> str:
     return f"{m['containerID']}:{m['hostID']}:{m['size']}"
 
 
-def check(linux: dict[str, Any], new_userns: bool) -> None:
-    """Refuse, as an ordinary user, mappings that cannot be written."""
+def check(linux: dict[str, Any], new_userns: bool, mounts: list[dict[str, Any]] | None = None) -> None:
+    """Refuse, as an ordinary user, mappings that cannot be written and
+    mount options naming ids they leave unmapped."""
     if os.geteuid() == 0:
         return
     if not new_userns:
@@ -65,9 +66,24 @@ def check(linux: dict[str, Any], new_userns: bool) -> None:
         mappings = linux.get(key) or []
         if not mappings:
             raise ConfigError(f"rootless containers requires at least one {kind.upper()} mapping")
-        if is_own_single(kind, mappings):
-            continue
-        _check_helper_ranges(kind, mappings, subid_file, helper)
+        if not is_own_single(kind, mappings):
+            _check_helper_ranges(kind, mappings, subid_file, helper)
+    _check_mount_ids(linux, mounts or [])
+
+
+def _check_mount_ids(linux: dict[str, Any], mounts: list[dict[str, Any]]) -> None:
+    """runc's rootless rule: uid=/gid= mount options must name mapped ids
+    (the kernel would refuse them with a bare EINVAL)."""
+    for i, m in enumerate(mounts):
+        for opt in m.get("options") or []:
+            kind, _, value = opt.partition("=")
+            if kind not in ("uid", "gid") or not value.isdigit():
+                continue
+            ident = int(value)
+            if not any(r["containerID"] <= ident < r["containerID"] + r["size"]
+                       for r in linux.get(KINDS[kind][0]) or []):
+                raise ConfigError(f"mounts[{i}] ({m.get('destination', '')}): cannot specify {opt} "
+                                  f"for rootless containers: no {kind} mapping covers {kind} {ident}")
 
 
 def _check_helper_ranges(kind: str, mappings: list[dict[str, Any]], subid_file: str, helper: str) -> None:

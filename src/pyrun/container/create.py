@@ -52,24 +52,22 @@ def create(req: CreateRequest) -> Created:
     cgroup = None
     state_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
+    idmapped: dict[int, int] = {}   # detached idmapped mounts the init inherits
     try:
         if process.get("terminal") and not req.detach and not req.console_socket:
             sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cdir.make_fifo()
         state_fd = cdir.path_fd()
+        if _wants_idmap(spec):
+            from pyrun.rootfs import idmapped as idmapped_mod
+            idmapped = idmapped_mod.prepare(spec, bundle.path)
         cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
-        if _wants_idmap(spec):
-            from pyrun.rootfs import idmapped
-            ctx.idmapped_mounts = idmapped.prepare(spec, bundle.path)
+        ctx.idmapped_mounts = idmapped
         from pyrun.process.launcher import launch
-        try:
-            launched = launch(ctx)
-        finally:
-            for fd in ctx.idmapped_mounts.values():
-                os.close(fd)     # the init has its copies
+        launched = launch(ctx)
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
@@ -86,6 +84,8 @@ def create(req: CreateRequest) -> Created:
         cdir.remove()
         raise
     finally:
+        for fd in idmapped.values():
+            os.close(fd)     # the init has its copies
         if sink:
             sink[1].close()
         if state_fd >= 0:
@@ -137,7 +137,7 @@ def _check_id_mappings(spec: dict[str, Any]) -> None:
         from pyrun import idmaps
         linux = spec.get("linux") or {}
         new_userns = any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or [])
-        idmaps.check(linux, new_userns)
+        idmaps.check(linux, new_userns, spec.get("mounts") or [])
 
 
 def _make_cgroup(spec: dict[str, Any], container_id: str,

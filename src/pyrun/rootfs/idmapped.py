@@ -84,10 +84,11 @@ def _detached(entry: dict[str, Any], linux: dict[str, Any], index: int, bundle: 
     if not os.path.isabs(source):
         source = os.path.join(bundle, source)
     where = f"idmapped mount of {source!r} on {entry.get('destination')!r}"
+    hint = "" if os.geteuid() == 0 else " (idmapped mounts of host filesystems need root)"
     try:
         tree = s.open_tree(source, recursive="rbind" in opts)
     except OSError as e:
-        raise PyrunError(f"{where}: {oserror_text(e)}") from None
+        raise PyrunError(f"{where}: {oserror_text(e)}{hint}") from None
     try:
         userns = userns_fd(uid_maps, gid_maps)
         try:
@@ -96,7 +97,6 @@ def _detached(entry: dict[str, Any], linux: dict[str, Any], index: int, bundle: 
             os.close(userns)
     except OSError as e:
         os.close(tree)
-        hint = " (idmapped mounts of host filesystems need root)" if os.geteuid() != 0 else ""
         raise PyrunError(f"{where}: {oserror_text(e)}{hint}") from None
     return tree
 
