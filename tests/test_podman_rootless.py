@@ -183,3 +183,17 @@ def test_detached_exec_stop_rm(pm):
         pm("rm", name)
     finally:
         pm("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_run_and_exec_with_tty(pm):
+    """-t: conmon's console socket, a devpts of the container's own (gid=5 is mapped)."""
+    r = pm("run", "--rm", "-t", "--network", "none", IMAGE, "sh", "-c", "tty; exit 4", check=False)
+    assert r.returncode == 4, r
+    assert r.stdout.replace("\r", "").strip() == "/dev/pts/0", r
+    name = _name()
+    pm("run", "-d", "--network", "none", "--name", name, IMAGE, "sleep", "100")
+    try:
+        out = pm("exec", "-t", name, "sh", "-c", "tty; id -u").stdout.replace("\r", "").split()
+        assert out[0].startswith("/dev/pts/") and out[1] == "0", out
+    finally:
+        pm("rm", "--force", "--time", "0", name, check=False)

@@ -82,7 +82,7 @@ def test_state_lives_under_xdg_runtime_dir(rl, user, rootfs_template):
     st = os.stat(user.state_root)
     assert st.st_uid == user.uid
     assert stat.S_IMODE(st.st_mode) == 0o1700           # sticky, as runc makes it
-    assert (user.state_root / cid / "state.json").exists()
+    assert json.loads((user.state_root / cid / "state.json").read_text())["rootless"] is True
     state = rl.state(cid)
     assert state["status"] == "created"
     listed = json.loads(rl("list", "--format", "json").stdout)

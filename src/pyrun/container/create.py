@@ -231,6 +231,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "rootfs": rootfs,
         "annotations": spec.get("annotations") or {},
         "owner": _owner(),
+        "rootless": os.geteuid() != 0,      # runc: RootlessEUID (and so rootless cgroups)
         "cgroup_paths": cgroup.paths if cgroup is not None else {},
         "namespace_paths": ns_paths,
         "config": spec,
