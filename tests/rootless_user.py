@@ -115,6 +115,10 @@ def create_user(tag: str) -> RootlessUser:
                             _ranges("/etc/subgid", name)[0], backups)
         user.xdg.mkdir(mode=0o700)
         os.chown(user.xdg, user.uid, user.gid)
+        probe = user.run([str(PYRUN), "--version"])
+        if probe.returncode != 0:
+            raise RuntimeError(f"{PYRUN} cannot be run by an ordinary user (every directory on the "
+                               f"path must be searchable by others): {probe.stderr.strip()}")
         return user
     except BaseException:
         _remove(name, home, backups)
