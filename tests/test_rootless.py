@@ -219,6 +219,10 @@ def test_multi_range_mappings_go_through_newuidmap(rl, user, rootfs_template):
             time.sleep(0.02)
         st = (data / "by-1000").stat()
         assert (st.st_uid, st.st_gid) == (sub_uid + 999, sub_gid + 999)
+        # exec joins the same user namespace: the same ids, container root included
+        assert rl("exec", cid, "id", "-u").stdout.strip() == "1000"
+        assert rl("exec", "--user", "0:0", cid, "sh", "-c", "touch /data/by-0; id -u").stdout.strip() == "0"
+        assert (data / "by-0").stat().st_uid == user.uid
     finally:
         _stop(rl, cid)
 
