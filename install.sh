@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${PYRUN_VENV:-$here/.venv}
 
-packages=(python3-venv busybox-static runc crun libseccomp2 iproute2 procps docker.io podman)
+packages=(python3-venv busybox-static runc crun libseccomp2 iproute2 procps docker.io podman uidmap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

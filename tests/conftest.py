@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Daemons other tests start (a private dockerd, ip netns) mount under these;
 # they are not pyrun's and may come and go while another run is going on.
-_FOREIGN_MOUNTS = ("/tmp/pyrun-dockerd-", "/run/docker", "/run/containerd", "/run/netns",
+_FOREIGN_MOUNTS = ("/tmp/pyrun-dockerd-", "/tmp/pyrun-ctrd-", "/tmp/pyrun-podman-", "/run/docker", "/run/containerd", "/run/netns",
                    "/var/lib/docker", "/var/lib/containers", "/run/containers")
 
 

@@ -46,7 +46,7 @@ def build() -> dict[str, Any]:
             "selinux": {"enabled": True},
             "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
             "memoryPolicy": _memory_policy(),
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": _idmap_supported()}},
             "netDevices": {"enabled": True},
         },
         "annotations": annotations,
@@ -56,11 +56,18 @@ def build() -> dict[str, Any]:
 
 def mount_options() -> list[str]:
     """Every option word the mount code acts on: mount(2) flags, propagation
-    and the recursive (r*) attributes.  The runtime extensions (tmpcopyup,
-    idmap, ridmap) are parsed but not implemented, so they are not claimed;
-    other words are filesystem data, which features.md says to leave out."""
+    and the recursive (r*) attributes, and idmap/ridmap where this kernel
+    can idmap a mount.  tmpcopyup is parsed but not implemented, so it is
+    not claimed; other words are filesystem data, which features.md says to
+    leave out."""
     from pyrun.rootfs.options import FLAGS, PROPAGATION, RECURSIVE_ATTRS
-    return sorted({*FLAGS, *PROPAGATION, *RECURSIVE_ATTRS})
+    idmap = {"idmap", "ridmap"} if _idmap_supported() else set()
+    return sorted({*FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, *idmap})
+
+
+def _idmap_supported() -> bool:
+    from pyrun.rootfs.idmapped import supported
+    return supported()
 
 
 def namespaces() -> list[str]:

@@ -20,7 +20,8 @@ def request(glob, opts, args, usage: str):
     require_args(args, 1, usage)
     return CreateRequest(root=glob.root, id=args[0], bundle=opts["bundle"], pid_file=opts["pid_file"],
                          console_socket=opts["console_socket"], no_pivot=opts["no_pivot"],
-                         no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"])
+                         no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"],
+                         rootless=glob.rootless)
 
 
 def main(glob, argv: list[str]) -> int:

@@ -17,7 +17,11 @@ def main(glob, argv: list[str]) -> int:
     if os.path.exists(path):
         raise PyrunError("File config.json exists. Remove it first")
     spec = rootless_spec() if opts["rootless"] else default_spec()
-    with open(path, "w") as f:
-        json.dump(spec, f, indent="\t")
-        f.write("\n")
+    try:
+        with open(path, "w") as f:
+            json.dump(spec, f, indent="\t")
+            f.write("\n")
+    except OSError as e:
+        from pyrun.errors import strerror
+        raise PyrunError(f"open {path}: {strerror(e.errno)}") from None
     return 0

@@ -28,6 +28,7 @@ class CreateRequest:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     detach: bool = True
+    rootless: str = "auto"          # --rootless: auto|true|false (cgroup failures are not fatal)
 
 
 @dataclass
@@ -44,21 +45,27 @@ def create(req: CreateRequest) -> Created:
     bundle = load_bundle(req.bundle, validated_cache(req.root))
     spec = bundle.config
     _check_host_support(spec)
+    _check_id_mappings(spec)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
     cgroup = None
     state_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
+    idmapped: dict[int, int] = {}   # detached idmapped mounts the init inherits
     try:
         if process.get("terminal") and not req.detach and not req.console_socket:
             sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cdir.make_fifo()
         state_fd = cdir.path_fd()
-        cgroup, binds = _make_cgroup(spec, req.id)
+        if _wants_idmap(spec):
+            from pyrun.rootfs import idmapped as idmapped_mod
+            idmapped = idmapped_mod.prepare(spec, bundle.path)
+        cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
+        ctx.idmapped_mounts = idmapped
         from pyrun.process.launcher import launch
         launched = launch(ctx)
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
@@ -77,6 +84,8 @@ def create(req: CreateRequest) -> Created:
         cdir.remove()
         raise
     finally:
+        for fd in idmapped.values():
+            os.close(fd)     # the init has its copies
         if sink:
             sink[1].close()
         if state_fd >= 0:
@@ -105,6 +114,14 @@ def _check_host_support(spec: dict[str, Any]) -> None:
     if linux.get("netDevices"):
         from pyrun import netdev
         netdev.validate(linux)
+    if _wants_idmap(spec):
+        from pyrun.rootfs import idmapped
+        idmapped.validate(spec)
+
+
+def _wants_idmap(spec: dict[str, Any]) -> bool:
+    return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
+               or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
@@ -114,22 +131,48 @@ def _check_terminal(terminal: bool, req: CreateRequest) -> None:
         raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
 
 
-def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tuple[str, str]]]:
+def _check_id_mappings(spec: dict[str, Any]) -> None:
+    """An ordinary user's uid/gid maps must be writable (own id or /etc/sub[ug]id)."""
+    if os.geteuid() != 0:
+        from pyrun import idmaps
+        linux = spec.get("linux") or {}
+        new_userns = any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or [])
+        idmaps.check(linux, new_userns, spec.get("mounts") or [])
+
+
+def _make_cgroup(spec: dict[str, Any], container_id: str,
+                 rootless_flag: str = "false") -> tuple[Any, list[tuple[str, str]]]:
     from pyrun.cgroups.layout import detect
     from pyrun.cgroups.manager import CgroupManager, container_paths
+    from pyrun.rootless import rootless_cgroups
     layout = detect()
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    rootless = rootless_cgroups(rootless_flag)
+    if rootless:
+        from pyrun.cgroups import rootless as rootless_cgroup
+        own = rootless_cgroup.plan(spec, paths, layout)
+        if own is not None:
+            return None, own
     manager = CgroupManager(paths)
     manager.check_resources((spec.get("linux") or {}).get("resources"))
-    manager.create()
+    try:
+        manager.create()
+    except OSError as e:     # e.g. an ordinary user with --rootless=false
+        from pyrun.errors import oserror_text
+        try:
+            manager.destroy()
+        except OSError:
+            pass
+        raise PyrunError(f"unable to apply cgroup configuration: {oserror_text(e)}") from None
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
     if devices_dir is not None or "" in paths:   # v1 devices controller, else an eBPF filter on v2
         from pyrun.cgroups.devices import apply_v1, apply_v2
         try:
             apply_v1(devices_dir, spec) if devices_dir is not None else apply_v2(paths[""], spec)
         except (OSError, ValueError) as e:
-            manager.destroy()
-            raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
+            if not rootless:       # runc: device rules are best effort when rootless
+                manager.destroy()
+                raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
     if layout.mode == "v2":
         binds = [("", paths[""])]
     else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
@@ -189,6 +232,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "rootfs": rootfs,
         "annotations": spec.get("annotations") or {},
         "owner": _owner(),
+        "rootless": os.geteuid() != 0,      # runc: RootlessEUID (and so rootless cgroups)
         "cgroup_paths": cgroup.paths if cgroup is not None else {},
         "namespace_paths": ns_paths,
         "config": spec,

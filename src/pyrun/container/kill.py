@@ -36,7 +36,8 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
         private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
             str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
         paths = state.get("cgroup_paths") or {}
-        if all_processes or (sig == _signal.SIGKILL and not private_pidns):
+        # rootless without a cgroup: only the init can be named (runc does the same)
+        if paths and (all_processes or (sig == _signal.SIGKILL and not private_pidns)):
             signal_all(paths, sig)
         else:
             try:

@@ -18,10 +18,10 @@ _MACHINE = os.uname().machine
 _SYS = {
     "x86_64": {"pidfd_getfd": 438, "keyctl": 250, "pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125,
                "capset": 126, "openat2": 437, "close_range": 436,
-               "mount_setattr": 442},
+               "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
     "aarch64": {"pidfd_getfd": 438, "keyctl": 219, "pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90,
                 "capset": 91, "openat2": 437, "close_range": 436,
-                "mount_setattr": 442},
+                "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
 }[_MACHINE]
 
 # mount(2) flags
@@ -162,6 +162,34 @@ def mount_setattr_recursive(fd: int, attr_set: int, attr_clr: int) -> None:
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _check(_libc.syscall(_SYS["mount_setattr"], fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
                          ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
+# open_tree(2) / move_mount(2) / MOUNT_ATTR_IDMAP: idmapped bind mounts
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_IDMAP = 0x100000
+
+
+def open_tree(path: str, recursive: bool) -> int:
+    """A detached copy of the mount tree at `path` (one mount, or all below it)."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(_SYS["open_tree"], AT_FDCWD, _b(path), ctypes.c_uint(flags)),
+                  "open_tree", path)
+
+
+def mount_setattr_idmap(fd: int, userns_fd: int, recursive: bool) -> None:
+    """Give the detached mount at `fd` the id mapping of the user namespace `userns_fd`."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    _check(_libc.syscall(_SYS["mount_setattr"], fd, b"", _AT_EMPTY_PATH | (_AT_RECURSIVE if recursive else 0),
+                         ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
+def move_mount_fd(from_fd: int, to_fd: int) -> None:
+    """Attach the detached mount `from_fd` on the directory or file `to_fd`."""
+    _check(_libc.syscall(_SYS["move_mount"], from_fd, b"", to_fd, b"",
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
 
 
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:

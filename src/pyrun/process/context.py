@@ -32,6 +32,7 @@ class LaunchContext:
     mode: str = "init"
     seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
+    idmapped_mounts: dict[int, int] = field(default_factory=dict)   # mounts[i] -> detached idmapped mount fd
 
     @property
     def process(self) -> dict[str, Any]:

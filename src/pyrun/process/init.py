@@ -72,15 +72,18 @@ def prepare_rootfs(it: Init) -> None:
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mounts = ctx.spec.get("mounts") or []
-    for entry in mounts:
+    for index, entry in enumerate(mounts):
         try:
-            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds)
+            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
+                        detached=ctx.idmapped_mounts.get(index, -1))
         except OSError as e:
             raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
                           f"{entry.get('destination')!r}: {oserror_text(e)}") from None
     if devices.needs_dev_setup(mounts):
         configured = ctx.linux.get("devices") or []
-        devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured, ctx.in_userns)
+        from pyrun.rootless import running_in_userns     # e.g. under rootless podman, as root of its userns
+        devices.create_devices(it.root_fd, devices.DEFAULT_DEVICES + configured,
+                               ctx.in_userns or running_in_userns())
         has_ptmx = any(d.get("path") == "/dev/ptmx" for d in configured)
         devices.create_symlinks(it.root_fd, has_ptmx)
         devices.ensure_shm_dir(it.root_fd)

@@ -102,15 +102,8 @@ def launch(ctx: LaunchContext) -> Launched:
 
 
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:
-    linux = ctx.linux
-    for kind, key in (("gid", "gidMappings"), ("uid", "uidMappings")):
-        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
-        if lines:
-            try:
-                with open(f"/proc/{pid}/{kind}_map", "w") as f:
-                    f.write(lines)
-            except OSError as e:
-                raise PyrunError(f"failed to write {kind}_map: {strerror(e.errno)}") from None
+    from pyrun import idmaps
+    idmaps.write(pid, ctx.linux)
 
 
 def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:

@@ -75,8 +75,12 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         step = "create user namespace"
         if "user" in ctx.new_namespaces:
             s.unshare(s.CLONE_NEWUSER)
+            # An ordinary user's parent (and newuidmap) can only write the
+            # maps of a dumpable process: /proc/<pid> is root's otherwise.
+            s.prctl(s.PR_SET_DUMPABLE, 1)
             ch.send(Msg.USERMAP_REQUEST)
             ch.expect(Msg.USERMAP_DONE)
+            s.prctl(s.PR_SET_DUMPABLE, 0)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         step = "create namespaces"
@@ -107,6 +111,7 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
         keep.add(ctx.state_dir_fd)
     if ctx.console_socket is not None:
         keep.add(ctx.console_socket.fileno())
+    keep.update(ctx.idmapped_mounts.values())
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:

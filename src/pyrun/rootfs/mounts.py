@@ -1,6 +1,7 @@
 """Performing the config's `mounts` entries inside the rootfs."""
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -18,7 +19,8 @@ def current_flags(path: str) -> int:
 
 
 def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
-                cgroup_binds: list[tuple[str, str]]) -> None:
+                cgroup_binds: list[tuple[str, str]], detached: int = -1) -> None:
+    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped)."""
     dest = entry["destination"]
     if not dest.startswith("/"):
         dest = "/" + dest           # relative destinations are read relative to "/"
@@ -26,12 +28,22 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
     opts = mount_options.parse(entry.get("options") or [])
     if fstype == "bind":
         opts.flags |= s.MS_BIND
-    if opts.is_bind:
+    if detached >= 0:
+        _attach(root_fd, dest, detached, opts)
+    elif opts.is_bind:
         _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
     elif fstype in ("cgroup", "cgroup2"):
         _cgroup(root_fd, dest, opts, cgroup_binds)
     else:
-        _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
+        try:
+            _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
+        except OSError as e:
+            if fstype != "sysfs" or e.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+            # runc's fallback: a user namespace that does not own the network
+            # namespace may not mount sysfs, but may bind the host's /sys.
+            opts.flags |= s.MS_BIND | s.MS_REC
+            _bind(root_fd, dest, "/sys", "/", opts)
 
 
 def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
@@ -47,6 +59,17 @@ def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options
             os.close(target)
     finally:
         os.close(src_fd)
+    _finish(root_fd, dest, opts, bind=True)
+
+
+def _attach(root_fd: int, dest: str, detached: int, opts: mount_options.MountOptions) -> None:
+    from pyrun.rootfs.idmapped import attach
+    is_dir = os.path.isdir(fd_path(detached))
+    target = ensure_path(root_fd, dest, directory=is_dir)
+    try:
+        attach(detached, target)
+    finally:
+        os.close(target)
     _finish(root_fd, dest, opts, bind=True)
 
 

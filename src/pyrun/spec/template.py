@@ -53,18 +53,35 @@ def default_spec() -> dict[str, Any]:
 
 
 def rootless_spec() -> dict[str, Any]:
-    """The caller mapped to root in a user namespace; no network or cgroup namespace."""
+    """runc's ToRootless: the caller mapped to root in a new user namespace, no
+    network namespace (a cgroup one only where runc's example has one, on a
+    pure cgroup v2 host), /sys replaced in place by a read-only rbind of the
+    host's, uid=/gid= mount options dropped (those ids are not mapped), no
+    resources."""
     spec = default_spec()
     linux = spec["linux"]
     linux.pop("resources")
-    linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    dropped = ("network", "user") if _unified_cgroup() else ("network", "user", "cgroup")
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in dropped] + [{"type": "user"}]
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-    mounts = [m for m in spec["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
-    for m in mounts:
-        if m["destination"] == "/dev/pts":
-            m["options"] = [o for o in m["options"] if o != "gid=5"]
-    mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
-                   "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    mounts = []
+    for m in spec["mounts"]:
+        if os.path.normpath(m["destination"]) == "/sys":
+            m = {"destination": "/sys", "type": "none", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        elif "options" in m:
+            m["options"] = [o for o in m["options"] if not o.startswith(("uid=", "gid="))]
+        mounts.append(m)
     spec["mounts"] = mounts
     return spec
+
+
+def _unified_cgroup() -> bool:
+    """/sys/fs/cgroup is itself cgroup2 (statfs magic CGROUP2_SUPER_MAGIC)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split(" - ")[1].startswith("cgroup2 ") and line.split()[4] == "/sys/fs/cgroup"
+                       for line in f if " - " in line)
+    except OSError:
+        return False

@@ -32,11 +32,20 @@ def validate_id(container_id: str) -> None:
 
 
 def default_root() -> str:
-    """runc's rule: non-root callers use $XDG_RUNTIME_DIR."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() != 0 and xdg:
-        return os.path.join(xdg, "pyrun")
-    return "/run/pyrun"
+    """runc's rule (pyrun.rootless): $XDG_RUNTIME_DIR/pyrun for rootless callers.
+
+    That directory is created sticky (0700|S_ISVTX) as runc does, so the XDG
+    cleaner does not remove it while containers are around."""
+    from pyrun.rootless import honour_xdg_runtime_dir
+    if not honour_xdg_runtime_dir():
+        return "/run/pyrun"
+    root = os.path.join(os.environ["XDG_RUNTIME_DIR"], "pyrun")
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.chmod(root, 0o1700)
+    except OSError as e:
+        raise PyrunError(f"unable to create the state root {root}: {errors.strerror(e.errno)}") from None
+    return root
 
 
 class ContainerDir:
@@ -52,12 +61,14 @@ class ContainerDir:
     @classmethod
     def create(cls, root: str, container_id: str) -> "ContainerDir":
         validate_id(container_id)
-        os.makedirs(root, mode=0o700, exist_ok=True)
         path = os.path.join(root, container_id)
         try:
+            os.makedirs(root, mode=0o700, exist_ok=True)
             os.mkdir(path, 0o711)
         except FileExistsError:
             raise PyrunError(errors.ID_IN_USE) from None
+        except OSError as e:   # e.g. an ordinary user and /run/pyrun
+            raise PyrunError(f"mkdir {e.filename}: {errors.strerror(e.errno)}") from None
         os.chmod(path, 0o711)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
