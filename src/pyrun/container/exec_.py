@@ -71,16 +71,19 @@ def exec_process(req: ExecRequest) -> int:
     launched = launch(ctx)
     if req.pid_file:
         write_pid_file(req.pid_file, launched.pid)
-    from pyrun.container.foreground import forward_signals, proxy_terminal, wait
+    from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
     if not req.detach:
         forward_signals(launched.pid)     # before the process runs: no signal may slip past
-    launched.release()
-    if req.detach:
-        return 0
-    if sink_parent is not None:
+    master = None
+    if sink_parent is not None:           # the pty was sent before READY: size it before exec
         from pyrun.process.terminal import receive_master
         master = receive_master(sink_parent)
         sink_parent.close()
+        copy_size(master)
+    launched.release()
+    if req.detach:
+        return 0
+    if master is not None:
         return proxy_terminal(master, launched.pid)
     return wait(launched.pid)
 

@@ -45,6 +45,16 @@ def wait(pid: int) -> int:
             return exit_code(status)
 
 
+def copy_size(master: int) -> None:
+    """Give the container's pty our terminal's size (when stdin is one)."""
+    if os.isatty(0):
+        from pyrun.process.terminal import get_size, set_size
+        try:
+            set_size(master, *get_size(0))
+        except OSError:
+            pass
+
+
 def proxy_terminal(master: int, pid: int) -> int:
     """Copy between our tty and the container's pty until the pty hangs up."""
     import select
@@ -57,10 +67,7 @@ def proxy_terminal(master: int, pid: int) -> int:
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin)
-        try:
-            set_size(master, *get_size(stdin))
-        except OSError:
-            pass
+        copy_size(master)
         signal.signal(signal.SIGWINCH, lambda *_: set_size(master, *get_size(stdin)))
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyrun.container.create import CreateRequest, create
 from pyrun.container.delete import delete
-from pyrun.container.foreground import forward_signals, proxy_terminal, wait
+from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
 from pyrun.container.start import start
 
 
@@ -17,14 +17,16 @@ def run(req: CreateRequest, keep: bool = False) -> int:
     pid = created.pid
     forward_signals(pid)
     try:
-        start(req.root, req.id)
+        master = None
         if created.console is not None:
+            # The init sent the pty during create: size it before the process
+            # runs (as runc does), or its first `stty size` may read 0 0.
             from pyrun.process.terminal import receive_master
             master = receive_master(created.console)
             created.console.close()
-            status = proxy_terminal(master, pid)
-        else:
-            status = wait(pid)
+            copy_size(master)
+        start(req.root, req.id)
+        status = proxy_terminal(master, pid) if master is not None else wait(pid)
     finally:
         if not keep:
             delete(req.root, req.id, force=True)
