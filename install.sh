@@ -32,12 +32,12 @@ cat > "$venv/bin/pyrun.new" <<EOF
 import sys
 sys.path[:0] = ["$here/src", "$site_dir"]
 try:
-    from pyrun.cli.main import main
+    from pyrun.cli.main import exit_now, main
 except ImportError:
     import site
     site.main()
-    from pyrun.cli.main import main
-sys.exit(main())
+    from pyrun.cli.main import exit_now, main
+exit_now(main())
 EOF
 chmod 755 "$venv/bin/pyrun.new" && mv "$venv/bin/pyrun.new" "$venv/bin/pyrun"
 [ "${PYRUN_NO_DEMO:-}" = 1 ] && exit 0     # test.sh: leave the host's PATH alone
