@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun import errors
 from pyrun.errors import PyrunError
