@@ -86,6 +86,16 @@ def prepare_rootfs(it: Init) -> None:
         devices.ensure_shm_dir(it.root_fd)
 
 
+def enter_cgroup(it: Init) -> None:
+    """The parent moved us into the container's cgroup while we set up the
+    rootfs; a new cgroup namespace is rooted where its creator is, so it is
+    made only now (runc, too, unshares it in the init once cgroups are applied)."""
+    it.ch.expect(Msg.CGROUP_JOINED)
+    if "cgroup" in it.ctx.new_namespaces:
+        from pyrun.linux.namespaces import NAMESPACES
+        s.unshare(NAMESPACES["cgroup"][0])
+
+
 def run_create_hooks(it: Init) -> None:
     """prestart and createRuntime by the parent (runtime namespace), then
     createContainer here, in the container's namespaces, before pivot_root."""
@@ -390,6 +400,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
+    ("enter cgroup", enter_cgroup),
     ("run create hooks", run_create_hooks),
     ("switch root", switch_root),
     ("create cwd", create_cwd),
@@ -419,7 +430,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
+    if step not in (set_up_network, prepare_rootfs, enter_cgroup, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
                     set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 
