@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
-from typing import Any
+from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun import SPEC_VERSION
 from pyrun.errors import PyrunError, strerror

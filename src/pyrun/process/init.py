@@ -10,7 +10,9 @@ import errno
 import os
 import signal
 import stat
-from typing import Callable
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Callable
 
 from pyrun.errors import InitError, oserror_text, strerror
 from pyrun.linux import syscalls as s
