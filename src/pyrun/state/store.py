@@ -116,8 +116,7 @@ class ContainerDir:
 
     def remove(self) -> None:
         try:
-            import shutil
-            shutil.rmtree(self.path)
+            _remove_tree(self.path)
         except FileNotFoundError:
             pass
 
@@ -131,6 +130,25 @@ class ContainerDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_tree(path: str) -> None:
+    """shutil.rmtree for a container directory (a few files, rarely a
+    subdirectory), without importing shutil and, through it, bz2 and lzma (~2 ms
+    of every delete). Symlinks are unlinked, never followed."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(os.path.join(path, entry.name))
+            else:
+                try:
+                    os.unlink(entry.name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(fd)
+    os.rmdir(path)
 
 
 def validated_cache(root: str) -> str:
