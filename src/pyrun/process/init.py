@@ -36,6 +36,7 @@ class Init:
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
+        self.in_cgroup = False      # the parent said it moved us (enter_cgroup)
 
 
 # --- steps, in the order they run -------------------------------------------
@@ -89,10 +90,15 @@ def prepare_rootfs(it: Init) -> None:
 
 
 def enter_cgroup(it: Init) -> None:
-    """The parent moved us into the container's cgroup while we set up the
-    rootfs; a new cgroup namespace is rooted where its creator is, so it is
-    made only now (runc, too, unshares it in the init once cgroups are applied)."""
+    """The parent moves us into the container's cgroup while we set up and
+    switch to the rootfs (on v1 that write waits ~10 ms for an RCU grace period);
+    a new cgroup namespace is rooted where its creator is, so it is made only
+    now (runc, too, unshares it in the init once cgroups are applied). Create
+    hooks must see the container in its cgroup: with hooks, this runs first."""
+    if it.in_cgroup:
+        return
     it.ch.expect(Msg.CGROUP_JOINED)
+    it.in_cgroup = True
     if "cgroup" in it.ctx.new_namespaces:
         from pyrun.linux.namespaces import NAMESPACES
         s.unshare(NAMESPACES["cgroup"][0])
@@ -104,6 +110,7 @@ def run_create_hooks(it: Init) -> None:
     spec = it.ctx.spec
     if not spec.get("hooks"):
         return
+    enter_cgroup(it)
     from pyrun.hooks import hook_state, hooks_of, run_hooks
     if hooks_of(spec, "prestart") or hooks_of(spec, "createRuntime"):
         it.ch.send(Msg.HOOKS_REQUEST)
@@ -402,9 +409,9 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
-    ("enter cgroup", enter_cgroup),
     ("run create hooks", run_create_hooks),
     ("switch root", switch_root),
+    ("enter cgroup", enter_cgroup),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
     ("finalize rootfs", finalize_rootfs),

@@ -57,9 +57,9 @@ def launch(ctx: LaunchContext) -> Launched:
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type is Msg.INIT_PID:
                 init_pid = msg.data["pid"]
-                _reap(pid)
-                if ctx.mode == "init":
+                if ctx.mode == "init":      # first: the init may be waiting for it
                     _move_into_cgroup(init_pid, ctx, parent)
+                _reap(pid)                  # stage 1's exit takes ~2 ms: not on the init's path
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
