@@ -102,3 +102,23 @@ def test_create_skips_what_the_config_does_not_need(pyrun, bundle, tmp_path):
                                      "pyrun.seccomp", "pyroute2", "dataclasses", "inspect",
                                      "hashlib", "_hashlib", "pathlib", "shutil", "traceback",
                                      "threading", "subprocess"}) == []
+
+
+def test_seccomp_filter_compiled_once_per_profile(pyrun, bundle, tmp_path):
+    """A profile compiled once is reused from the state root: the next create
+    loads no pyseccomp, and the reused filter is the one in force."""
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    bundle.set_args("true")
+    first, second = pyrun.new_id(), pyrun.new_id()
+    imports_of(tmp_path, pyrun.root, "create", "-b", str(bundle.path), first)
+    modules = imports_of(tmp_path, pyrun.root, "create", "-b", str(bundle.path), second)
+    for cid in (first, second):
+        pyrun("delete", "-f", cid)
+    assert "pyseccomp" not in modules and "pyrun.seccomp.cache" in modules
+    assert list((pyrun.root / "@seccomp-filters").glob("*.bpf"))
+    bundle.set_args("sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+    assert "Seccomp:\t2" in res.stdout
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr

@@ -8,6 +8,10 @@ readable repr and field-wise equality.
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _MISSING = object()
 
 
@@ -23,7 +27,14 @@ def field(*, default: object = _MISSING, default_factory: object = _MISSING) -> 
     return _Field(default, default_factory)
 
 
-def dataclass(cls: type) -> type:
+def dataclass(cls: type | None = None, *, frozen: bool = False) -> Any:
+    """@dataclass or @dataclass(frozen=True)."""
+    if cls is None:
+        return lambda c: _make(c, frozen)
+    return _make(cls, frozen)
+
+
+def _make(cls: type, frozen: bool) -> type:
     names = list(cls.__dict__.get("__annotations__", {}))
     specs: list[tuple[str, object, object]] = []   # (name, default, factory)
     for name in names:
@@ -53,7 +64,7 @@ def dataclass(cls: type) -> type:
                 value = default
             else:
                 raise TypeError(f"{cls.__name__}() missing required argument {name!r}")
-            setattr(self, name, value)
+            object.__setattr__(self, name, value)
         unknown = set(kwargs) - set(names)
         if unknown:
             raise TypeError(f"{cls.__name__}() got unexpected arguments {sorted(unknown)}")
@@ -66,8 +77,18 @@ def dataclass(cls: type) -> type:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in names)
 
+    def __setattr__(self: object, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a frozen {cls.__name__}")
+
+    def __hash__(self: object) -> int:
+        return hash(tuple(getattr(self, n) for n in names))
+
     cls.__init__ = __init__   # type: ignore[misc]
     cls.__repr__ = __repr__   # type: ignore[assignment]
     cls.__eq__ = __eq__       # type: ignore[assignment]
-    cls.__hash__ = None       # type: ignore[assignment]   # as dataclasses does with eq
+    if frozen:
+        cls.__setattr__ = __setattr__   # type: ignore[assignment]
+        cls.__hash__ = __hash__         # type: ignore[assignment]
+    else:
+        cls.__hash__ = None     # type: ignore[assignment]   # as dataclasses does with eq
     return cls
