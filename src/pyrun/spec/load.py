@@ -59,6 +59,9 @@ def field_path(parts: Any) -> str:
 
 
 def validate_schema(config: dict[str, Any]) -> None:
+    from pyrun.spec.fastcheck import is_valid
+    if is_valid(config, _SCHEMA_DIR):
+        return          # jsonschema only to word an error (or past what fastcheck knows)
     from jsonschema.exceptions import best_match
 
     from pyrun.spec.schema_loader import load_validator
