@@ -5,7 +5,6 @@ never pays for what `pyrun create` needs.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -83,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         from pyrun.state.store import default_root
         glob = GlobalOptions(root=os.path.abspath(opts["root"] or default_root()),
                              systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"])
-        module = importlib.import_module(f"pyrun.cli.{module_name}")
+        name = f"pyrun.cli.{module_name}"
+        __import__(name)            # not importlib.import_module: importlib brings warnings
+        module = sys.modules[name]
         return module.main(glob, rest[1:])
     except PyrunError as e:
         prefix = f"pyrun {action} failed: " if action in ("create", "run", "exec") else ""
