@@ -367,15 +367,14 @@ class Bench:
         if reason:
             self.table.note("docker run --rm", f"skipped: {reason}")
             return
-        live = {rt.name: rt.path for rt in self.runtimes}
+        # dockerd reserves the name "runc": every runtime is registered as bench-<name>
+        live = {f"bench-{rt.name}": rt.path for rt in self.live()}
         with running_dockerd(live, rootfs=self.bundles.rootfs) as daemon:
-            for rt in self.runtimes:
-                if rt.refused:
-                    continue
-                daemon.docker("run", "--rm", "--runtime", rt.name, daemon.image, "/bin/true")  # warm-up
+            for rt in self.live():
+                daemon.docker("run", "--rm", "--runtime", f"bench-{rt.name}", daemon.image, "/bin/true")  # warm-up
             for _rep, rt in interleaved(self.runtimes, self.reps):
                 start = time.perf_counter()
-                daemon.docker("run", "--rm", "--runtime", rt.name, daemon.image, "/bin/true")
+                daemon.docker("run", "--rm", "--runtime", f"bench-{rt.name}", daemon.image, "/bin/true")
                 self.table.add("docker run --rm /bin/true", rt.name, (time.perf_counter() - start) * 1000)
 
     # --
