@@ -5,7 +5,7 @@ JSON object; file descriptors travel alongside as SCM_RIGHTS.
 """
 from __future__ import annotations
 
-import json
+from pyrun.state import jsonio as json     # json's output through _json, without importing re
 import socket
 from pyrun.records import dataclass, field   # not dataclasses: ~4 ms of imports
 from enum import Enum

@@ -6,7 +6,7 @@ line that names the field.
 """
 from __future__ import annotations
 
-import json
+from pyrun.state import jsonio as json     # json's results through _json, without importing re
 import os
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy

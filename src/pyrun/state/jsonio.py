@@ -13,6 +13,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# Imported now, not on first use: _json is a shared library, and the container
+# init sends its messages (process/channel) after the host's files are gone.
+try:
+    from _json import encode_basestring_ascii as _quote, make_scanner as _make_scanner
+except ImportError:      # not CPython: the json package does it all
+    _quote = _make_scanner = None
+
 _WS = " \t\n\r"
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
@@ -28,27 +35,27 @@ class _Context:
 
 
 def loads(text: str | bytes) -> Any:
-    if isinstance(text, bytes):
-        text = text.decode()
     try:
-        from _json import make_scanner
+        if isinstance(text, bytes):
+            text = text.decode()        # json.loads also takes UTF-16/32: left to it
         start = len(text) - len(text.lstrip(_WS))
-        obj, end = make_scanner(_Context())(text, start)
+        obj, end = _make_scanner(_Context())(text, start)    # TypeError when None
         if text[end:].strip(_WS):
             raise ValueError("extra data")
         return obj
-    except (ImportError, StopIteration, ValueError, RecursionError):
+    except (TypeError, StopIteration, ValueError, RecursionError):
         import json
         return json.loads(text)
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
     try:
-        from _json import encode_basestring_ascii
+        if _quote is None:
+            raise _Unusual
         out: list[str] = []
-        _encode(obj, out, encode_basestring_ascii, indent, 0)
+        _encode(obj, out, _quote, indent, 0)
         return "".join(out)
-    except (ImportError, _Unusual):
+    except _Unusual:
         import json
         return json.dumps(obj, indent=indent)
 
