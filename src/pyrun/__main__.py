@@ -1,6 +1,6 @@
 """`python -m pyrun` entry point."""
-import sys
 
-from pyrun.cli.main import main
+from pyrun.cli.main import exit_now, main
 
-sys.exit(main())
+if __name__ == "__main__":
+    exit_now(main())

@@ -10,7 +10,11 @@ program (cgroups/ebpf.py) attached to the container's cgroup.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+TYPE_CHECKING = False     # typing.Any only for annotations (lazy strings)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Rule(NamedTuple):

@@ -10,7 +10,9 @@ that exact shape.
 from __future__ import annotations
 
 import os
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_U64 = 2 ** 64 - 1
 _NS_PER_TICK = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)

@@ -1,7 +1,6 @@
 """pyrun list [--format table|json] [--quiet]"""
 from __future__ import annotations
 
-import json
 import sys
 
 from pyrun.cli.parser import Flag, parse
@@ -17,7 +16,8 @@ def main(glob, argv: list[str]) -> int:
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":
-        sys.stdout.write(json.dumps(states or None) + "\n")   # runc prints null, not []
+        from pyrun.state.jsonio import dumps     # json.dumps' output, without importing json; runc prints null, not []
+        sys.stdout.write(dumps(states or None) + "\n")
     elif opts["format"] == "table":
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]

@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.errors import UsageError
 

@@ -1,7 +1,6 @@
 """pyrun state <container-id>"""
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -11,5 +10,6 @@ def main(glob, argv: list[str]) -> int:
     from pyrun.container.query import state
     _opts, args = parse([], argv)
     require_args(args, 1, "state")
-    sys.stdout.write(json.dumps(state(glob.root, args[0]), indent=2) + "\n")
+    from pyrun.state.jsonio import dumps     # json.dumps' output, without importing json
+    sys.stdout.write(dumps(state(glob.root, args[0]), indent=2) + "\n")
     return 0

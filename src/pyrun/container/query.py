@@ -1,7 +1,9 @@
 """`state` and `list`: read-only views; no lock, state.json is replaced atomically."""
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.errors import PyrunError
 from pyrun.state.status import oci_state, status_of

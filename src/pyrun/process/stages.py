@@ -2,12 +2,13 @@
 
     create (parent)            stage-1 "bootstrap"               stage-2 "init"
     ---------------            -------------------               --------------
-    cgroup dirs, fork ------>  join cgroup, oom_score_adj
+    cgroup dirs, fork ------>  oom_score_adj (exec: join cgroup)
                                setns(paths), user first
     write uid/gid maps <-----  unshare(USER) + request maps
-                               unshare(all other new namespaces)
+                               unshare(other new namespaces but cgroup)
                                time offsets, fork ------------>  process.init.run()
     learn init pid  <--------  report pid, exit                  (pid 1 of new pid ns)
+    move init into cgroup -------------------------------------> unshare(CGROUP)
 
 No stage re-executes anything: each is a fork of the parent and runs code
 that is already imported.  Every child leaves through os._exit so that no
@@ -16,7 +17,6 @@ parent cleanup or buffered output runs twice.
 from __future__ import annotations
 
 import os
-import traceback   # used on the error path, after the host's files may be out of reach
 
 from pyrun.errors import InitError, oserror_text
 from pyrun.linux import syscalls as s
@@ -37,9 +37,22 @@ def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
     except OSError as e:
         _report(ch, "", oserror_text(e))
     except BaseException as e:  # noqa: BLE001 - the parent must learn of every failure
-        _report(ch, "", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        _report(ch, "", f"{type(e).__name__}: {e}\n{_where(e)}")
     finally:
         os._exit(code)
+
+
+def _where(e: BaseException) -> str:
+    """The frames of an unexpected exception, innermost last. Not `traceback`:
+    it costs every create ~1.5 ms to import (textwrap, linecache, tokenize) and
+    must be imported before the host's files are out of reach."""
+    lines = []
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}')
+        tb = tb.tb_next
+    return "Traceback (most recent call last):\n" + "\n".join(lines)
 
 
 def _report(ch: Channel, step: str, message: str) -> None:
@@ -63,8 +76,8 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     s.prctl(s.PR_SET_DUMPABLE, 0)
     step = "join cgroup"
     try:
-        if ctx.cgroup is not None:
-            ctx.cgroup.join(os.getpid())
+        if ctx.cgroup is not None and ctx.mode != "init":
+            ctx.cgroup.join(os.getpid())    # the parent moves the init itself (launcher)
         step = "set oom_score_adj"
         adj = ctx.process.get("oomScoreAdj")
         if adj is not None:
@@ -86,8 +99,8 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         step = "create namespaces"
         flags = 0
         for ns in ctx.new_namespaces:
-            if ns != "user":
-                flags |= NAMESPACES[ns][0]
+            if ns != "user" and not (ns == "cgroup" and ctx.mode == "init"):
+                flags |= NAMESPACES[ns][0]      # the init's cgroup ns: init.enter_cgroup
         if flags:
             s.unshare(flags)
         step = "set time offsets"

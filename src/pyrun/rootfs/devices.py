@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.linux import syscalls as s
 from pyrun.rootfs.paths import ensure_path, fd_path, parts_of

@@ -6,10 +6,12 @@ line that names the field.
 """
 from __future__ import annotations
 
-import json
+from pyrun.state import jsonio as json     # json's results through _json, without importing re
 import os
-from dataclasses import dataclass
-from typing import Any
+from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.errors import ConfigError, strerror
 
@@ -57,6 +59,9 @@ def field_path(parts: Any) -> str:
 
 
 def validate_schema(config: dict[str, Any]) -> None:
+    from pyrun.spec.fastcheck import is_valid
+    if is_valid(config, _SCHEMA_DIR):
+        return          # jsonschema only to word an error (or past what fastcheck knows)
     from jsonschema.exceptions import best_match
 
     from pyrun.spec.schema_loader import load_validator
@@ -75,14 +80,20 @@ def validate_schema(config: dict[str, Any]) -> None:
 _CACHE_LIMIT = 256
 
 
+# schema_loader.SCHEMA_DIR, without importing pathlib (and urllib) to learn it.
+_SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "schema")
+
+
 def _cache_key(raw: bytes) -> str:
-    import hashlib
+    try:
+        from _sha256 import sha256     # CPython's own: hashlib would load OpenSSL (~2 ms)
+    except ImportError:
+        from hashlib import sha256
 
     from pyrun import __version__
-    from pyrun.spec.schema_loader import SCHEMA_DIR
-    h = hashlib.sha256(raw)
+    h = sha256(raw)
     h.update(__version__.encode())
-    for entry in sorted(os.scandir(SCHEMA_DIR), key=lambda e: e.name):
+    for entry in sorted(os.scandir(_SCHEMA_DIR), key=lambda e: e.name):
         st = entry.stat()
         h.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
