@@ -18,7 +18,6 @@ class Msg(str, Enum):
     USERMAP_REQUEST = "usermap-request"   # stage-1 unshared a user namespace; parent writes maps
     USERMAP_DONE = "usermap-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
-    CGROUP_JOINED = "cgroup-joined"       # parent moved the init into the container's cgroup
     HOOKS_REQUEST = "hooks-request"       # mounts are done: parent runs prestart + createRuntime
     HOOKS_DONE = "hooks-done"
     RLIMITS_REQUEST = "rlimits-request"   # init is about to drop root; parent applies prlimit

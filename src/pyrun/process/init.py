@@ -36,7 +36,6 @@ class Init:
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
-        self.in_cgroup = False      # the parent said it moved us (enter_cgroup)
 
 
 # --- steps, in the order they run -------------------------------------------
@@ -92,28 +91,12 @@ def prepare_rootfs(it: Init) -> None:
         devices.ensure_shm_dir(it.root_fd)
 
 
-def enter_cgroup(it: Init) -> None:
-    """The parent moves us into the container's cgroup while we set up and
-    switch to the rootfs (on v1 that write waits ~10 ms for an RCU grace period);
-    a new cgroup namespace is rooted where its creator is, so it is made only
-    now (runc, too, unshares it in the init once cgroups are applied). Create
-    hooks must see the container in its cgroup: with hooks, this runs first."""
-    if it.in_cgroup:
-        return
-    it.ch.expect(Msg.CGROUP_JOINED)
-    it.in_cgroup = True
-    if "cgroup" in it.ctx.new_namespaces:
-        from pyrun.linux.namespaces import NAMESPACES
-        s.unshare(NAMESPACES["cgroup"][0])
-
-
 def run_create_hooks(it: Init) -> None:
     """prestart and createRuntime by the parent (runtime namespace), then
     createContainer here, in the container's namespaces, before pivot_root."""
     spec = it.ctx.spec
     if not spec.get("hooks"):
         return
-    enter_cgroup(it)
     from pyrun.hooks import hook_state, hooks_of, run_hooks
     if hooks_of(spec, "prestart") or hooks_of(spec, "createRuntime"):
         it.ch.send(Msg.HOOKS_REQUEST)
@@ -414,7 +397,6 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("prepare rootfs", prepare_rootfs),
     ("run create hooks", run_create_hooks),
     ("switch root", switch_root),
-    ("enter cgroup", enter_cgroup),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
     ("finalize rootfs", finalize_rootfs),
@@ -442,7 +424,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, enter_cgroup, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
+    if step not in (set_up_network, prepare_rootfs, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
                     set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 

@@ -1,13 +1,12 @@
 """Parent side of the stages: fork, answer the stages' requests, learn the init's pid."""
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import signal
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
-from pyrun.errors import PyrunError, oserror_text, strerror
+from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -58,9 +57,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type is Msg.INIT_PID:
                 init_pid = msg.data["pid"]
-                if ctx.mode == "init":      # first: the init may be waiting for it
-                    _move_into_cgroup(init_pid, ctx, parent)
-                _reap(pid)                  # stage 1's exit takes ~2 ms: not on the init's path
+                _reap(pid)
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
@@ -102,23 +99,6 @@ def launch(ctx: LaunchContext) -> Launched:
                 _kill_and_reap(victim)
         parent.close()
         raise
-
-
-def _move_into_cgroup(init_pid: int, ctx: LaunchContext, parent: Channel) -> None:
-    """The init, not stage 1, goes into the container's cgroup, from here (as runc's
-    parent does): stage 1 never counts against pids.max or the memory limit, and
-    the first cgroup.procs write, which waits ~10 ms for an RCU grace period on
-    cgroup v1, overlaps the init's rootfs set-up instead of delaying it."""
-    if ctx.cgroup is not None:
-        try:
-            ctx.cgroup.join(init_pid)
-        except OSError as e:
-            if e.errno != errno.ESRCH:      # a dead init reports its own error next
-                raise PyrunError(f"error during container init: join cgroup: {oserror_text(e)}") from None
-    try:
-        parent.send(Msg.CGROUP_JOINED)
-    except OSError:
-        pass        # the init is gone; its ERROR (or EOF) is what recv() returns next
 
 
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:

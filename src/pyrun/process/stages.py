@@ -2,13 +2,13 @@
 
     create (parent)            stage-1 "bootstrap"               stage-2 "init"
     ---------------            -------------------               --------------
-    cgroup dirs, fork ------>  oom_score_adj (exec: join cgroup)
+    cgroup dirs, fork ------>  join cgroup, oom_score_adj
                                setns(paths), user first
     write uid/gid maps <-----  unshare(USER) + request maps
-                               unshare(other new namespaces but cgroup)
+                               unshare(all other new namespaces)
                                time offsets, fork ------------>  process.init.run()
     learn init pid  <--------  report pid, exit                  (pid 1 of new pid ns)
-    move init into cgroup -------------------------------------> unshare(CGROUP)
+    write cgroup limits (stage 1 gone: the cgroup holds only the init)
 
 No stage re-executes anything: each is a fork of the parent and runs code
 that is already imported.  Every child leaves through os._exit so that no
@@ -76,8 +76,11 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     s.prctl(s.PR_SET_DUMPABLE, 0)
     step = "join cgroup"
     try:
-        if ctx.cgroup is not None and ctx.mode != "init":
-            ctx.cgroup.join(os.getpid())    # the parent moves the init itself (launcher)
+        # As runc: in the container's cgroup before any namespace exists, so that
+        # everything the container costs the kernel is charged there and a new
+        # cgroup namespace is rooted at the container's cgroup.
+        if ctx.cgroup is not None:
+            ctx.cgroup.join(os.getpid())
         step = "set oom_score_adj"
         adj = ctx.process.get("oomScoreAdj")
         if adj is not None:
@@ -99,8 +102,8 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         step = "create namespaces"
         flags = 0
         for ns in ctx.new_namespaces:
-            if ns != "user" and not (ns == "cgroup" and ctx.mode == "init"):
-                flags |= NAMESPACES[ns][0]      # the init's cgroup ns: init.enter_cgroup
+            if ns != "user":
+                flags |= NAMESPACES[ns][0]
         if flags:
             s.unshare(flags)
         step = "set time offsets"
