@@ -1,0 +1,171 @@
+"""Debian's kernel for the VM, fetched with apt and unpacked into a cache,
+never installed: the host's /boot and /lib/modules stay untouched.
+
+The cache is keyed by package and version (one directory per kernel build),
+built under a lock in a temporary directory and renamed into place, so an
+interrupted or concurrent build never leaves a half-made kernel behind.
+"""
+from __future__ import annotations
+
+import fcntl
+import glob
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vm import cpio
+
+CACHE = Path(os.environ.get("PYRUN_VM_CACHE", "/var/cache/pyrun-vm"))
+META_PACKAGE = "linux-image-amd64"
+BUSYBOX = "/bin/busybox"
+# What /init needs to reach the host's root: virtio-pci, 9p over virtio, overlay.
+# Their dependencies (virtio_ring, netfs, fscache...) are read from the modules.
+ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+STAGE1 = Path(__file__).with_name("initramfs_init.sh")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    release: str        # "6.1.0-56-amd64", what `uname -r` says in the guest
+    directory: Path     # the cache entry
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.directory / "boot" / f"vmlinuz-{self.release}"
+
+    @property
+    def initramfs(self) -> Path:
+        return self.directory / "initramfs.cpio"
+
+    @property
+    def modules(self) -> Path:
+        return self.directory / "lib" / "modules" / self.release
+
+
+def _apt(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def _resolve() -> tuple[str, str]:
+    """(package, version) linux-image-amd64 points at, updating apt's lists once if needed."""
+    for attempt in (0, 1):
+        try:
+            deps = _apt("apt-cache", "depends", META_PACKAGE)
+            pkg = next(line.split()[-1] for line in deps.splitlines()
+                       if line.strip().startswith("Depends:") and "linux-image-" in line)
+            policy = _apt("apt-cache", "policy", pkg)
+            version = next(line.split()[-1] for line in policy.splitlines()
+                           if line.strip().startswith("Candidate:"))
+            if version != "(none)":
+                return pkg, version
+        except (subprocess.CalledProcessError, StopIteration):
+            pass
+        if attempt == 0:
+            _apt("apt-get", "update", "-qq")
+    raise RuntimeError(f"apt knows no candidate for {META_PACKAGE}")
+
+
+def ensure_kernel() -> Kernel:
+    """The cached kernel for linux-image-amd64's current version, built if missing.
+
+    Without apt (offline), falls back to the newest kernel already cached.
+    """
+    CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        pkg, version = _resolve()
+    except (RuntimeError, subprocess.CalledProcessError, FileNotFoundError):
+        cached = sorted(CACHE.glob("linux-image-*/ready"), key=os.path.getmtime)
+        if not cached:
+            raise
+        pkg_dir = cached[-1].parent
+        return Kernel((pkg_dir / "release").read_text().strip(), pkg_dir)
+    entry = CACHE / f"{pkg}_{version}"
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (entry / "ready").exists():
+            _build(pkg, version, entry)
+    return Kernel((entry / "release").read_text().strip(), entry)
+
+
+def _build(pkg: str, version: str, entry: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
+    try:
+        # root-owned download dir: tell apt not to drop to _apt for it
+        subprocess.run(["apt-get", "download", "-qq", "-o", "APT::Sandbox::User=root",
+                        f"{pkg}={version}"], cwd=work, check=True, capture_output=True)
+        deb = next(work.glob("*.deb"))
+        tree = work / "tree"
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+        deb.unlink()
+        release = pkg.removeprefix("linux-image-")
+        (tree / "release").write_text(release + "\n")
+        modules = tree / "lib" / "modules" / release
+        if shutil.which("depmod"):   # lets `modprobe` work inside the guest too
+            subprocess.run(["depmod", "-b", str(tree), release], check=True)
+        _write_initramfs(tree / "initramfs.cpio", modules)
+        (tree / "ready").write_text(f"{pkg} {version}\n")
+        shutil.rmtree(entry, ignore_errors=True)
+        os.rename(tree, entry)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def module_files(modules: Path) -> dict[str, Path]:
+    """Module name (as the kernel spells it, '-' as '_') -> its file."""
+    out = {}
+    for path in glob.glob(str(modules / "kernel" / "**" / "*.ko*"), recursive=True):
+        name = os.path.basename(path).split(".ko")[0].replace("-", "_")
+        out[name] = Path(path)
+    return out
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.name.endswith(".xz") else data
+
+
+def module_depends(image: bytes) -> list[str]:
+    """The `depends=` entry of a module's .modinfo (null-separated key=value strings)."""
+    start = image.find(b"\0depends=")
+    if start < 0:
+        return []
+    value = image[start + 9:image.index(b"\0", start + 9)].decode()
+    return [d.replace("-", "_") for d in value.split(",") if d]
+
+
+def load_order(wanted: tuple[str, ...], files: dict[str, Path]) -> list[str]:
+    """Modules to insmod, dependencies first; built-in ones (not in `files`) skipped."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name not in files:
+            return
+        for dep in module_depends(_read_module(files[name])):
+            visit(dep)
+        order.append(name)
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def _write_initramfs(target: Path, modules: Path) -> None:
+    files = module_files(modules)
+    order = load_order(ROOT_MODULES, files)
+    with open(target, "wb") as f:
+        archive = cpio.Writer(f)
+        for d in ("bin", "dev", "proc", "sys", "lib", "lib/modules", "newroot", "lower", "rw"):
+            archive.directory(d)
+        archive.char_device("dev/console", 5, 1, 0o600)
+        archive.char_device("dev/null", 1, 3, 0o666)
+        archive.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
+        archive.symlink("bin/sh", "busybox")
+        archive.file("init", STAGE1.read_bytes(), 0o755)
+        for name in order:
+            archive.file(f"lib/modules/{name}.ko", _read_module(files[name]), 0o644)
+        archive.file("modules", ("\n".join(order) + "\n").encode(), 0o644)
+        archive.close()
