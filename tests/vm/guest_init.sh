@@ -19,7 +19,6 @@ $bb ln -sf /proc/self/fd/0 /dev/stdin
 $bb ln -sf /proc/self/fd/1 /dev/stdout
 $bb ln -sf /proc/self/fd/2 /dev/stderr
 $bb mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
-$bb mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
 $bb mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
 $bb mount -t bpf -o nosuid,nodev,noexec bpf /sys/fs/bpf 2>/dev/null
 for c in $($bb cat /sys/fs/cgroup/cgroup.controllers); do

@@ -50,7 +50,7 @@ class VmResult:
 def qemu_args(kernel: Kernel, io_dir: Path, memory: int, cpus: int) -> list[str]:
     accel = os.environ.get("PYRUN_VM_ACCEL", "tcg,thread=multi")
     return [
-        QEMU, "-accel", accel, "-cpu", "max", "-m", str(memory), "-smp", str(cpus),
+        QEMU, "-accel", accel, "-cpu", os.environ.get("PYRUN_VM_CPU", "max"), "-m", str(memory), "-smp", str(cpus),
         "-nographic", "-monitor", "none", "-no-reboot", "-nodefaults", "-serial", "stdio",
         "-net", "none", "-kernel", str(kernel.vmlinuz), "-initrd", str(kernel.initramfs),
         "-append", CMDLINE,

@@ -14,8 +14,12 @@ opts="trans=virtio,version=9p2000.L,msize=${pyrun_msize:-512000}"
 busybox mount -t 9p -o "ro,$opts,cache=${pyrun_cache:-loose}" hostroot /lower || fail "mount hostroot"
 busybox mount -t tmpfs -o mode=0755 overlay-rw /rw || fail "mount tmpfs"
 busybox mkdir /rw/upper /rw/work
+# /tmp stays on the root filesystem, as on the host, but starts empty: a
+# whiteout hides the host's /tmp and the mkdir below makes an opaque directory.
+busybox mknod /rw/upper/tmp c 0 0
 busybox mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot \
     || fail "mount overlay"
+busybox mkdir -m 1777 /newroot/tmp
 busybox mkdir -p /newroot/pyrun-io
 busybox mount -t 9p -o "$opts" pyrunio /newroot/pyrun-io || fail "mount pyrunio"
 busybox umount /proc /sys

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import hashlib
 import lzma
 import os
 import shutil
@@ -39,7 +40,10 @@ class Kernel:
 
     @property
     def initramfs(self) -> Path:
-        return self.directory / "initramfs.cpio"
+        """Named by what goes in besides the kernel, so editing /init rebuilds it."""
+        digest = hashlib.sha256(STAGE1.read_bytes() + " ".join(ROOT_MODULES).encode()
+                                + Path(BUSYBOX).read_bytes()).hexdigest()[:12]
+        return self.directory / f"initramfs-{digest}.cpio"
 
     @property
     def modules(self) -> Path:
@@ -88,7 +92,14 @@ def ensure_kernel() -> Kernel:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (entry / "ready").exists():
             _build(pkg, version, entry)
-    return Kernel((entry / "release").read_text().strip(), entry)
+        kernel = Kernel((entry / "release").read_text().strip(), entry)
+        if not kernel.initramfs.exists():
+            for old in entry.glob("initramfs-*.cpio"):
+                old.unlink()
+            partial = kernel.initramfs.with_suffix(".part")
+            _write_initramfs(partial, kernel.modules)
+            os.rename(partial, kernel.initramfs)
+    return kernel
 
 
 def _build(pkg: str, version: str, entry: Path) -> None:
@@ -103,10 +114,8 @@ def _build(pkg: str, version: str, entry: Path) -> None:
         deb.unlink()
         release = pkg.removeprefix("linux-image-")
         (tree / "release").write_text(release + "\n")
-        modules = tree / "lib" / "modules" / release
         if shutil.which("depmod"):   # lets `modprobe` work inside the guest too
             subprocess.run(["depmod", "-b", str(tree), release], check=True)
-        _write_initramfs(tree / "initramfs.cpio", modules)
         (tree / "ready").write_text(f"{pkg} {version}\n")
         shutil.rmtree(entry, ignore_errors=True)
         os.rename(tree, entry)
