@@ -33,7 +33,8 @@ if [ -n "$PYRUN_VM_MODULES" ]; then   # the unpacked kernel's modules, for modpr
     $bb mount --bind "$PYRUN_VM_MODULES" "/lib/modules/$($bb uname -r)"
 fi
 export PYRUN_VM_OUT=$io/files
-cd "$PYRUN_VM_CWD" && $bb sh $io/command > $io/output 2>&1 < /dev/null
+# /bin/sh, not busybox sh: busybox prefers its own applets to the PATH
+cd "$PYRUN_VM_CWD" && /bin/sh $io/command > $io/output 2>&1 < /dev/null
 echo $? > $io/status
 $bb sync
 $bb reboot -f

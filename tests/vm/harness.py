@@ -84,7 +84,8 @@ def run(command: str, *, cwd: str | os.PathLike[str] | None = None, timeout: flo
         console = open(io_dir / "console", "w+b")
         with console:
             qemu = subprocess.Popen(qemu_args(kernel, io_dir, memory, cpus), stdin=subprocess.DEVNULL,
-                                    stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
             _wait(qemu, io_dir / "output", start + timeout, stream)
             console.seek(0)
             console_text = console.read().decode(errors="replace")
@@ -99,6 +100,12 @@ def run(command: str, *, cwd: str | os.PathLike[str] | None = None, timeout: flo
             os.killpg(qemu.pid, signal.SIGKILL)
             qemu.wait()
         shutil.rmtree(io_dir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the forked child: qemu gets SIGKILL if we die without cleaning up."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
 def _wait(qemu: subprocess.Popen[bytes], output: Path, deadline: float, stream: TextIO | None) -> None:

@@ -114,8 +114,7 @@ def _build(pkg: str, version: str, entry: Path) -> None:
         deb.unlink()
         release = pkg.removeprefix("linux-image-")
         (tree / "release").write_text(release + "\n")
-        if shutil.which("depmod"):   # lets `modprobe` work inside the guest too
-            subprocess.run(["depmod", "-b", str(tree), release], check=True)
+        _write_modules_dep(tree / "lib" / "modules" / release)   # for modprobe in the guest
         (tree / "ready").write_text(f"{pkg} {version}\n")
         shutil.rmtree(entry, ignore_errors=True)
         os.rename(tree, entry)
@@ -160,6 +159,28 @@ def load_order(wanted: tuple[str, ...], files: dict[str, Path]) -> list[str]:
     for name in wanted:
         visit(name)
     return order
+
+
+def _write_modules_dep(modules: Path) -> None:
+    """modules.dep as depmod writes it (dependencies in reverse load order), with
+    `depmod -b` when kmod is installed, else from each module's `depends=`."""
+    if shutil.which("depmod"):
+        subprocess.run(["depmod", "-b", str(modules.parents[2]), modules.name], check=True)
+        return
+    files = module_files(modules)
+    direct = {name: module_depends(_read_module(path)) for name, path in files.items()}
+
+    def closure(name: str, seen: list[str]) -> list[str]:
+        for dep in direct.get(name, []):
+            if dep in files and dep not in seen:
+                closure(dep, seen)
+                seen.append(dep)
+        return seen
+
+    with open(modules / "modules.dep", "w") as f:
+        for name, path in sorted(files.items()):
+            deps = [str(files[d].relative_to(modules)) for d in reversed(closure(name, []))]
+            f.write(f"{path.relative_to(modules)}: {' '.join(deps)}\n".replace(": \n", ":\n"))
 
 
 def _write_initramfs(target: Path, modules: Path) -> None:
