@@ -89,8 +89,8 @@ def run(command: str, *, cwd: str | os.PathLike[str] | None = None, timeout: flo
             _wait(qemu, io_dir / "output", start + timeout, stream)
             console.seek(0)
             console_text = console.read().decode(errors="replace")
-        status_file = io_dir / "status"
-        status = int(status_file.read_text()) if status_file.exists() else None
+        status_text = (io_dir / "status").read_text().strip() if (io_dir / "status").exists() else ""
+        status = int(status_text) if status_text.isdigit() else None   # killed mid-write: none
         output_file = io_dir / "output"
         output = output_file.read_bytes().decode(errors="replace") if output_file.exists() else ""
         files = {p.name: p.read_bytes() for p in (io_dir / "files").iterdir() if p.is_file()}
