@@ -55,43 +55,51 @@ def _apt(*args: str) -> str:
 
 
 def _resolve() -> tuple[str, str]:
-    """(package, version) linux-image-amd64 points at, updating apt's lists once if needed."""
+    """(package, version) linux-image-amd64 points at, from apt's local lists."""
+    deps = _apt("apt-cache", "depends", META_PACKAGE)
+    pkg = next((line.split()[-1] for line in deps.splitlines()
+                if line.strip().startswith("Depends:") and "linux-image-" in line), None)
+    policy = _apt("apt-cache", "policy", pkg) if pkg else ""
+    version = next((line.split()[-1] for line in policy.splitlines()
+                    if line.strip().startswith("Candidate:")), "(none)")
+    if pkg is None or version == "(none)":
+        raise RuntimeError(f"apt knows no candidate for {META_PACKAGE}")
+    return pkg, version
+
+
+def _fetch() -> Path:
+    """The cache entry of the current kernel, downloaded and unpacked if missing;
+    missing or stale apt lists (no candidate, a 404) get one `apt-get update`."""
     for attempt in (0, 1):
         try:
-            deps = _apt("apt-cache", "depends", META_PACKAGE)
-            pkg = next(line.split()[-1] for line in deps.splitlines()
-                       if line.strip().startswith("Depends:") and "linux-image-" in line)
-            policy = _apt("apt-cache", "policy", pkg)
-            version = next(line.split()[-1] for line in policy.splitlines()
-                           if line.strip().startswith("Candidate:"))
-            if version != "(none)":
-                return pkg, version
-        except (subprocess.CalledProcessError, StopIteration):
-            pass
-        if attempt == 0:
+            pkg, version = _resolve()
+            entry = CACHE / f"{pkg}_{version}"
+            if not (entry / "ready").exists():
+                _build(pkg, version, entry)
+            return entry
+        except (RuntimeError, subprocess.CalledProcessError):
+            if attempt:
+                raise
             _apt("apt-get", "update", "-qq")
-    raise RuntimeError(f"apt knows no candidate for {META_PACKAGE}")
+    raise AssertionError("unreachable")
 
 
 def ensure_kernel() -> Kernel:
-    """The cached kernel for linux-image-amd64's current version, built if missing.
+    """The cached kernel for linux-image-amd64's current version, built if missing,
+    with an initramfs for the current /init.
 
-    Without apt (offline), falls back to the newest kernel already cached.
+    Without a usable apt (offline), falls back to the newest kernel already cached.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        pkg, version = _resolve()
-    except (RuntimeError, subprocess.CalledProcessError, FileNotFoundError):
-        cached = sorted(CACHE.glob("linux-image-*/ready"), key=os.path.getmtime)
-        if not cached:
-            raise
-        pkg_dir = cached[-1].parent
-        return Kernel((pkg_dir / "release").read_text().strip(), pkg_dir)
-    entry = CACHE / f"{pkg}_{version}"
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (entry / "ready").exists():
-            _build(pkg, version, entry)
+        try:
+            entry = _fetch()
+        except (RuntimeError, OSError, subprocess.CalledProcessError):
+            cached = sorted(CACHE.glob("linux-image-*/ready"), key=os.path.getmtime)
+            if not cached:
+                raise
+            entry = cached[-1].parent
         kernel = Kernel((entry / "release").read_text().strip(), entry)
         if not kernel.initramfs.exists():
             for old in entry.glob("initramfs-*.cpio"):
