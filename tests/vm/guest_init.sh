@@ -31,6 +31,8 @@ $bb ip link set lo up
 if [ -n "$PYRUN_VM_MODULES" ]; then   # the unpacked kernel's modules, for modprobe
     $bb mkdir -p "/lib/modules/$($bb uname -r)"
     $bb mount --bind "$PYRUN_VM_MODULES" "/lib/modules/$($bb uname -r)"
+    # the kernel's module autoload (`ip link add type veth`) runs /sbin/modprobe
+    [ -e /sbin/modprobe ] || $bb ln -s /bin/busybox /sbin/modprobe
 fi
 export PYRUN_VM_OUT=$io/files
 # /bin/sh, not busybox sh: busybox prefers its own applets to the PATH

@@ -101,6 +101,8 @@ def ensure_kernel() -> Kernel:
                 raise
             entry = cached[-1].parent
         kernel = Kernel((entry / "release").read_text().strip(), entry)
+        if not (kernel.modules / "modules.alias").exists():   # a cache from before aliases
+            _write_modules_dep(kernel.modules)
         if not kernel.initramfs.exists():
             for old in entry.glob("initramfs-*.cpio"):
                 old.unlink()
@@ -144,13 +146,19 @@ def _read_module(path: Path) -> bytes:
     return lzma.decompress(data) if path.name.endswith(".xz") else data
 
 
+def modinfo(image: bytes, key: str) -> list[str]:
+    """Every value of `key` in a module's .modinfo (null-separated key=value strings)."""
+    tag = b"\0" + key.encode() + b"="
+    values, start = [], image.find(tag)
+    while start >= 0:
+        end = image.index(b"\0", start + len(tag))
+        values.append(image[start + len(tag):end].decode(errors="replace"))
+        start = image.find(tag, end)
+    return values
+
+
 def module_depends(image: bytes) -> list[str]:
-    """The `depends=` entry of a module's .modinfo (null-separated key=value strings)."""
-    start = image.find(b"\0depends=")
-    if start < 0:
-        return []
-    value = image[start + 9:image.index(b"\0", start + 9)].decode()
-    return [d.replace("-", "_") for d in value.split(",") if d]
+    return [d.replace("-", "_") for v in modinfo(image, "depends")[:1] for d in v.split(",") if d]
 
 
 def load_order(wanted: tuple[str, ...], files: dict[str, Path]) -> list[str]:
@@ -170,13 +178,18 @@ def load_order(wanted: tuple[str, ...], files: dict[str, Path]) -> list[str]:
 
 
 def _write_modules_dep(modules: Path) -> None:
-    """modules.dep as depmod writes it (dependencies in reverse load order), with
-    `depmod -b` when kmod is installed, else from each module's `depends=`."""
+    """modules.dep and modules.alias as depmod writes them (dependencies in reverse
+    load order), with `depmod -b` when kmod is installed, else from each module's
+    `depends=` and `alias=`."""
     if shutil.which("depmod"):
         subprocess.run(["depmod", "-b", str(modules.parents[2]), modules.name], check=True)
         return
     files = module_files(modules)
-    direct = {name: module_depends(_read_module(path)) for name, path in files.items()}
+    images = {name: _read_module(path) for name, path in files.items()}
+    direct = {name: module_depends(image) for name, image in images.items()}
+    with open(modules / "modules.alias", "w") as f:   # the kernel's request_module() names
+        for name, image in sorted(images.items()):
+            f.writelines(f"alias {alias} {name}\n" for alias in modinfo(image, "alias"))
 
     def closure(name: str, seen: list[str]) -> list[str]:
         for dep in direct.get(name, []):
