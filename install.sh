@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 venv=${PYRUN_VENV:-$here/.venv}
 
 packages=(python3-venv busybox-static runc crun libseccomp2 iproute2 procps docker.io podman uidmap time)
+packages+=(qemu-system-x86)   # tests/vm/: boots Debian's kernel with pure cgroup v2
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
