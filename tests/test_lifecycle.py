@@ -125,7 +125,8 @@ def test_kill_all_signals_every_process(pyrun, bundle):
     bundle.set_args("sh", "-c", "sleep 300 & sleep 300 & wait")
     cid = pyrun.new_id()
     pyrun("run", "-d", "-b", str(bundle.path), cid)
-    cgroup = json.loads((pyrun.root / cid / "state.json").read_text())["cgroup_paths"]["pids"]
+    paths = json.loads((pyrun.root / cid / "state.json").read_text())["cgroup_paths"]
+    cgroup = paths.get("pids", paths.get(""))       # v1/hybrid: the pids hierarchy; v2: the one
     deadline = time.monotonic() + 5
     while len(Path(cgroup, "cgroup.procs").read_text().split()) < 3:
         assert time.monotonic() < deadline
