@@ -46,6 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.geteuid() != 0:
         raise pytest.UsageError("the conformance suite starts real containers and must run as root")
     config._oci_results = {}    # type: ignore[attr-defined]
+    # Like containerd's shim and conmon: detached container inits become our children.
+    import ctypes
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def runtime_name(path: str) -> str:
@@ -262,6 +266,17 @@ def _cgroup_dirs() -> set[str]:
     return found
 
 
+def _reap() -> None:
+    """Reap container inits re-parented to us (we are their subreaper, as a shim is)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _processes() -> set[str]:
     found = set()
     for entry in os.listdir("/proc"):
@@ -283,6 +298,7 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
     deadline = time.monotonic() + 5
     leaks = {}
     while time.monotonic() < deadline:
+        _reap()
         leaks = {k: v for k, v in (("containers", [c for c in rt.created if rt.exists(c)]),
                                     ("cgroups", _cgroup_dirs()), ("processes", _processes())) if v}
         if not leaks:
@@ -337,3 +353,20 @@ def fail_create(runtime: Runtime, bundle: Bundle) -> Result:
 
 def host_ns(kind: str) -> int:
     return os.stat(f"/proc/self/ns/{kind}").st_ino
+
+
+def validate(instance: Any, schema_file: str) -> None:
+    """Validate against the runtime-spec's own JSON Schema (shared/oci-runtime-spec/schema),
+    not pyrun's copy: the suite judges pyrun, it must not share its assumptions."""
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    schema_dir = spec_statements.SPEC_DIR / "schema"
+    resources = []
+    for path in schema_dir.glob("*.json"):
+        contents = json.loads(path.read_text())
+        resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT4)))
+    registry = Registry().with_resources(resources)
+    schema = json.loads((schema_dir / schema_file).read_text())
+    jsonschema.Draft4Validator(schema, registry=registry).validate(instance)
