@@ -75,6 +75,10 @@ def create(req: CreateRequest) -> Created:
             except OSError:
                 pass
         cdir.remove()
+        if cgroup is not None and (spec.get("hooks") or {}).get("poststop"):
+            # runtime.md steps 3-5: a failed create continues at step 12, then 13 (poststop)
+            from pyrun.container.delete import _run_poststop
+            _run_poststop({"id": req.id, "bundle": bundle.path}, spec, spec["hooks"]["poststop"])
         raise
     finally:
         if sink:
