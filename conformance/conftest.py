@@ -295,6 +295,7 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
     cgroups, processes), which is the spec's 'delete MUST delete the resources'."""
     rt = Runtime(runtime_path, pytestconfig._oci_runtime_name, state_root)   # type: ignore[attr-defined]
     yield rt
+    rt.cleanup()       # what a failed test left; then nothing of it may remain
     deadline = time.monotonic() + 5
     leaks = {}
     while time.monotonic() < deadline:
@@ -304,8 +305,7 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
         if not leaks:
             break
         time.sleep(0.1)
-    rt.cleanup()
-    assert not leaks, f"left behind: {leaks}"
+    assert not leaks, f"left behind after delete --force: {leaks}"
 
 
 @pytest.fixture(scope="session")
