@@ -176,6 +176,11 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         needed = next((ns for prefix, ns in _NS_SYSCTLS if key.startswith(prefix)), None)
         if needed is None or needed not in namespaces:
             raise ConfigError(f"linux.sysctl: sysctl {key!r} is not in a separate kernel namespace")
+    for i, m in enumerate(config.get("mounts") or []):
+        # config.md: an idmap'd mount MUST get its mapping or an error; pyrun has none to give
+        if {"idmap", "ridmap"} & set(m.get("options") or []) or "uidMappings" in m or "gidMappings" in m:
+            raise ConfigError(f"mounts[{i}]: idmapped mounts (idmap, ridmap, uidMappings, "
+                              "gidMappings) are not supported")
     check_process_names(process)
     if process.get("terminal") is not None and not isinstance(process.get("terminal"), bool):
         raise ConfigError("process.terminal: must be a boolean")
