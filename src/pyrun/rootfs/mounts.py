@@ -31,7 +31,7 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
     elif fstype in ("cgroup", "cgroup2"):
         _cgroup(root_fd, dest, opts, cgroup_binds)
     elif opts.flags & s.MS_REMOUNT:
-        _remount(root_fd, dest, fstype, opts)
+        _remount(root_fd, dest, fstype, entry.get("source") or fstype, opts)
     else:
         _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
 
@@ -62,10 +62,15 @@ def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_option
     _finish(root_fd, dest, opts, bind=False)
 
 
-def _remount(root_fd: int, dest: str, fstype: str, opts: mount_options.MountOptions) -> None:
+def _remount(root_fd: int, dest: str, fstype: str, source: str,
+             opts: mount_options.MountOptions) -> None:
     """`remount` (mount(8) -o remount): change an earlier mount's flags in place
-    instead of stacking a new filesystem on it."""
-    fd = open_in_root(root_fd, dest)
+    instead of stacking a new filesystem on it.  Nothing there yet: a fresh mount."""
+    try:
+        fd = open_in_root(root_fd, dest)
+    except FileNotFoundError:
+        _fresh(root_fd, dest, fstype, source, opts)
+        return
     try:
         s.mount(None, fd_path(fd), fstype or None, opts.flags & ~(s.MS_BIND | s.MS_REC),
                 opts.data_string)
