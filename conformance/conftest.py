@@ -345,7 +345,7 @@ def fail_create(runtime: Runtime, bundle: Bundle) -> Result:
     exists = runtime.exists(cid)
     if res.rc == 0 or exists:
         runtime("delete", "--force", cid, check=False)
-    assert res.rc != 0, f"create succeeded for an invalid config: {bundle.config}"
+    assert res.rc != 0, "create succeeded for an invalid config"
     assert not exists, "a failed create left a container behind"
     assert res.errors, f"no level:error log entry: {res.stderr!r}"
     return res

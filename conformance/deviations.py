@@ -21,8 +21,31 @@ DEVIATIONS: dict[str, dict[str, str]] = {
             "after the exec.fifo was already read)",
         "test_poststart_hook_failure":
             "runc 1.1.5 runs poststart during `create`: its failure fails create, not start",
+        "test_non_semver_oci_version_is_refused":
+            "runc 1.1.5 never looks at ociVersion: any string, SemVer or not, is accepted",
+        "test_mount_option[defaults]":
+            "runc 1.1.5 does not know the `defaults` option and passes it to the filesystem "
+            "as data (tmpfs: invalid argument)",
+        "test_idmapped_bind_mount":
+            "runc 1.1.5 has no idmapped mounts: it ignores idmap/uidMappings and the files "
+            "show as the overflow uid 65534",
+        "test_idmap_without_mappings_or_userns_is_refused":
+            "runc 1.1.5 does not know idmap/ridmap and accepts them silently",
+        "test_mount_mappings_come_in_pairs":
+            "runc 1.1.5 ignores mount uidMappings/gidMappings, so it never checks the pair",
+        "test_unknown_capability_is_refused":
+            "runc 1.1.5 logs 'ignoring unknown or unavailable capabilities' as a warning and "
+            "runs the container (it treats an unknown name like an ungrantable one)",
+        "test_domainname": "runc 1.1.5 does not implement domainname (added in runc 1.2)",
+        "test_empty_annotation_key_is_refused": "runc 1.1.5 does not validate annotation keys",
+        "test_non_string_annotation_value_is_refused[None]":
+            "runc 1.1.5 (Go's encoding/json) reads a null annotation value as \"\"",
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },
-    "pyrun": {},
+    "pyrun": {
+        "test_idmapped_bind_mount":
+            "pyrun does not implement idmapped mounts (features: mountExtensions.idmap "
+            "enabled=false); it refuses them at create with a clear error",
+    },
 }
