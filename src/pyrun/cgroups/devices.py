@@ -2,7 +2,7 @@
 
 A container with CAP_MKNOD could otherwise make a node for the host's disk.
 runc's rule set: deny everything, the config's `linux.resources.devices` in
-order, then the default devices and every `linux.devices` node.  cgroup v1
+order, then the default devices.  cgroup v1
 takes them as devices.allow/devices.deny lines; on a cgroup v2-only host
 they need an eBPF program (not done yet: the v2 path returns without rules).
 """
@@ -34,11 +34,9 @@ def rules_for(spec: dict[str, Any]) -> list[tuple[bool, str]]:
     for rule in (linux.get("resources") or {}).get("devices") or []:
         out.append((bool(rule.get("allow")), _line(rule.get("type") or "a", rule.get("major"),
                                                    rule.get("minor"), rule.get("access") or "rwm")))
+    # linux.devices nodes get no rule of their own: resources.devices decides, in order
+    # (config-linux.md), as runc does; callers (Docker --device) add their allow rules.
     out += [(True, _line(*r)) for r in DEFAULT_RULES]
-    for dev in linux.get("devices") or []:
-        kind = "c" if dev.get("type") == "u" else dev.get("type", "c")
-        if kind in ("c", "b"):
-            out.append((True, _line(kind, dev.get("major"), dev.get("minor"), "rwm")))
     return out
 
 
