@@ -294,6 +294,7 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
     """The runtime under test; after the test nothing of it may remain (containers,
     cgroups, processes), which is the spec's 'delete MUST delete the resources'."""
     rt = Runtime(runtime_path, pytestconfig._oci_runtime_name, state_root)   # type: ignore[attr-defined]
+    before_cgroups, before_procs = _cgroup_dirs(), _processes()
     yield rt
     rt.cleanup()       # what a failed test left; then nothing of it may remain
     deadline = time.monotonic() + 5
@@ -301,7 +302,8 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
     while time.monotonic() < deadline:
         _reap()
         leaks = {k: v for k, v in (("containers", [c for c in rt.created if rt.exists(c)]),
-                                    ("cgroups", _cgroup_dirs()), ("processes", _processes())) if v}
+                                    ("cgroups", _cgroup_dirs() - before_cgroups),
+                                    ("processes", _processes() - before_procs)) if v}
         if not leaks:
             break
         time.sleep(0.1)
