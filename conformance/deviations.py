@@ -51,6 +51,20 @@ DEVIATIONS: dict[str, dict[str, str]] = {
             "runc 1.1.5 ignores errnoRet/defaultErrnoRet on actions that take no errno",
         "test_seccomp_rule_without_names_is_refused":
             "runc 1.1.5 accepts a seccomp rule with an empty names list",
+        "test_ungrantable_capability_is_logged":
+            "runc 1.1.5 fails with 'unable to apply caps: operation not permitted', naming "
+            "no capability, when it lacks one the config asks for",
+        "test_ungrantable_capability_does_not_fail":
+            "runc 1.1.5 fails create when it lacks a capability the config asks for",
+        "test_claimed_mount_options_are_recognised":
+            "runc 1.1.5 claims `defaults` in features but passes it to the filesystem as data",
+        "test_claimed_mount_options_are_not_fs_specific":
+            "runc 1.1.5 lists the filesystem-specific acl/noacl in features.mountOptions",
+        "test_claimed_seccomp_words_are_recognised":
+            "runc 1.1.5 claims seccomp architectures its libseccomp cannot add to a filter "
+            "(numerical argument out of domain)",
+        "test_idmap_claim_matches_behaviour":
+            "runc 1.1.5 claims no idmap support yet mounts an idmap mount unmapped, silently",
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },

@@ -402,6 +402,19 @@ CAP_BITS = {"CAP_CHOWN": 0, "CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_
             "CAP_SYS_CHROOT": 18, "CAP_SYS_ADMIN": 21, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
 
 
+# capabilities(7) numbers, as in linux/capability.h
+CAP_NUMBERS = {name: i for i, name in enumerate([
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE"])}
+
+
 def caps(hexmask: str) -> set[int]:
     mask = int(hexmask, 16)
     return {b for b in range(64) if mask >> b & 1}
@@ -557,3 +570,44 @@ def test_other_platform_sections_are_ignored(runtime: Runtime, bundle: Bundle) -
     c["zos"] = {"namespaces": []}
     info = run_check(runtime, bundle)
     assert info["pid"] == 1
+
+
+def _run_without_cap(runtime: Runtime, bundle: Bundle, bit: int):
+    """`run` with the runtime itself lacking capability `bit` (dropped from its bounding
+    set, as in a restricted sandbox)."""
+    import ctypes
+    import subprocess
+
+    def drop() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(24, bit, 0, 0, 0)    # PR_CAPBSET_DROP
+
+    cid = runtime.new_id()
+    return subprocess.run([runtime.path, "--root", str(runtime.root), "--log-format", "json",
+                           "run", "--bundle", str(bundle.path), cid], capture_output=True,
+                          text=True, timeout=30, preexec_fn=drop, stdin=subprocess.DEVNULL)
+
+
+CAP_SYSLOG = 34
+
+
+@spec("configLinuxProcess", "Any value which cannot be mapped to a relevant kernel interface, or cannot be granted otherwise MUST be logged as a warning")
+def test_ungrantable_capability_is_logged(runtime: Runtime, bundle: Bundle) -> None:
+    for kind in ("bounding", "permitted", "effective"):
+        bundle.config["process"]["capabilities"][kind].append("CAP_SYSLOG")
+    bundle.check_args()
+    proc = _run_without_cap(runtime, bundle, CAP_SYSLOG)
+    logged = [line for line in proc.stderr.splitlines()
+              if "CAP_SYSLOG" in line and ('"warning"' in line or '"error"' in line)]
+    assert logged, f"CAP_SYSLOG could not be granted and nothing says so: {proc.stderr!r}"
+
+
+@spec("configLinuxProcess", "Runtimes SHOULD NOT fail if the container configuration requests capabilities that cannot be granted")
+def test_ungrantable_capability_does_not_fail(runtime: Runtime, bundle: Bundle) -> None:
+    for kind in ("bounding", "permitted", "effective"):
+        bundle.config["process"]["capabilities"][kind].append("CAP_SYSLOG")
+    bundle.check_args()
+    proc = _run_without_cap(runtime, bundle, CAP_SYSLOG)
+    assert proc.returncode == 0, proc.stderr
+    st = json.loads(proc.stdout)["status"]
+    assert not int(st["CapBnd"], 16) >> CAP_SYSLOG & 1
+    assert int(st["CapBnd"], 16) >> 5 & 1, "the grantable capabilities were lost too (CAP_KILL)"
