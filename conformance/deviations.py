@@ -65,6 +65,28 @@ DEVIATIONS: dict[str, dict[str, str]] = {
             "(numerical argument out of domain)",
         "test_idmap_claim_matches_behaviour":
             "runc 1.1.5 claims no idmap support yet mounts an idmap mount unmapped, silently",
+        "test_recursive_mount_option[ratime]":
+            "runc 1.1.5 does not apply the clearing recursive option `ratime`",
+        "test_recursive_mount_option[rdev]":
+            "runc 1.1.5 does not apply the clearing recursive option `rdev`",
+        "test_recursive_mount_option[rdiratime]":
+            "runc 1.1.5 does not apply the clearing recursive option `rdiratime`",
+        "test_recursive_mount_option[rexec]":
+            "runc 1.1.5 does not apply the clearing recursive option `rexec`",
+        "test_recursive_mount_option[rrelatime]":
+            "runc 1.1.5 does not apply the clearing recursive option `rrelatime`",
+        "test_recursive_mount_option[rrw]":
+            "runc 1.1.5 does not apply the clearing recursive option `rrw`",
+        "test_recursive_mount_option[rstrictatime]":
+            "runc 1.1.5 does not apply the clearing recursive option `rstrictatime`",
+        "test_recursive_mount_option[rsuid]":
+            "runc 1.1.5 does not apply the clearing recursive option `rsuid`",
+        "test_recursive_mount_option[rsymfollow]":
+            "runc 1.1.5 does not apply the clearing recursive option `rsymfollow`",
+        "test_recursive_mount_option[rnostrictatime]":
+            "runc 1.1.5 passes `rnostrictatime` to mount(2) as data: invalid argument",
+        "test_idmap_without_mount_mappings_in_a_userns":
+            "runc 1.1.5 ignores idmap/ridmap: the mount is made without an idmapping",
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },

@@ -57,6 +57,7 @@ def test_absolute_root_path(runtime: Runtime, bundle: Bundle) -> None:
 
 
 @spec("configRoot", "If true then the root filesystem MUST be read-only inside the container")
+@spec("runtimeLifecycle", "The container's runtime environment MUST be created according to the configuration")
 def test_readonly_root(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["root"]["readonly"] = True
     info = run_check(runtime, bundle, "--write", "/", "--write", "/bin", "--write", "/dev/shm")
@@ -139,6 +140,8 @@ OPTION_CASES = {
     "noexec": (["noexec"], lambda per, sup: "noexec" in per),
     "suid": (["nosuid", "suid"], lambda per, sup: "nosuid" not in per),
     "nosuid": (["nosuid"], lambda per, sup: "nosuid" in per),
+    "nosymfollow": (["nosymfollow"], lambda per, sup: "nosymfollow" in per),
+    "symfollow": (["nosymfollow", "symfollow"], lambda per, sup: "nosymfollow" not in per),
     "ro": (["ro"], lambda per, sup: per[0] == "ro"),
     "rw": (["ro", "rw"], lambda per, sup: per[0] == "rw"),
     "defaults": (["defaults"], lambda per, sup: per[0] == "rw" and "nosuid" not in per),
@@ -257,6 +260,70 @@ def test_propagation_option(runtime: Runtime, bundle: Bundle, option: str) -> No
         assert check(sub["optional"]), f"{option}: /q/sub shows {sub['optional']!r}"
 
 
+RECURSIVE_CASES = {
+    # option: (options before it, check of each submount's per-mount options)
+    "rro": ([], lambda per: per[0] == "ro"),
+    "rrw": (["rro"], lambda per: per[0] == "rw"),
+    "rnosuid": ([], lambda per: "nosuid" in per),
+    "rsuid": (["rnosuid"], lambda per: "nosuid" not in per),
+    "rdev": (["rnodev"], lambda per: "nodev" not in per),
+    "rnoexec": ([], lambda per: "noexec" in per),
+    "rexec": (["rnoexec"], lambda per: "noexec" not in per),
+    "rnoatime": ([], lambda per: "noatime" in per),
+    "ratime": (["rnoatime"], lambda per: "noatime" not in per),     # atime: the kernel default
+    "rnodiratime": ([], lambda per: "nodiratime" in per),
+    "rdiratime": (["rnodiratime"], lambda per: "nodiratime" not in per),
+    "rrelatime": (["rnoatime"], lambda per: "relatime" in per),
+    "rnorelatime": ([], lambda per: True),
+    "rstrictatime": (["rnoatime"], lambda per: "noatime" not in per and "relatime" not in per),
+    "rnostrictatime": ([], lambda per: True),
+    "rnosymfollow": ([], lambda per: "nosymfollow" in per),
+    "rsymfollow": (["rnosymfollow"], lambda per: "nosymfollow" not in per),
+}
+
+
+@pytest.fixture(scope="module")
+def all_recursive(runtime_path: str, state_root: Path, rootfs_template: Path,
+                  pytestconfig: pytest.Config):
+    """One container with an rbind of the host's /sys per RECURSIVE_CASES option."""
+    import shutil
+    import tempfile
+
+    from conftest import Runtime as Rt, base_config
+    base = Path(tempfile.mkdtemp(prefix="oci-c-bundle-", dir="/tmp"))
+    try:
+        shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
+        b = Bundle(base, base_config(["true"]))
+        for name, (before, _) in RECURSIVE_CASES.items():
+            b.config["mounts"].append({"destination": f"/r-{name}", "type": "bind", "source": "/sys",
+                                       "options": ["rbind", *before, name]})
+        rt = Rt(runtime_path, pytestconfig._oci_runtime_name, state_root)
+        b.check_args()
+        res = rt("run", "--bundle", str(b.path), rt.new_id(), check=False)
+        rt.cleanup()
+        return json.loads(res.stdout) if res.rc == 0 else None
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("option", _option_params(RECURSIVE_CASES))
+@spec("configLinuxMountOptions", "Runtimes MUST/SHOULD/MAY implement the following option strings")
+def test_recursive_mount_option(runtime: Runtime, bundle: Bundle, option: str, all_recursive) -> None:
+    """An rbind of host /sys: the option reaches its submounts (/sys/fs/cgroup...) too."""
+    before, check = RECURSIVE_CASES[option]
+    top = f"/r-{option}"
+    info = all_recursive
+    if info is None:
+        bundle.config["mounts"].append({"destination": top, "type": "bind", "source": "/sys",
+                                        "options": ["rbind", *before, option]})
+        info = run_check(runtime, bundle)
+    subs = [m for m in info["mounts"] if m["target"].startswith(top + "/")]
+    assert subs, "no submounts under the rbind"
+    bad = [(m["target"], m["options"]) for m in [_mount(info, top), *subs]
+           if not check(m["options"].split(","))]
+    assert not bad, f"{option} not applied: {bad[:3]}"
+
+
 @spec("configLinuxMountOptions", "^remount | ")
 def test_remount_option(runtime: Runtime, bundle: Bundle) -> None:
     """A later entry with `remount` changes the flags of an earlier mount in place."""
@@ -287,6 +354,10 @@ def _userns(bundle: Bundle) -> None:
 @spec("configLinuxMountOptions", "^ridmap | SHOULD | Indicates that the mount MUST have an idmapping applied")
 @spec("configLinuxMountOptions", "the runtime MUST use those values for the mount's mapping", nth=1)
 @spec("configLinuxMountOptions", "the runtime MUST use those values for the mount's mapping", nth=2)
+@spec("configLinuxMountOptions", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=1)
+@spec("configLinuxMountOptions", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=2)
+@spec("configPOSIXMounts", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=1)
+@spec("configPOSIXMounts", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=2)
 def test_idmapped_bind_mount(runtime: Runtime, bundle: Bundle, option: str, nth: int) -> None:
     """A host file owned by 2000:2000, mapped by the mount's own maps to 5:6 in the container."""
     src = bundle.path / "idsrc"        # traversable by the container's mapped root
@@ -312,6 +383,30 @@ def test_idmap_without_mappings_or_userns_is_refused(runtime: Runtime, bundle: B
     bundle.config["mounts"].append({"destination": "/idm", "type": "bind", "source": str(tmp_path),
                                     "options": ["bind", option]})
     fail_create(runtime, bundle)
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+@spec("configLinuxMountOptions", "the runtime MAY use the container's user namespace mapping, otherwise an error MUST be returned", nth=1)
+@spec("configLinuxMountOptions", "the runtime MAY use the container's user namespace mapping, otherwise an error MUST be returned", nth=2)
+def test_idmap_without_mount_mappings_in_a_userns(runtime: Runtime, bundle: Bundle, option: str) -> None:
+    """No mount mappings: the container's own mapping is used, or create fails."""
+    src = bundle.path / "idsrc"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.chown(src / "f", 100007, 100007)
+    _userns(bundle)
+    bundle.config["mounts"].append({"destination": "/idm", "type": "bind", "source": str(src),
+                                    "options": ["rbind" if option == "ridmap" else "bind", option]})
+    bundle.check_args("--stat", "/idm/f")
+    res = runtime("run", "--bundle", str(bundle.path), runtime.new_id(), check=False)
+    if res.rc == 0:
+        f = json.loads(res.stdout)["paths"]["/idm/f"]
+        # through the container's map 100007 would show as 7 anyway; idmapped it must be
+        # an idmapped mount, else the option was ignored
+        info = json.loads(res.stdout)
+        assert "idmapped" in _mount(info, "/idm")["options"], f"{option} ignored: {f}"
+    else:
+        assert res.errors
 
 
 @pytest.mark.parametrize("present", ["uidMappings", "gidMappings"])

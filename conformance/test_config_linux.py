@@ -255,6 +255,22 @@ def _rmdirs(path: str) -> None:
                 pass
 
 
+@spec("configLinuxCgroupsPath", "The value of cgroupsPath MUST be either an absolute path or a relative path")
+def test_relative_cgroups_path(runtime: Runtime, bundle: Bundle) -> None:
+    """A relative path lands below the runtime's own cgroup (here: ours) in each hierarchy."""
+    from conftest import ID_PREFIX
+    rel = f"{ID_PREFIX}rel/inner"
+    bundle.config["linux"]["cgroupsPath"] = rel
+    info = run_check(runtime, bundle)
+    with open("/proc/self/cgroup") as f:
+        ours = {line.split(":", 2)[1]: line.rstrip("\n").split(":", 2)[2] for line in f}
+    cg = _own_cgroups(info)
+    for ctrl in ("pids", "devices"):
+        assert cg[ctrl] == ours[ctrl].rstrip("/") + "/" + rel, (ctrl, cg[ctrl])
+    for ctrl, base in ours.items():
+        _rmdirs(base.rstrip("/") + "/" + rel)
+
+
 @spec("configLinuxCgroupsPath", "Runtimes MAY consider certain cgroupsPath values to be invalid, and MUST generate an error")
 def test_escaping_cgroups_path_is_refused(runtime: Runtime, bundle: Bundle) -> None:
     """A path climbing above the cgroup mount point: refused, or (if the runtime cleans

@@ -1,7 +1,6 @@
 """runtime.md: state, lifecycle, operations and their errors."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -30,6 +29,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 @spec("runtimeState", "format MUST adhere to the JSON Schema")
+@spec("runtimeState", "they MUST be used to represent new runtime states not defined above")
 @spec("runtimeQueryState", "This operation MUST return the state of a container")
 @spec("runtimeScopeContainer", "MUST be able to use the operations defined")
 @spec("runtimeOperations", "runtimes MUST support the following operations")
@@ -39,7 +39,7 @@ def test_state_at_each_step(runtime: Runtime, bundle: Bundle) -> None:
     bundle.set_args("sh", "-c", "read x < /dev/stdin; sleep 30")
     cid = _create(runtime, bundle)
     st = runtime.state(cid)
-    validate(st, "state-schema.json")
+    validate(st, "state-schema.json")      # status: one of the spec's values, no other
     assert st["id"] == cid and st["status"] == "created"
     assert st["bundle"] == str(bundle.path) and os.path.isabs(st["bundle"])
     assert st["pid"] > 0 and _pid_alive(st["pid"])
