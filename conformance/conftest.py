@@ -93,6 +93,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     results = item.config._oci_results     # type: ignore[attr-defined]
     entry = results.setdefault(item.nodeid, {"spec": dict(item.user_properties).get("spec", []),
                                               "outcome": "passed"})
+    if rep.when == "call" and rep.passed and not hasattr(rep, "wasxfail"):
+        entry["outcome"] = "passed"
     if rep.when == "call" or rep.failed or rep.skipped:
         if hasattr(rep, "wasxfail"):
             entry["outcome"] = "xfailed" if rep.skipped else "xpassed"

@@ -271,10 +271,11 @@ def test_relative_hook_path_is_refused(runtime: Runtime, bundle: Bundle, kind: s
     fail_create(runtime, bundle)
 
 
-@pytest.mark.parametrize("kind", ["prestart", "createRuntime"])
 @spec("configHooks", "If set, timeout MUST be greater than zero", nth=1)
 @spec("configHooks", "If set, timeout MUST be greater than zero", nth=2)
-def test_zero_hook_timeout_is_refused(runtime: Runtime, bundle: Bundle, kind: str) -> None:
+def test_zero_hook_timeout_is_refused(runtime: Runtime, bundle: Bundle) -> None:
+    """On a poststop hook (every kind has the same entry schema): nothing runs during
+    create, so only validation can refuse it, not a timer that fires at once."""
     from conftest import fail_create
-    bundle.config["hooks"] = {kind: [{"path": "/bin/true", "timeout": 0}]}
+    bundle.config["hooks"] = {"poststop": [{"path": "/bin/true", "timeout": 0}]}
     fail_create(runtime, bundle)

@@ -168,9 +168,10 @@ def test_delete_on_created_fails(runtime: Runtime, bundle: Bundle) -> None:
     st = runtime.state(cid)
     res = runtime("delete", cid, check=False)
     still = runtime.state(cid) if runtime.exists(cid) else None
+    alive = _pid_alive(st["pid"])
     runtime("delete", "--force", cid, check=False)
     assert res.rc != 0 and res.errors, "delete of a created container succeeded"
-    assert still == st and _pid_alive(st["pid"])
+    assert still == st and alive
 
 
 @spec("runtimeDelete", "delete a container that is not stopped MUST have no effect")
