@@ -145,7 +145,8 @@ def render(reports: dict[str, dict], rows: list[dict], totals: dict, wall: float
     out.append("| --- | --- | --- | --- | --- | --- |")
     for rt, r in reports.items():
         c = counts(r)
-        out.append(f"| {r.get('name', rt)} | `{rt}` | {c['passed']} | {c['xfailed']} | "
+        shown = os.path.relpath(rt, HERE.parent) if rt.startswith(str(HERE.parent) + "/") else rt
+        out.append(f"| {r.get('name', rt)} | `{shown}` | {c['passed']} | {c['xfailed']} | "
                    f"{c['failed'] + c['error'] + c['xpassed']} | {c['skipped']} |")
     out.append("")
     m, sh = totals["MUST"], totals["SHOULD"]

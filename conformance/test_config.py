@@ -442,6 +442,13 @@ def test_process_as_configured(runtime: Runtime, bundle: Bundle) -> None:
     assert st["Umask"] == "0027"
 
 
+@pytest.mark.parametrize("nnp", [True, False])
+@spec("runtimeStart", "This operation MUST run the user-specified program as specified by process")
+def test_no_new_privileges(runtime: Runtime, bundle: Bundle, nnp: bool) -> None:
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    assert run_check(runtime, bundle)["status"]["NoNewPrivs"] == ("1" if nnp else "0")
+
+
 @spec("configProcess", "Runtimes MUST ignore consoleSize if terminal is false or unset")
 def test_console_size_ignored_without_terminal(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["terminal"] = False
