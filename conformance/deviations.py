@@ -36,12 +36,12 @@ DEVIATIONS: dict[str, dict[str, str]] = {
         "test_unknown_capability_is_refused":
             "runc 1.1.5 logs 'ignoring unknown or unavailable capabilities' as a warning and "
             "runs the container (it treats an unknown name like an ungrantable one)",
-        "test_domainname": "runc 1.1.5 does not implement domainname (added in runc 1.2)",
+        "test_domainname": "runc 1.1.5 does not implement domainname",
         "test_empty_annotation_key_is_refused": "runc 1.1.5 does not validate annotation keys",
         "test_non_string_annotation_value_is_refused[None]":
             "runc 1.1.5 (Go's encoding/json) reads a null annotation value as \"\"",
-        "test_new_time_namespace": "runc 1.1.5 has no time namespace (added in runc 1.2)",
-        "test_time_offsets": "runc 1.1.5 has no time namespace (added in runc 1.2)",
+        "test_new_time_namespace": "runc 1.1.5 has no time namespace",
+        "test_time_offsets": "runc 1.1.5 has no time namespace",
         "test_device_over_mismatching_file_is_refused":
             "runc 1.1.5 ignores EEXIST from mknod and leaves the mismatching file in place",
         "test_relative_masked_path_is_refused": "runc 1.1.5 does not check maskedPaths are absolute",
@@ -88,6 +88,10 @@ DEVIATIONS: dict[str, dict[str, str]] = {
         "test_idmap_without_mount_mappings_in_a_userns":
             "runc 1.1.5 ignores idmap/ridmap: the mount is made without an idmapping",
         "test_zero_hook_timeout_is_refused": "runc 1.1.5 does not validate hook timeouts",
+        "test_net_device_moved_in": "runc 1.1.5 has no linux.netDevices",
+        "test_missing_net_device_is_refused": "runc 1.1.5 has no linux.netDevices and ignores it",
+        "test_net_device_name_taken_is_refused": "runc 1.1.5 has no linux.netDevices and ignores it",
+        "test_net_device_name_template": "runc 1.1.5 has no linux.netDevices",
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },

@@ -495,3 +495,69 @@ def test_time_offsets(runtime: Runtime, bundle: Bundle) -> None:
     info = run_check(runtime, bundle, "--read", "/proc/uptime")
     assert float(info["files"]["/proc/uptime"].split()[0]) >= 86400 * 365
     assert time.monotonic() < 86400 * 365
+
+
+# --- network devices ---------------------------------------------------------------------
+# The runtime runs in a network namespace of the test's own (unshare --net), where a
+# veth pair and its address live: the host's network is never touched.
+
+def _netdev_run(runtime: Runtime, bundle: Bundle, net_devices: dict, *check: str) -> tuple[subprocess.CompletedProcess, str]:
+    bundle.config["linux"]["netDevices"] = net_devices
+    bundle.check_args(*check)
+    cid = runtime.new_id()
+    script = f"""
+ip link add ocdummy0 type veth peer name ocpeer0
+ip addr add 10.123.0.7/24 dev ocdummy0
+rc=0
+{runtime.path} --root {runtime.root} --log-format json run --bundle {bundle.path} {cid} || rc=$?
+echo "@@after $rc"
+ip -o link show
+"""
+    proc = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    before, _, after = proc.stdout.partition("@@after")
+    return proc, before + "\n@@after" + after
+
+
+@spec("configLinuxNetworkDevices", "A set of network devices that MUST be made available in the container")
+@spec("configLinuxNetworkDevices", "The runtime MUST preserve existing network interface attributes")
+@spec("configLinuxNetworkDevices", "MUST set the network device state to \"up\"")
+@spec("configLinuxNetworkDevices", "MUST NOT attempt to move the interface out of the namespace before deletion")
+@spec("configLinuxNetworkDevices", "MUST NOT actively manage the interface's lifecycle")
+def test_net_device_moved_in(runtime: Runtime, bundle: Bundle) -> None:
+    proc, out = _netdev_run(runtime, bundle, {"ocdummy0": {"name": "eth7"}},
+                            "--run", "links", "ip -o link show", "--run", "addrs", "ip -o addr show")
+    info_text, _, after = out.partition("@@after")
+    assert after.split()[0] == "0", proc.stderr
+    info = json.loads(info_text)
+    links, addrs = info["runs"]["links"]["out"], info["runs"]["addrs"]["out"]
+    eth7 = [ln for ln in links.splitlines() if ": eth7:" in ln or ": eth7@" in ln]
+    assert eth7 and ",UP" in eth7[0], links
+    assert "10.123.0.7/24" in addrs and "eth7" in addrs, addrs
+    assert len(links.splitlines()) == 2, f"the runtime added interfaces of its own: {links}"
+    # after delete the interface went with the container's namespace, not back to ours
+    assert "ocdummy0" not in after and "eth7" not in after, after
+
+
+@spec("configLinuxNetworkDevices", "The runtime MUST check if moving the network interface to the container namespace is possible")
+def test_missing_net_device_is_refused(runtime: Runtime, bundle: Bundle) -> None:
+    proc, out = _netdev_run(runtime, bundle, {"ocnosuch9": {"name": "eth7"}})
+    assert out.partition("@@after")[2].split()[0] != "0"
+    assert '"level":"error"' in proc.stderr.replace(" ", ""), proc.stderr
+
+
+@spec("configLinuxNetworkDevices", "If a network device with the specified name already exists in the container namespace")
+def test_net_device_name_taken_is_refused(runtime: Runtime, bundle: Bundle) -> None:
+    proc, out = _netdev_run(runtime, bundle, {"ocdummy0": {"name": "lo"}})
+    assert out.partition("@@after")[2].split()[0] != "0"
+    assert '"level":"error"' in proc.stderr.replace(" ", ""), proc.stderr
+
+
+@spec("configLinuxNetworkDevices", "In that case, the runtime MUST allow the move")
+def test_net_device_name_template(runtime: Runtime, bundle: Bundle) -> None:
+    proc, out = _netdev_run(runtime, bundle, {"ocdummy0": {"name": "lo%d"}},
+                            "--run", "links", "ip -o link show")
+    info_text, _, after = out.partition("@@after")
+    assert after.split()[0] == "0", proc.stderr
+    links = json.loads(info_text)["runs"]["links"]["out"]
+    assert any(": lo0:" in ln or ": lo0@" in ln for ln in links.splitlines()), links

@@ -5,7 +5,7 @@ reason cannot outlive the sentence it excuses.  Kinds of reason:
 - author: a requirement on whoever writes config.json or a later spec, with
   nothing a runtime does or fails to do;
 - host: needs hardware or kernel set-up this machine lacks (resctrl, RDMA,
-  cgroup v2 controllers, network hardware);
+  cgroup v2 controllers);
 - scope: outside the operations the spec defines, or not observable from outside.
 """
 from __future__ import annotations
@@ -15,8 +15,6 @@ _IMAGE = ("author: constrains producers of org.opencontainers.image.* annotation
           "conversion); the runtime passes annotations through (test_unknown_annotations_are_kept_and_ignored)")
 _RDT = ("host: needs Intel RDT (a mounted resctrl filesystem); this machine has none, so only the "
         "'no resctrl: error' rule is testable (test_intel_rdt_without_resctrl_is_refused)")
-_NETDEV = ("host: needs moving a host network interface into the container; tests here may not "
-           "create host interfaces concurrently with 7 other engineers (and runc 1.1.5 lacks netDevices)")
 _V2 = ("host: this machine is hybrid (every controller on cgroup v1, cgroup2 without "
        "controllers): unified resources and v2 ownership delegation cannot be exercised")
 _RES = ("scope: cgroup resource limits are issue #4 (pyrun applies none yet); a value only the "
@@ -61,14 +59,6 @@ UNCOVERED: dict[tuple[str, str, int], str] = {
     ("configAnnotations", "reserved and MUST NOT be used by subsequent specifications", 0):
         "author: binds future versions of the spec",
     ("configLinuxDevices", "The same type, major and minor SHOULD NOT be used", 0): _AUTHOR,
-    ("configLinuxNetworkDevices", "A set of network devices that MUST be made", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "The runtime MUST check if moving the network interface", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "If a network device with the specified name already exists", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "In that case, the runtime MUST allow the move", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "The runtime MUST preserve existing network interface attributes", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "MUST set the network device state to \"up\"", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "MUST NOT actively manage the interface's lifecycle", 0): _NETDEV,
-    ("configLinuxNetworkDevices", "MUST NOT attempt to move the interface out of the namespace", 0): _NETDEV,
     ("configLinuxControlGroups", "check if the container cgroup is fit for purpose", 0):
         "scope: what 'fit for purpose' means is the runtime's choice (MAY); nothing common to test",
     ("configLinuxCgroupsPath", "Runtimes SHOULD change the cgroup ownership if and only if", 0): _V2,
