@@ -33,17 +33,20 @@ def test_bundle_directory_name_does_not_matter(runtime: Runtime, bundle: Bundle)
     """The same artifacts in a directory of another name (reached through a relative
     --bundle path) make the same container; state.bundle is the absolute path."""
     import os
-    other = bundle.path.parent / (bundle.path.name + "-renamed dir")
-    bundle.path.rename(other)
+    original = bundle.path
+    other = original.parent / (original.name + "-renamed dir")
+    original.rename(other)
     bundle.path = other
-    bundle.check_args()
-    cid = runtime.new_id()
     cwd = os.getcwd()
-    os.chdir(other.parent)
     try:
+        bundle.check_args()
+        cid = runtime.new_id()
+        os.chdir(other.parent)
         runtime("create", "--bundle", other.name, cid)
+        st = runtime.state(cid)
+        runtime("delete", "--force", cid)
     finally:
         os.chdir(cwd)
-    st = runtime.state(cid)
-    runtime("delete", "--force", cid)
+        other.rename(original)        # the fixture removes the directory it made
+        bundle.path = original
     assert st["bundle"] == str(other)
