@@ -2,7 +2,8 @@
 
 A container with CAP_MKNOD could otherwise make a node for the host's disk.
 runc's rule set: deny everything, the config's `linux.resources.devices` in
-order, then the default devices and every `linux.devices` node.  One rule
+order, then the default devices (a `linux.devices` node gets no rule of its
+own: `resources.devices` decides, as in runc).  One rule
 list feeds both enforcers: cgroup v1 takes the rules as devices.allow /
 devices.deny lines, a cgroup v2-only host gets them compiled into an eBPF
 program (cgroups/ebpf.py) attached to the container's cgroup.
@@ -52,11 +53,9 @@ def device_rules(spec: dict[str, Any]) -> list[Rule]:
     for rule in (linux.get("resources") or {}).get("devices") or []:
         out.append(Rule(bool(rule.get("allow")), rule.get("type") or "a", _num(rule.get("major")),
                         _num(rule.get("minor")), rule.get("access") or "rwm"))
+    # linux.devices nodes get no rule of their own: resources.devices decides, in order
+    # (config-linux.md), as runc does; callers (Docker --device) add their allow rules.
     out += [Rule(True, *r) for r in DEFAULT_RULES]
-    for dev in linux.get("devices") or []:
-        kind = "c" if dev.get("type") == "u" else dev.get("type", "c")
-        if kind in ("c", "b"):
-            out.append(Rule(True, kind, _num(dev.get("major")), _num(dev.get("minor")), "rwm"))
     return out
 
 

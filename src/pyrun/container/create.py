@@ -48,6 +48,7 @@ def create(req: CreateRequest) -> Created:
     spec = bundle.config
     _check_host_support(spec)
     _check_id_mappings(spec)
+    _drop_ungrantable_caps(spec)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
@@ -84,6 +85,10 @@ def create(req: CreateRequest) -> Created:
             except OSError:
                 pass
         cdir.remove()
+        if cgroup is not None and (spec.get("hooks") or {}).get("poststop"):
+            # runtime.md steps 3-5: a failed create continues at step 12, then 13 (poststop)
+            from pyrun.container.delete import _run_poststop
+            _run_poststop({"id": req.id, "bundle": bundle.path}, spec, spec["hooks"]["poststop"])
         raise
     finally:
         for fd in idmapped.values():
@@ -93,6 +98,24 @@ def create(req: CreateRequest) -> Created:
         if state_fd >= 0:
             os.close(state_fd)
         cdir.close()
+
+
+def _drop_ungrantable_caps(spec: dict[str, Any]) -> None:
+    """config.md: capabilities that cannot be granted (not in our own bounding set,
+    e.g. in a restricted sandbox) MUST be logged as a warning; a runtime SHOULD NOT fail."""
+    caps = (spec.get("process") or {}).get("capabilities")
+    if not caps:
+        return
+    from pyrun.linux.capabilities import CAPABILITIES
+    with open("/proc/self/status") as f:
+        bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    missing = sorted({n for names in caps.values() for n in names or []
+                      if n in CAPABILITIES and not bounding >> CAPABILITIES[n] & 1})
+    if missing:
+        from pyrun import log
+        log.warning(f"ignoring capabilities this process cannot grant: {', '.join(missing)}")
+        for kind, names in caps.items():
+            caps[kind] = [n for n in names or [] if n not in missing]
 
 
 def _check_host_support(spec: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """/dev inside the container: device nodes, the ptmx link and the fd links."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
@@ -65,7 +66,8 @@ def _mknod(root_fd: int, path: str, dev: dict[str, Any]) -> None:
         if existing is not None:
             if stat.S_IFMT(existing.st_mode) == kind and existing.st_rdev == rdev:
                 return
-            os.unlink(name, dir_fd=parent)
+            # config-linux.md: a file at path that does not match the device MUST be an error
+            raise FileExistsError(errno.EEXIST, "a file that is not the requested device exists", path)
         os.mknod(name, kind | mode, rdev, dir_fd=parent)
         os.chmod(name, mode, dir_fd=parent)   # just made by mknod: not a link
         os.chown(name, dev.get("uid", 0), dev.get("gid", 0), dir_fd=parent, follow_symlinks=False)

@@ -36,6 +36,8 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
         _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
     elif fstype in ("cgroup", "cgroup2"):
         _cgroup(root_fd, dest, opts, cgroup_binds)
+    elif opts.flags & s.MS_REMOUNT:
+        _remount(root_fd, dest, fstype, entry.get("source") or fstype, opts)
     else:
         try:
             _fresh(root_fd, dest, fstype, entry.get("source") or fstype, opts)
@@ -82,6 +84,23 @@ def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_option
         s.mount(source, fd_path(target), fstype, flags, opts.data_string)
     finally:
         os.close(target)
+    _finish(root_fd, dest, opts, bind=False)
+
+
+def _remount(root_fd: int, dest: str, fstype: str, source: str,
+             opts: mount_options.MountOptions) -> None:
+    """`remount` (mount(8) -o remount): change an earlier mount's flags in place
+    instead of stacking a new filesystem on it.  Nothing there yet: a fresh mount."""
+    try:
+        fd = open_in_root(root_fd, dest)
+    except FileNotFoundError:
+        _fresh(root_fd, dest, fstype, source, opts)
+        return
+    try:
+        s.mount(None, fd_path(fd), fstype or None, opts.flags & ~(s.MS_BIND | s.MS_REC),
+                opts.data_string)
+    finally:
+        os.close(fd)
     _finish(root_fd, dest, opts, bind=False)
 
 
