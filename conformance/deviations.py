@@ -95,12 +95,5 @@ DEVIATIONS: dict[str, dict[str, str]] = {
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },
-    "pyrun": {
-        "test_idmapped_bind_mount":
-            "pyrun does not implement idmapped mounts (features: mountExtensions.idmap "
-            "enabled=false); it refuses them at create with a clear error",
-        "test_unified_unknown_controller_is_refused":
-            "pyrun does not apply linux.resources yet (cgroup resource limits are issue #4), "
-            "so it does not look at `unified` either",
-    },
+    "pyrun": {},
 }

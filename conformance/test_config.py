@@ -359,7 +359,11 @@ def _userns(bundle: Bundle) -> None:
 @spec("configPOSIXMounts", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=1)
 @spec("configPOSIXMounts", "This SHOULD be implemented using mount_setattr(MOUNT_ATTR_IDMAP)", nth=2)
 def test_idmapped_bind_mount(runtime: Runtime, bundle: Bundle, option: str, nth: int) -> None:
-    """A host file owned by 2000:2000, mapped by the mount's own maps to 5:6 in the container."""
+    """A host file owned by 2000:2000, mapped by the mount's own maps to 5:6 in the container.
+
+    The mount's maps read as runc writes them into the idmapping's user namespace:
+    `containerID` is the id on disk, `hostID` the id the host sees through the
+    mount (here 100005, which the container's own 0->100000 map shows as 5)."""
     src = bundle.path / "idsrc"        # traversable by the container's mapped root
     src.mkdir()
     (src / "f").write_text("x")
@@ -368,8 +372,8 @@ def test_idmapped_bind_mount(runtime: Runtime, bundle: Bundle, option: str, nth:
     bundle.config["mounts"].append({
         "destination": "/idm", "type": "bind", "source": str(src),
         "options": ["rbind" if option == "ridmap" else "bind", option],
-        "uidMappings": [{"containerID": 5, "hostID": 2000, "size": 1}],
-        "gidMappings": [{"containerID": 6, "hostID": 2000, "size": 1}]})
+        "uidMappings": [{"containerID": 2000, "hostID": 100005, "size": 1}],
+        "gidMappings": [{"containerID": 2000, "hostID": 100006, "size": 1}]})
     info = run_check(runtime, bundle, "--stat", "/idm/f")
     assert (info["paths"]["/idm/f"]["uid"], info["paths"]["/idm/f"]["gid"]) == (5, 6)
     assert "idmapped" in _mount(info, "/idm")["options"]

@@ -107,7 +107,10 @@ def _option_mount(option: str, i: int, bundle: Bundle) -> dict[str, Any]:
         src = bundle.path / f"src{i}"
         src.mkdir(exist_ok=True)
         opts = [option] if option in ("bind", "rbind") else ["bind", option]
-        return {"destination": f"/o{i}", "type": "bind", "source": str(src), "options": opts}
+        mount = {"destination": f"/o{i}", "type": "bind", "source": str(src), "options": opts}
+        if option in ("idmap", "ridmap"):   # config.md: without any mapping, an error MUST be returned
+            mount["uidMappings"] = mount["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+        return mount
     return {"destination": f"/o{i}", "type": "tmpfs", "source": "tmpfs", "options": [option]}
 
 
@@ -260,8 +263,8 @@ def test_idmap_claim_matches_behaviour(runtime: Runtime, bundle: Bundle, feature
     os.chown(bundle.rootfs, 100000, 100000)
     bundle.config["mounts"].append({"destination": "/idm", "type": "bind", "source": str(src),
                                     "options": ["bind", "idmap"],
-                                    "uidMappings": [{"containerID": 5, "hostID": 2000, "size": 1}],
-                                    "gidMappings": [{"containerID": 6, "hostID": 2000, "size": 1}]})
+                                    "uidMappings": [{"containerID": 2000, "hostID": 100005, "size": 1}],
+                                    "gidMappings": [{"containerID": 2000, "hostID": 100006, "size": 1}]})
     bundle.check_args("--stat", "/idm/f")
     res = runtime("run", "--bundle", str(bundle.path), runtime.new_id(), check=False)
     if enabled:
