@@ -12,6 +12,7 @@ import signal
 import stat
 from typing import Callable
 
+from pyrun import faults
 from pyrun.errors import InitError, oserror_text, strerror
 from pyrun.linux import syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
@@ -447,6 +448,7 @@ def preload(ctx: LaunchContext) -> None:
 def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
     for name, step in (EXEC_STEPS if ctx.mode == "exec" else STEPS):
+        faults.step(name, ch)
         try:
             step(it)
         except InitError:

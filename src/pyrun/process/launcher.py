@@ -6,6 +6,7 @@ import resource
 import signal
 from dataclasses import dataclass
 
+from pyrun import faults
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan
@@ -84,6 +85,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type is Msg.READY:
                 return Launched(init_pid, parent)
+            elif msg.type is Msg.FAULT:
+                faults.die()
             elif msg.type is Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
                 raise PyrunError(f"error during container init: {step}: {text}" if step else text)
