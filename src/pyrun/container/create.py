@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyrun import SPEC_VERSION
+from pyrun import SPEC_VERSION, faults
 from pyrun.errors import PyrunError, strerror
 from pyrun.spec.load import load_bundle
-from pyrun.state.store import ContainerDir, validated_cache, validate_id, write_pid_file
+from pyrun.state.store import PENDING_FILE, ContainerDir, validated_cache, validate_id, write_pid_file
 
 
 @dataclass
@@ -47,6 +47,7 @@ def create(req: CreateRequest) -> Created:
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
+    faults.point("create: claimed")
     cgroup = None
     state_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
@@ -56,12 +57,15 @@ def create(req: CreateRequest) -> Created:
         cdir.make_fifo()
         state_fd = cdir.path_fd()
         cgroup, binds = _make_cgroup(spec, req.id)
+        cdir.save({"cgroup_paths": cgroup.paths}, PENDING_FILE)   # for `delete` if we die before _record
+        faults.point("create: cgroup made")
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         from pyrun.process.launcher import launch
         launched = launch(ctx)
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
+        faults.point("create: state recorded")
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
         launched.release()

@@ -6,7 +6,7 @@ import signal
 import time
 from typing import Any
 
-from pyrun import errors
+from pyrun import errors, faults
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import STOPPED, status_of
@@ -25,6 +25,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             state = cdir.load()
         except PyrunError:
             # A directory without state is a leftover of a crashed create.
+            _remove_pending_cgroup(cdir)
             cdir.remove()
             if force:
                 return
@@ -34,6 +35,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             if not force:
                 raise PyrunError(f"cannot delete container {container_id} that is not stopped: {status}")
             stop(state)
+            faults.point("delete: stopped")
         destroy(cdir, state)
 
 
@@ -59,11 +61,28 @@ def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
     paths = state.get("cgroup_paths") or {}
     if paths:
         CgroupManager(paths).destroy()
+    faults.point("delete: cgroup removed")
     cdir.remove()
     config = state.get("config") or {}
     poststop = (config.get("hooks") or {}).get("poststop")
     if poststop:
         _run_poststop(state, config, poststop)
+
+
+def _remove_pending_cgroup(cdir: ContainerDir) -> None:
+    """A create killed before it wrote state.json left its cgroup (and maybe
+    a half set-up init in it) recorded in PENDING_FILE: kill and remove."""
+    import json
+
+    from pyrun.cgroups.manager import CgroupManager
+    from pyrun.state.store import PENDING_FILE
+    try:
+        with open(os.path.join(cdir.path, PENDING_FILE)) as f:
+            paths = json.load(f).get("cgroup_paths") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(paths, dict):
+        CgroupManager(paths).destroy()
 
 
 def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any]) -> None:

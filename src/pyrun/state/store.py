@@ -18,6 +18,7 @@ from pyrun.errors import PyrunError
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+PENDING_FILE = "cgroup.json"   # create's cgroup paths until state.json exists: a killed create's leftovers
 # runc's ID rule, ^[\w+\-.]+$ in ASCII, without importing `re` on every command
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -84,12 +85,12 @@ class ContainerDir:
         with os.fdopen(fd) as f:
             return json.load(f)
 
-    def save(self, state: dict[str, Any]) -> None:
-        tmp = f".{STATE_FILE}.{os.getpid()}"
+    def save(self, state: dict[str, Any], name: str = STATE_FILE) -> None:
+        tmp = f".{name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
         with os.fdopen(fd, "w") as f:
             json.dump(state, f)
-        os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def has_fifo(self) -> bool:
         try:
