@@ -179,7 +179,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
 def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, pid: int,
             cgroup: Any, ctx: Any) -> dict[str, Any]:
     from pyrun.linux.namespaces import NAMESPACES
-    from pyrun.linux.proc import start_time
+    from pyrun.linux.proc import exe_id, start_time
     ns_paths = {t: f"/proc/{pid}/ns/{NAMESPACES[t][1]}" for t in ctx.new_namespaces}
     ns_paths.update(ctx.join_namespaces)
     state = {
@@ -187,6 +187,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "oci_version": spec.get("ociVersion", SPEC_VERSION),
         "init_process_pid": pid,
         "init_process_start": start_time(pid),
+        "init_process_exe": exe_id(pid),    # still this interpreter's while the init waits for start
         "created": _rfc3339_now(),
         "bundle": bundle,
         "rootfs": rootfs,
