@@ -455,6 +455,8 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
             raise
         except OSError as e:
             raise InitError(name, oserror_text(e)) from None
+        except (ValueError, OverflowError) as e:    # a config value no syscall can take
+            raise InitError(name, str(e)) from None
 
 
 def _home_of(uid: int) -> str:
