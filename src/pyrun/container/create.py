@@ -123,6 +123,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
     from pyrun.cgroups.manager import CgroupManager, container_paths
     layout = detect()
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    _refuse_occupied(paths)
     manager = CgroupManager(paths)
     manager.create()
     devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
@@ -139,6 +140,23 @@ def _make_cgroup(spec: dict[str, Any], container_id: str) -> tuple[Any, list[tup
         binds = [(os.path.basename(h.mountpoint), paths[h.key])
                  for h in layout.hierarchies if not h.is_v2]
     return manager, binds
+
+
+def _refuse_occupied(paths: dict[str, str]) -> None:
+    """A cgroupsPath naming a cgroup that already holds processes (the root
+    cgroup, a slice, another container's) would have `kill --all` and
+    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    for path in paths.values():
+        count = 0
+        for dirpath, _dirs, _files in os.walk(path):
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    count += len(f.read().split())
+            except OSError:
+                continue
+        if count:
+            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
+                             f"{count} process(es) found")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
