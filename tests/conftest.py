@@ -46,10 +46,15 @@ COUNTS: dict[str, int] = {
 }
 
 
+NOTES: list[str] = []     # measurements worth a line of their own (the soak's)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if any(v for k, v in COUNTS.items() if k not in ("tracebacks", "leaks")):
         terminalreporter.section("robustness")
         terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in COUNTS.items()))
+        for note in NOTES:
+            terminalreporter.write_line(note)
 
 
 def pytest_runtest_logreport(report: Any) -> None:
