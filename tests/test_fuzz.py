@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from conftest import COUNTS, Pyrun, Snapshot, wait_for_no_leaks
 from pyrun.tools.busybox_bundle import make_config
@@ -27,6 +28,8 @@ EXAMPLES = int(os.environ.get("PYRUN_FUZZ_EXAMPLES", "100"))   # per hypothesis 
 RANDOM = os.environ.get("PYRUN_FUZZ_RANDOM") == "1"   # bench/fuzz.py: a new seed each run
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "src" / "pyrun" / "schema"
 
+# No .hypothesis/ in the repo: its caches go to /tmp, and no example database.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "pyrun-hypothesis"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
 
