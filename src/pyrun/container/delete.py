@@ -82,7 +82,10 @@ def _remove_pending_cgroup(cdir: ContainerDir) -> None:
     except (OSError, ValueError, AttributeError):
         return
     if isinstance(paths, dict):
-        CgroupManager(paths).destroy()
+        try:
+            CgroupManager(paths).destroy()
+        except OSError as e:
+            raise PyrunError(e.strerror or str(e)) from None
 
 
 def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any]) -> None:
