@@ -67,7 +67,7 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 # Daemons other tests start (a private dockerd, ip netns) mount under these;
 # they are not pyrun's and may come and go while another run is going on.
-_FOREIGN_MOUNTS = ("/tmp/pyrun-dockerd-", "/run/docker", "/run/containerd", "/run/netns",
+_FOREIGN_MOUNTS = ("/tmp/pyrun-dockerd-", "/tmp/pyrun-podman-", "/tmp/pyrun-ctrd", "/run/docker", "/run/containerd", "/run/netns",
                    "/var/lib/docker", "/var/lib/containers", "/run/containers")
 
 
