@@ -13,7 +13,7 @@ import stat
 from typing import Callable
 
 from pyrun import faults
-from pyrun.errors import InitError, oserror_text, strerror
+from pyrun.errors import InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process import terminal
@@ -455,7 +455,7 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
             raise
         except OSError as e:
             raise InitError(name, oserror_text(e)) from None
-        except (ValueError, OverflowError) as e:    # a config value no syscall can take
+        except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
             raise InitError(name, str(e)) from None
 
 
