@@ -457,6 +457,8 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
             raise InitError(name, oserror_text(e)) from None
         except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
             raise InitError(name, str(e)) from None
+        except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
+            raise InitError(name, "cannot allocate memory") from None
 
 
 def _home_of(uid: int) -> str:
