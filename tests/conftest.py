@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +29,38 @@ ID_PREFIX = f"pyrun-t{os.getpid()}-"   # per run: parallel runs do not see each 
 def pytest_configure(config: pytest.Config) -> None:
     if os.geteuid() != 0:
         raise pytest.UsageError("pyrun's tests start real containers and must run as root")
+
+
+# --- robustness counts, printed at the end of the run ------------------------
+
+# tests/test_{fuzz,faults,hostile,concurrency,soak}.py add to these; the
+# terminal summary prints them (docs/reliability.md records a full run's).
+COUNTS: dict[str, int] = {
+    "examples fuzzed": 0,
+    "faults injected": 0,
+    "hostile containers": 0,
+    "lifecycles run concurrently": 0,
+    "soak lifecycles": 0,
+    "tracebacks": 0,
+    "leaks": 0,
+}
+
+
+NOTES: list[str] = []     # measurements worth a line of their own (the soak's)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if any(v for k, v in COUNTS.items() if k not in ("tracebacks", "leaks")):
+        terminalreporter.section("robustness")
+        terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in COUNTS.items()))
+        for note in NOTES:
+            terminalreporter.write_line(note)
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """A failed leak check counts, in whichever test it happened."""
+    if report.failed and "left behind:" in str(report.longrepr):
+        COUNTS["leaks"] += 1
 
 
 # --- the leak check ------------------------------------------------------------
@@ -54,9 +86,12 @@ def _cgroup_dirs() -> set[str]:
     return found
 
 
-def _our_processes() -> set[str]:
-    """Processes in a test container's cgroup, and our own children (incl. zombies)."""
+def _our_processes(root: Path | None = None) -> set[str]:
+    """Processes in a test container's cgroup, our own children (incl.
+    zombies), and any process whose command line names our state root (a
+    stuck pyrun command, or an init that never reached its cgroup)."""
     me = os.getpid()
+    marker = b"\0" + str(root).encode() + b"\0" if root is not None else None
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -66,12 +101,50 @@ def _our_processes() -> set[str]:
                 stat = f.read()
             with open(f"/proc/{entry}/cgroup") as f:
                 cgroup = f.read()
+            if marker is not None:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2:].split()
-        if ID_PREFIX in cgroup or int(fields[1]) == me:
+        if ID_PREFIX in cgroup or int(fields[1]) == me or (marker is not None and marker in cmdline):
             found.add(f"{entry} {stat[:stat.rfind(')') + 1]} state={fields[0]}")
     return found
+
+
+_HOST_NETNS = os.readlink("/proc/self/ns/net")
+
+
+def _netns(processes: set[str]) -> set[str]:
+    """/run/netns entries this run named (tests name them with ID_PREFIX),
+    and network namespaces other than the host's held by our processes."""
+    found = set()
+    try:
+        found |= {f"/run/netns/{n}" for n in os.listdir("/run/netns") if n.startswith(ID_PREFIX)}
+    except OSError:
+        pass
+    for proc in processes:
+        pid = proc.split()[0]
+        try:
+            ns = os.readlink(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        if ns != _HOST_NETNS:
+            found.add(f"{ns} held by {pid}")
+    return found
+
+
+# Links that daemons of other engineers' concurrent runs create and remove.
+_FOREIGN_LINKS = ("veth", "docker", "br-", "cni", "podman", "flannel", "vxlan")
+
+
+def _links() -> set[str]:
+    """The host's network interfaces (what `ip -o link` lists): a device a
+    container was given must come back or go away, never under a new name."""
+    try:
+        return {n for n in os.listdir("/sys/class/net") if not n.startswith(_FOREIGN_LINKS)}
+    except OSError:
+        return set()
 
 
 def _fds() -> set[str]:
@@ -86,21 +159,28 @@ def _fds() -> set[str]:
 
 @dataclass
 class Snapshot:
+    """What a test could leave behind: mounts, cgroup directories in every
+    hierarchy, processes and zombies, the test process's fds, the state
+    root's entries, network namespaces and host links."""
     mounts: set[str]
     cgroups: set[str]
     processes: set[str]
     fds: set[str]
     state: set[str]
+    netns: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+
+    KINDS = ("mounts", "cgroups", "processes", "fds", "state", "netns", "links")
 
     @classmethod
     def take(cls, root: Path) -> "Snapshot":
         # "@..." files are runtime caches, not containers
         state = {n for n in os.listdir(root) if not n.startswith("@")} if root.exists() else set()
-        return cls(_mounts(), _cgroup_dirs(), _our_processes(), _fds(), state)
+        processes = _our_processes(root)
+        return cls(_mounts(), _cgroup_dirs(), processes, _fds(), state, _netns(processes), _links())
 
     def leaks_since(self, before: "Snapshot") -> dict[str, set[str]]:
-        leaks = {name: getattr(self, name) - getattr(before, name)
-                 for name in ("mounts", "cgroups", "processes", "fds", "state")}
+        leaks = {name: getattr(self, name) - getattr(before, name) for name in self.KINDS}
         return {k: v for k, v in leaks.items() if v}
 
 

@@ -13,10 +13,10 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION
+from pyrun import SPEC_VERSION, faults
 from pyrun.errors import PyrunError, strerror
 from pyrun.spec.load import load_bundle
-from pyrun.state.store import ContainerDir, validated_cache, validate_id, write_pid_file
+from pyrun.state.store import PENDING_FILE, ContainerDir, validated_cache, validate_id, write_pid_file
 
 
 @dataclass
@@ -52,6 +52,7 @@ def create(req: CreateRequest) -> Created:
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
+    faults.point("create: claimed")
     cgroup = None
     state_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
@@ -65,6 +66,9 @@ def create(req: CreateRequest) -> Created:
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
         cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
+        if cgroup is not None:   # for `delete` if we die before _record
+            cdir.save({"cgroup_paths": cgroup.paths}, PENDING_FILE)
+        faults.point("create: cgroup made")
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
@@ -72,6 +76,7 @@ def create(req: CreateRequest) -> Created:
         from pyrun.process.launcher import launch
         launched = launch(ctx)
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
+        faults.point("create: state recorded")
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
         launched.release()
@@ -178,6 +183,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
         own = rootless_cgroup.plan(spec, paths, layout)
         if own is not None:
             return None, own
+    _refuse_occupied(paths)
     manager = CgroupManager(paths)
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
@@ -204,6 +210,23 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
         binds = [(os.path.basename(h.mountpoint), paths[h.key])
                  for h in layout.hierarchies if not h.is_v2]
     return manager, binds
+
+
+def _refuse_occupied(paths: dict[str, str]) -> None:
+    """A cgroupsPath naming a cgroup that already holds processes (the root
+    cgroup, a slice, another container's) would have `kill --all` and
+    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    for path in paths.values():
+        count = 0
+        for dirpath, _dirs, _files in os.walk(path):
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    count += len(f.read().split())
+            except OSError:
+                continue
+        if count:
+            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
+                             f"{count} process(es) found")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
@@ -244,7 +267,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
 def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, pid: int,
             cgroup: Any, ctx: Any) -> dict[str, Any]:
     from pyrun.linux.namespaces import NAMESPACES
-    from pyrun.linux.proc import start_time
+    from pyrun.linux.proc import exe_id, start_time
     ns_paths = {t: f"/proc/{pid}/ns/{NAMESPACES[t][1]}" for t in ctx.new_namespaces}
     ns_paths.update(ctx.join_namespaces)
     state = {
@@ -252,6 +275,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "oci_version": spec.get("ociVersion", SPEC_VERSION),
         "init_process_pid": pid,
         "init_process_start": start_time(pid),
+        "init_process_exe": exe_id(pid),    # still this interpreter's while the init waits for start
         "created": _rfc3339_now(),
         "bundle": bundle,
         "rootfs": rootfs,

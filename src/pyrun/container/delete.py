@@ -8,7 +8,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import errors
+from pyrun import errors, faults
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import STOPPED, status_of
@@ -27,6 +27,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             state = cdir.load()
         except PyrunError:
             # A directory without state is a leftover of a crashed create.
+            _remove_pending_cgroup(cdir)
             cdir.remove()
             if force:
                 return
@@ -36,6 +37,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             if not force:
                 raise PyrunError(f"cannot delete container {container_id} that is not stopped: {status}")
             stop(state)
+            faults.point("delete: stopped")
         destroy(cdir, state)
 
 
@@ -63,11 +65,31 @@ def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
             CgroupManager(paths).destroy()
         except OSError as e:
             raise PyrunError(e.strerror or str(e)) from None
+    faults.point("delete: cgroup removed")
     cdir.remove()
     config = state.get("config") or {}
     poststop = (config.get("hooks") or {}).get("poststop")
     if poststop:
         _run_poststop(state, config, poststop)
+
+
+def _remove_pending_cgroup(cdir: ContainerDir) -> None:
+    """A create killed before it wrote state.json left its cgroup (and maybe
+    a half set-up init in it) recorded in PENDING_FILE: kill and remove."""
+    import json
+
+    from pyrun.cgroups.manager import CgroupManager
+    from pyrun.state.store import PENDING_FILE
+    try:
+        with open(os.path.join(cdir.path, PENDING_FILE)) as f:
+            paths = json.load(f).get("cgroup_paths") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(paths, dict):
+        try:
+            CgroupManager(paths).destroy()
+        except OSError as e:
+            raise PyrunError(e.strerror or str(e)) from None
 
 
 def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any]) -> None:

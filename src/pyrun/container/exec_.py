@@ -15,6 +15,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
+from pyrun import faults
 from pyrun.errors import ConfigError, PyrunError
 from pyrun.state.status import PAUSED, STOPPED, status_of
 from pyrun.state.store import ContainerDir, write_pid_file
@@ -71,6 +72,7 @@ def exec_process(req: ExecRequest) -> int:
     ctx = _context(req, state, spec, console)
     from pyrun.process.launcher import launch
     launched = launch(ctx)
+    faults.point("exec: launched")
     if req.pid_file:
         write_pid_file(req.pid_file, launched.pid)
     from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait

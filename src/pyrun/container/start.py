@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import select
 
+from pyrun import faults
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import CREATED, STOPPED, status_of
@@ -23,6 +24,7 @@ def start(root: str, container_id: str) -> None:
             fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
         except FileNotFoundError:
             raise PyrunError("cannot start an already running container") from None
+        faults.point("start: fifo opened")
         try:
             data = _read_release(fd, pid, started)
         finally:
@@ -30,6 +32,7 @@ def start(root: str, container_id: str) -> None:
         if not data:
             raise PyrunError("cannot start an already running container")
         cdir.remove_fifo()
+        faults.point("start: released")
         if data[:1] != b"0":        # a startContainer hook failed; the init has exited
             raise PyrunError(data[1:].decode(errors="replace"))
         poststart = ((state.get("config") or {}).get("hooks") or {}).get("poststart")

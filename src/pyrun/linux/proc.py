@@ -25,3 +25,13 @@ def is_alive(pid: int, expected_start: int | None = None) -> bool:
     if not fields or fields[0] in ("Z", "X"):
         return False
     return expected_start is None or int(fields[19]) == expected_start
+
+
+def exe_id(pid: int) -> list[int] | None:
+    """(st_dev, st_ino) of the process's executable: it changes at execve."""
+    import os
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]

@@ -27,6 +27,7 @@ class Msg(str, Enum):
     READY = "ready"                       # init finished set-up and waits for `start`
     ACK = "ack"                           # parent recorded the state; init may block on exec.fifo
     ERROR = "error"                       # a named step failed
+    FAULT = "fault"                       # test-only (pyrun.faults): the parent must SIGKILL itself
 
 
 @dataclass

@@ -14,7 +14,8 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Callable
 
-from pyrun.errors import InitError, oserror_text, strerror
+from pyrun import faults
+from pyrun.errors import InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process import terminal
@@ -452,12 +453,17 @@ def preload(ctx: LaunchContext) -> None:
 def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
     for name, step in (EXEC_STEPS if ctx.mode == "exec" else STEPS):
+        faults.step(name, ch)
         try:
             step(it)
         except InitError:
             raise
         except OSError as e:
             raise InitError(name, oserror_text(e)) from None
+        except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
+            raise InitError(name, str(e)) from None
+        except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
+            raise InitError(name, "cannot allocate memory") from None
 
 
 def _home_of(uid: int) -> str:

@@ -6,6 +6,7 @@ import resource
 import signal
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
+from pyrun import faults
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan
@@ -90,6 +91,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 if not limits_set:
                     _apply_resources(ctx, "procReady")
                 return Launched(init_pid, parent)
+            elif msg.type is Msg.FAULT:
+                faults.die()
             elif msg.type is Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
                 raise PyrunError(f"error during container init: {step}: {text}" if step else text)

@@ -40,10 +40,11 @@ def load_bundle(bundle: str | None, cache: str | None = None) -> Bundle:
         raise ConfigError(f"open {CONFIG}: {strerror(e.errno)}") from None
     try:
         config = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{CONFIG}: invalid JSON: {e}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{CONFIG}: the configuration must be a JSON object")
+    check_strings_and_depth(config)
     if not _known_valid(raw, cache):
         validate_schema(config)
         _remember_valid(raw, cache)
@@ -183,6 +184,7 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
     if "user" in namespaces and namespaces["user"] is None:
         if not linux.get("uidMappings") or not linux.get("gidMappings"):
             raise ConfigError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+    _check_device_numbers(linux.get("devices") or [])
     for key in linux.get("sysctl") or {}:
         needed = next((ns for prefix, ns in _NS_SYSCTLS if key.startswith(prefix)), None)
         if needed is None or needed not in namespaces:
@@ -214,3 +216,35 @@ def check_process_names(process: dict[str, Any]) -> None:
             if CAPABILITIES[name] > last_cap:
                 raise ConfigError(f"process.capabilities.{kind}[{i}]: capability {name!r} "
                                   f"is not supported by the running kernel")
+
+
+MAX_DEPTH = 64     # the deepest the runtime-spec goes is ~8; deeper is an attack on the validator
+
+
+def check_strings_and_depth(config: dict[str, Any]) -> None:
+    """Every string of the config ends up in a syscall or a file; a NUL byte
+    in any of them cannot, and would surface as a traceback deep in the init.
+    Walked without recursion: nesting is what we are refusing."""
+    stack: list[tuple[Any, tuple]] = [(config, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{field_path(path[:MAX_DEPTH])}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "\0" in key:
+                    raise ConfigError(f"{field_path(path) if path else CONFIG}: key {key!r} contains a NUL byte")
+                stack.append((value, path + (key,)))
+        elif isinstance(node, list):
+            stack.extend((value, path + (i,)) for i, value in enumerate(node))
+        elif isinstance(node, str) and "\0" in node:
+            raise ConfigError(f"{field_path(path)}: contains a NUL byte")
+
+
+def _check_device_numbers(devices: list[Any]) -> None:
+    """Linux device numbers are 32-bit unsigned major and minor (makedev)."""
+    for i, dev in enumerate(devices):
+        for key in ("major", "minor"):
+            value = dev.get(key) if isinstance(dev, dict) else None
+            if value is not None and not (isinstance(value, int) and 0 <= value < 2**32):
+                raise ConfigError(f"linux.devices[{i}].{key}: {value} is not a device number (0 to 4294967295)")

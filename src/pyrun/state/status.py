@@ -23,7 +23,7 @@ def status_of(cdir: ContainerDir, state: dict[str, Any]) -> str:
         return PAUSED
     if not alive:
         return STOPPED
-    if cdir.has_fifo():
+    if cdir.has_fifo() and not _has_exec_ed(pid, state):
         return CREATED
     return RUNNING
 
@@ -59,3 +59,14 @@ def oci_state(cdir: ContainerDir, state: dict[str, Any], status: str) -> dict[st
         out["annotations"] = state["annotations"]
     out["owner"] = state.get("owner", "")
     return out
+
+
+def _has_exec_ed(pid: int, state: dict[str, Any]) -> bool:
+    """A `start` killed between releasing the init and removing exec.fifo
+    leaves the fifo behind: the init's executable tells whether it ran."""
+    recorded = state.get("init_process_exe")
+    if not recorded:
+        return False
+    from pyrun.linux.proc import exe_id
+    now = exe_id(pid)
+    return now is not None and now != recorded

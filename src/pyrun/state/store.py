@@ -20,6 +20,7 @@ from pyrun.state import jsonio      # not json: re and enum for every command (~
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+PENDING_FILE = "cgroup.json"   # create's cgroup paths until state.json exists: a killed create's leftovers
 # runc's ID rule, ^[\w+\-.]+$ in ASCII, without importing `re` on every command
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -97,12 +98,12 @@ class ContainerDir:
         with os.fdopen(fd) as f:
             return jsonio.loads(f.read())
 
-    def save(self, state: dict[str, Any]) -> None:
-        tmp = f".{STATE_FILE}.{os.getpid()}"
+    def save(self, state: dict[str, Any], name: str = STATE_FILE) -> None:
+        tmp = f".{name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
         with os.fdopen(fd, "w") as f:
             f.write(jsonio.dumps(state))
-        os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def has_fifo(self) -> bool:
         try:
