@@ -18,7 +18,9 @@ Two kinds of points:
 from __future__ import annotations
 
 import os
-from typing import Any
+TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV = "PYRUN_FAULT"
 
