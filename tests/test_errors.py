@@ -65,8 +65,10 @@ def test_missing_config_json(pyrun, bundle, tmp_path):
     assert "config.json not found" in line
 
 
-def test_invalid_json(pyrun, bundle, tmp_path):
-    (bundle.path / "config.json").write_text('{"ociVersion": ')
+@pytest.mark.parametrize("text", ['{"ociVersion": ', '{"ociVersion": "1.0', '{"a": 1 "b": 2}',
+                                  '{"a": [1, 2,]}', '{"a": "\\x"}', '\ud800'])
+def test_invalid_json(pyrun, bundle, tmp_path, text):
+    (bundle.path / "config.json").write_text(text, errors="surrogatepass")
     line, _ = _fail(pyrun, tmp_path, "run", "-b", str(bundle.path), pyrun.new_id())
     assert "config.json: invalid JSON" in line
 

@@ -43,7 +43,9 @@ def loads(text: str | bytes) -> Any:
         if text[end:].strip(_WS):
             raise ValueError("extra data")
         return obj
-    except (TypeError, StopIteration, ValueError, RecursionError):
+    except (TypeError, StopIteration, ValueError, RecursionError, SystemError):
+        # SystemError: on bad input the C scanner reports through json.decoder's
+        # JSONDecodeError, and without the json package loaded it cannot.
         import json
         return json.loads(text)
 
