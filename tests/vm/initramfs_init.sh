@@ -22,5 +22,15 @@ busybox mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work 
 busybox mkdir -m 1777 /newroot/tmp
 busybox mkdir -p /newroot/pyrun-io
 busybox mount -t 9p -o "$opts" pyrunio /newroot/pyrun-io || fail "mount pyrunio"
+# A command directory under the host's /tmp (a CI clone, say) would be hidden by
+# the empty /tmp: show that one directory, through an overlay of its own.
+. /newroot/pyrun-io/env
+case "$PYRUN_VM_CWD" in
+/tmp/*)
+    busybox mkdir -p /rw/cwd-upper /rw/cwd-work "/newroot$PYRUN_VM_CWD"
+    busybox mount -t overlay -o "lowerdir=/lower$PYRUN_VM_CWD,upperdir=/rw/cwd-upper,workdir=/rw/cwd-work" \
+        overlay "/newroot$PYRUN_VM_CWD" || fail "mount $PYRUN_VM_CWD"
+    ;;
+esac
 busybox umount /proc /sys
 exec busybox switch_root /newroot /bin/busybox sh /pyrun-io/guest_init.sh
