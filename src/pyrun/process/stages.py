@@ -17,6 +17,7 @@ parent cleanup or buffered output runs twice.
 from __future__ import annotations
 
 import os
+import sys
 
 from pyrun.errors import InitError, oserror_text
 from pyrun.linux import syscalls as s
@@ -29,6 +30,11 @@ from pyrun.process.context import LaunchContext
 def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
     """Run a stage; report any failure over the channel; never return."""
     code = 1
+    # Stages never print; failures go over the channel. Without Python-level
+    # stdio, a warning cannot loop on a write(2) that a seccomp filter makes
+    # return 0 (defaultAction SCMP_ACT_ERRNO with errnoRet 0), and the stage
+    # goes on to fail and exit instead of spinning.
+    sys.stdout = sys.stderr = None  # type: ignore[assignment]
     try:
         stage(ctx, ch)  # type: ignore[operator]
         code = 0
