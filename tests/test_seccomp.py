@@ -95,6 +95,16 @@ def test_default_errno_ret(pyrun, bundle):
                                 "chmod: /tmp/f: Operation not permitted", "done"]
 
 
+def test_a_filter_that_makes_every_syscall_return_0_fails_cleanly(pyrun, bundle):
+    """ERRNO with errno 0 turns every syscall after the load into a silent no-op
+    (write(2) returns 0, execve returns): the init must fail and exit, not spin,
+    and create must say so in one line, leaving nothing behind."""
+    set_profile(bundle, "SCMP_ACT_ERRNO", defaultErrnoRet=0)
+    bundle.write()
+    msg = conftest.failed_run(pyrun, bundle)
+    assert "\n" not in msg and msg.startswith("pyrun run failed: "), msg
+
+
 @pytest.mark.parametrize("action", ["SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
                                     "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP"])
 def test_killing_actions_end_the_process_with_sigsys(pyrun, bundle, action):
