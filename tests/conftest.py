@@ -181,7 +181,18 @@ class Snapshot:
 
     def leaks_since(self, before: "Snapshot") -> dict[str, set[str]]:
         leaks = {name: getattr(self, name) - getattr(before, name) for name in self.KINDS}
+        leaks["processes"] = _new_processes(before.processes, self.processes)
         return {k: v for k, v in leaks.items() if v}
+
+
+def _new_processes(before: set[str], after: set[str]) -> set[str]:
+    """Processes that are new, or that became zombies, since `before`. A process
+    that was there and only changed state (running -> sleeping) is no leak."""
+    def by_pid(entries: set[str]) -> dict[str, str]:
+        return {e.rsplit(" state=", 1)[0]: e for e in entries}
+    old = by_pid(before)
+    return {e for key, e in by_pid(after).items()
+            if key not in old or (e.endswith("state=Z") and not old[key].endswith("state=Z"))}
 
 
 def wait_for_no_leaks(root: Path, before: Snapshot, timeout: float = 5.0) -> dict[str, set[str]]:
