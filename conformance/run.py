@@ -103,7 +103,7 @@ def coverage(reports: dict[str, dict]) -> tuple[list[dict], dict]:
             row["state"] = "n/a"
         elif row["tests"]:
             row["state"] = "covered"
-        elif row["why"]:
+        elif row["why"] and not row["why"].startswith("not yet ported"):
             row["state"] = "untestable"
         else:
             row["state"] = "uncovered"
