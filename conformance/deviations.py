@@ -92,6 +92,11 @@ DEVIATIONS: dict[str, dict[str, str]] = {
         "test_missing_net_device_is_refused": "runc 1.1.5 has no linux.netDevices and ignores it",
         "test_net_device_name_taken_is_refused": "runc 1.1.5 has no linux.netDevices and ignores it",
         "test_net_device_name_template": "runc 1.1.5 has no linux.netDevices",
+        "test_cpu_burst_is_applied":
+            "runc 1.1.5 does not know linux.resources.cpu.burst (added in runc 1.2): "
+            "cpu.cfs_burst_us stays 0",
+        "test_pids_limit_zero_is_a_limit":
+            "runc 1.1.5 reads pids.limit 0 as unset and leaves pids.max at max",
         "test_poststop_failure_is_a_warning":
             "runc 1.1.5 stops at the first failing poststop hook: the remaining ones never run",
     },

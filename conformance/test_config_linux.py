@@ -561,3 +561,72 @@ def test_net_device_name_template(runtime: Runtime, bundle: Bundle) -> None:
     assert after.split()[0] == "0", proc.stderr
     links = json.loads(info_text)["runs"]["links"]["out"]
     assert any(": lo0:" in ln or ": lo0@" in ln for ln in links.splitlines()), links
+
+
+# --- cgroup resources, read from the host side of the container's cgroup -------------
+
+def _created_cgroup_file(runtime: Runtime, bundle: Bundle, controller: str, name: str) -> str:
+    """`create` the bundle, read <name> in the container's <controller> cgroup (v1, or the
+    unified one on pure v2), delete; the file's content."""
+    bundle.set_args("true")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", str(bundle.path), cid)
+    try:
+        pid = runtime.state(cid)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            own = {line.split(":", 2)[1]: line.split(":", 2)[2].strip() for line in f}
+        key = next((k for k in own if controller in k.split(",")), "")
+        top = Path("/sys/fs/cgroup")        # pure v2: the one hierarchy
+        if key:                             # v1 / hybrid: the controller's own mount
+            top = next(p for p in top.iterdir() if p.is_dir() and controller in p.name.split(","))
+        return (top / own[key].lstrip("/") / name).read_text().strip()
+    finally:
+        runtime("delete", "--force", cid, check=False)
+
+
+@spec("configLinuxCPU", "quota (int64, OPTIONAL)")
+def test_cpu_quota_is_applied(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["linux"]["resources"] = {"cpu": {"quota": 20000, "period": 100000}}
+    assert _created_cgroup_file(runtime, bundle, "cpu", "cpu.cfs_quota_us") == "20000"
+    assert _created_cgroup_file(runtime, bundle, "cpu", "cpu.cfs_period_us") == "100000"
+
+
+@spec("configLinuxCPU", "burst (uint64, OPTIONAL)")
+def test_cpu_burst_is_applied(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["linux"]["resources"] = {"cpu": {"quota": 20000, "period": 100000, "burst": 10000}}
+    assert _created_cgroup_file(runtime, bundle, "cpu", "cpu.cfs_burst_us") == "10000"
+
+
+@spec("configLinuxPIDS", "0 is a valid limit value")
+def test_pids_limit_zero_is_a_limit(runtime: Runtime, bundle: Bundle) -> None:
+    """pids.limit 0 limits (no new task may start), it does not mean unlimited."""
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 0}}
+    assert _created_cgroup_file(runtime, bundle, "pids", "pids.max") == "0"
+
+
+@spec("configLinuxUnified", "If the conversion is not possible the runtime MUST generate an error")
+def test_unified_on_a_host_without_cgroup_v2_controllers_is_an_error(runtime: Runtime, bundle: Bundle) -> None:
+    """On a v1 or hybrid host the `unified` keys cannot be written or converted."""
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        pytest.skip("pure cgroup v2 host: unified applies there")
+    bundle.config["linux"]["resources"] = {"unified": {"pids.max": "10"}}
+    fail_create(runtime, bundle)
+
+
+def _pure_v2() -> None:
+    if not Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        pytest.skip("needs a pure cgroup v2 host (runs in the qemu VM: tests/test_cgroup_v2_vm.py)")
+
+
+@spec("configLinuxUnified", "MUST ensure that the needed cgroup controllers are enabled")
+def test_unified_enables_the_controllers_it_needs(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    bundle.config["linux"]["resources"] = {"unified": {"pids.max": "10"}}
+    assert _created_cgroup_file(runtime, bundle, "pids", "pids.max") == "10"
+
+
+@spec("configLinuxUnified", "Configuration unknown to the runtime MUST still be written")
+def test_unified_keys_unknown_to_the_runtime_are_written(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    bundle.config["linux"]["resources"] = {"unified": {"memory.high": "52428800"}}
+    assert _created_cgroup_file(runtime, bundle, "memory", "memory.high") == "52428800"

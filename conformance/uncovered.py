@@ -73,15 +73,9 @@ UNCOVERED: dict[tuple[str, str, int], str] = {
     ("configLinuxCgroupsPath", "The runtime SHOULD NOT change the ownership of any other files", 0): _V2,
     ("configLinuxMemory", "MUST reject the new limit", 0):
         "scope: checkBeforeUpdate is about `update`, which is not a runtime-spec operation",
-    ("configLinuxCPU", "quota (int64, OPTIONAL)", 0): _RES,
-    ("configLinuxCPU", "burst (uint64, OPTIONAL)", 0): _RES,
-    ("configLinuxBlockIO", "You MUST specify at least one of weight or leafWeight", 0): _RES,
-    ("configLinuxPIDS", "0 is a valid limit value", 0): _RES,
+    ("configLinuxBlockIO", "You MUST specify at least one of weight or leafWeight", 0): _AUTHOR,
     ("configLinuxRDMA", "You MUST specify at least one of the hcaHandles or hcaObjects", 0):
         "host: no RDMA controller or hardware here; " + _AUTHOR,
-    ("configLinuxUnified", "MUST ensure that the needed cgroup controllers are enabled", 0): _V2,
-    ("configLinuxUnified", "Configuration unknown to the runtime MUST still be written", 0): _V2,
-    ("configLinuxUnified", "If the conversion is not possible the runtime MUST generate an error", 0): _V2,
     ("configLinuxIntelRdt", "If intelRdt is set, the runtime MUST write the container process ID", 0): _RDT,
     ("configLinuxIntelRdt", "If intelRdt is not set, the runtime MUST NOT manipulate", 0): _RDT,
     ("configLinuxIntelRdt", "value / means that the container MUST be assigned", 0): _RDT,

@@ -42,6 +42,10 @@ def _inner_script() -> str:
         'echo $? > "$out/cgroup.status"',
         f'{pytest_cmd} -m "not docker and not vm" {shlex.join(LIFECYCLE)} > "$out/lifecycle.out" 2>&1',
         'echo $? > "$out/lifecycle.status"',
+        # conformance/'s statements that only a pure v2 host can show, against pyrun
+        f'{pytest_cmd} conformance/test_config_linux.py -k "unified_enables or unified_keys_unknown" '
+        '--runtime "$PWD/.venv/bin/pyrun" > "$out/conformance.out" 2>&1',
+        'echo $? > "$out/conformance.status"',
     ])
 
 
@@ -81,3 +85,9 @@ def test_cgroup_tests_pass_on_v2(guest):
 
 def test_lifecycle_subset_passes_on_v2(guest):
     _inner_run(guest, "lifecycle")
+
+
+def test_conformance_v2_statements_pass_on_v2(guest):
+    _inner_run(guest, "conformance")
+    out = _text(guest, "conformance.out")
+    assert "skipped" not in out.strip().splitlines()[-1], out
