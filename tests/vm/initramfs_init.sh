@@ -22,15 +22,24 @@ busybox mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work 
 busybox mkdir -m 1777 /newroot/tmp
 busybox mkdir -p /newroot/pyrun-io
 busybox mount -t 9p -o "$opts" pyrunio /newroot/pyrun-io || fail "mount pyrunio"
-# A command directory under the host's /tmp (a CI clone, say) would be hidden by
-# the empty /tmp: show that one directory, through an overlay of its own.
+# A command directory under the host's /tmp (a CI clone, say), and the
+# `shared` beside it, would be hidden by the empty /tmp: show just those,
+# a directory through an overlay of its own, a symlink as itself.
 . /newroot/pyrun-io/env
-case "$PYRUN_VM_CWD" in
-/tmp/*)
-    busybox mkdir -p /rw/cwd-upper /rw/cwd-work "/newroot$PYRUN_VM_CWD"
-    busybox mount -t overlay -o "lowerdir=/lower$PYRUN_VM_CWD,upperdir=/rw/cwd-upper,workdir=/rw/cwd-work" \
-        overlay "/newroot$PYRUN_VM_CWD" || fail "mount $PYRUN_VM_CWD"
-    ;;
-esac
+n=0
+show() {
+    case "$1" in /tmp/?*) ;; *) return 0 ;; esac
+    if [ -L "/lower$1" ]; then
+        busybox mkdir -p "$(busybox dirname "/newroot$1")"
+        busybox ln -sfn "$(busybox readlink "/lower$1")" "/newroot$1"
+    elif [ -d "/lower$1" ]; then
+        n=$((n + 1))
+        busybox mkdir -p "/rw/show$n/upper" "/rw/show$n/work" "/newroot$1"
+        busybox mount -t overlay -o "lowerdir=/lower$1,upperdir=/rw/show$n/upper,workdir=/rw/show$n/work" \
+            overlay "/newroot$1" || fail "mount $1"
+    fi
+}
+show "$PYRUN_VM_CWD"
+show "$(busybox dirname "$PYRUN_VM_CWD")/shared"
 busybox umount /proc /sys
 exec busybox switch_root /newroot /bin/busybox sh /pyrun-io/guest_init.sh
