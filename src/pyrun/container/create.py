@@ -6,7 +6,6 @@ create leaves no state directory, fifo, cgroup or process behind.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 
 from pyrun import SPEC_VERSION, faults
 from pyrun.errors import PyrunError, strerror
+from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
 from pyrun.state.store import PENDING_FILE, ContainerDir, validated_cache, validate_id, write_pid_file
 
@@ -37,7 +37,7 @@ class CreateRequest:
 class Created:
     pid: int
     state: dict[str, Any]
-    console: socket.socket | None = None   # `run -t` without --console-socket: the pty master arrives here
+    console: unixsock.Socket | None = None   # `run -t` without --console-socket: the pty master arrives here
 
 
 def create(req: CreateRequest) -> Created:
@@ -59,7 +59,7 @@ def create(req: CreateRequest) -> Created:
     idmapped: dict[int, int] = {}   # detached idmapped mounts the init inherits
     try:
         if process.get("terminal") and not req.detach and not req.console_socket:
-            sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            sink = unixsock.socketpair()
         cdir.make_fifo()
         state_fd = cdir.path_fd()
         if _wants_idmap(spec):
@@ -188,6 +188,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
         manager.create()
+        manager.warm_join()
     except OSError as e:     # e.g. an ordinary user with --rootless=false
         from pyrun.errors import oserror_text
         try:
@@ -231,7 +232,7 @@ def _refuse_occupied(paths: dict[str, str]) -> None:
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
                     cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
-                    console_sink: socket.socket | None) -> Any:
+                    console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
     new, join = [], {}
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
@@ -241,11 +242,9 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
             new.append(ns["type"])
     console = console_sink
     if req.console_socket:
-        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            console.connect(req.console_socket)
+            console = unixsock.connect(req.console_socket)
         except OSError as e:
-            console.close()
             raise PyrunError(f"failed to connect to console socket {req.console_socket}: {strerror(e.errno)}") from None
     extra_env: list[str] = []
     preserve = req.preserve_fds
