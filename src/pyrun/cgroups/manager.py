@@ -87,6 +87,11 @@ class CgroupManager:
             from pyrun.cgroups.resources_v2 import NO_REALTIME
             raise CgroupError(NO_REALTIME)
 
+    def prepare_resources(self, resources: dict[str, Any] | None) -> None:
+        """Import the writers `apply_resources` will use, ahead of time."""
+        if resources:
+            __import__("pyrun.cgroups.resources_v2" if self.mode == "v2" else "pyrun.cgroups.resources_v1")
+
     def apply_resources(self, resources: dict[str, Any] | None) -> None:
         """Write every limit of `linux.resources` (devices excepted: their rules
         are set at create and `update` never changes them, as runc)."""

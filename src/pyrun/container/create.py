@@ -31,6 +31,7 @@ class CreateRequest:
     preserve_fds: int = 0
     detach: bool = True
     rootless: str = "auto"          # --rootless: auto|true|false (cgroup failures are not fatal)
+    later: tuple[str, ...] = ()     # modules the caller needs once create returns (see _meanwhile)
 
 
 @dataclass
@@ -74,8 +75,9 @@ def create(req: CreateRequest) -> Created:
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
         from pyrun.process.launcher import launch
+        owner = _meanwhile(req, spec, cgroup)
         launched = launch(ctx)
-        state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
+        state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx, owner)
         faults.point("create: state recorded")
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
@@ -263,8 +265,23 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
                          extra_env=extra_env)
 
 
+def _meanwhile(req: CreateRequest, spec: dict[str, Any], cgroup: Any) -> str:
+    """Work that would otherwise follow READY, done before the stages start.
+
+    Stage 1's cgroup join waits for the grace period `warm_join` started, and
+    all of this fits in that wait (on this host the grace period is longer
+    than the parent's whole preparation): the limit writers and the modules
+    `_record` and the caller (`run`: start, wait, delete) need later, and the
+    state's owner.  Returns the owner."""
+    for name in ("pyrun.linux.namespaces", "pyrun.linux.proc", "pyrun.cgroups.cgfile") + req.later:
+        __import__(name)
+    if cgroup is not None:
+        cgroup.prepare_resources((spec.get("linux") or {}).get("resources"))
+    return _owner()
+
+
 def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, pid: int,
-            cgroup: Any, ctx: Any) -> dict[str, Any]:
+            cgroup: Any, ctx: Any, owner: str) -> dict[str, Any]:
     from pyrun.linux.namespaces import NAMESPACES
     from pyrun.linux.proc import exe_id, start_time
     ns_paths = {t: f"/proc/{pid}/ns/{NAMESPACES[t][1]}" for t in ctx.new_namespaces}
@@ -279,7 +296,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "bundle": bundle,
         "rootfs": rootfs,
         "annotations": spec.get("annotations") or {},
-        "owner": _owner(),
+        "owner": owner,
         "rootless": os.geteuid() != 0,      # runc: RootlessEUID (and so rootless cgroups)
         "cgroup_paths": cgroup.paths if cgroup is not None else {},
         "namespace_paths": ns_paths,
