@@ -161,11 +161,11 @@ def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
             if not controller or controller in key.split(",") or (controller == "" and key == ""):
                 paths[key] = os.path.join(paths[key], rel.lstrip("/"))
     cgroup = CgroupManager(paths)
-    cgroup.warm_join()      # the kernel's slow part of stage 1's join starts now; launch reaps it
     seccomp = None
     if (spec.get("linux") or {}).get("seccomp"):
         from pyrun.seccomp import cache
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
+    cgroup.warm_join()      # the kernel's slow part of stage 1's join starts now; launch reaps it
     return LaunchContext(container_id=req.id, spec=spec, bundle=state.get("bundle", ""),
                          rootfs=state.get("rootfs", ""), state_dir_fd=-1,
                          cgroup=cgroup, cgroup_binds=[], new_namespaces=[],
