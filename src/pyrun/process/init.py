@@ -18,7 +18,6 @@ from pyrun import faults
 from pyrun.errors import InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
-from pyrun.process import terminal
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.rootfs import devices, restrict, switch
@@ -131,6 +130,7 @@ def set_up_console(it: Init) -> None:
     sock = it.ctx.console_socket
     if not it.ctx.process.get("terminal") or sock is None:
         return
+    from pyrun.process import terminal     # preloaded
     master, slave, slave_path = terminal.open_pty(it.ctx.process.get("consoleSize"))
     if not os.path.exists("/dev/console"):
         os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
@@ -436,6 +436,7 @@ def preload(ctx: LaunchContext) -> None:
     proc, linux = ctx.process, ctx.linux
     wanted = {
         "pyrun.linux.loopback": "network" in ctx.new_namespaces,
+        "pyrun.process.terminal": bool(proc.get("terminal")),
         "pyrun.lsm": bool(proc.get("apparmorProfile") or proc.get("selinuxLabel")),
         "pyrun.linux.sched": bool(proc.get("scheduler") or proc.get("ioPriority")),
         "pyrun.linux.mempolicy": bool(linux.get("memoryPolicy")),
