@@ -80,6 +80,18 @@ def test_exec_exit_status_and_errors(pyrun, running):
     assert res.returncode == 1 and "container does not exist" in res.stderr
 
 
+def test_exec_exit_status_is_never_lost(pyrun, running, tmp_path):
+    """Stage 1's INIT_PID and the exec'd process's first messages share one
+    socket: an exec'd process with few steps (a --process file without
+    capabilities) used to overtake INIT_PID about once in 20, and `exec` then
+    waited for pid 0 and exited 255 instead of the process's status."""
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps({"args": ["sh", "-c", "exit 3"], "cwd": "/", "env": ["PATH=/bin"],
+                                "user": {"uid": 7, "gid": 7}}))
+    codes = [pyrun("exec", "--process", str(path), running, check=False).returncode for _ in range(100)]
+    assert codes == [3] * 100
+
+
 def test_exec_into_a_stopped_container_fails(pyrun, bundle):
     bundle.set_args("true")
     cid = pyrun.new_id()

@@ -135,12 +135,15 @@ class CgroupManager:
         self._warm_pid = pid
 
     def reap_warm(self) -> None:
-        """Collect `warm_join`'s child (it only ever waits on the kernel's lock)."""
+        """Collect `warm_join`'s child.  Normally long gone; SIGKILL first in
+        case it is not (a cgroup v2 directory frozen under it, or an early
+        failure): it has nothing to finish."""
         pid, self._warm_pid = self._warm_pid, 0
         if pid:
             try:
+                os.kill(pid, SIGKILL)
                 os.waitpid(pid, 0)
-            except ChildProcessError:
+            except (ProcessLookupError, ChildProcessError):
                 pass
 
     def join(self, pid: int) -> None:

@@ -51,6 +51,17 @@ def exec_process(req: ExecRequest) -> int:
         raise PyrunError("cannot exec in a stopped container")
     if status == PAUSED and not req.ignore_paused:
         raise PyrunError("cannot exec in a paused container (use --ignore-paused to override)")
+    cgroup = _cgroup(req, state)
+    if status != PAUSED:
+        cgroup.warm_join()      # the kernel's slow part of stage 1's join starts now; launch reaps it
+    try:
+        return _exec(req, state, cgroup)
+    except BaseException:
+        cgroup.reap_warm()
+        raise
+
+
+def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     config = state["config"]
     process = _process(req, config)
     terminal = bool(process.get("terminal"))
@@ -68,7 +79,7 @@ def exec_process(req: ExecRequest) -> int:
             console = _connect(req.console_socket)
         else:
             sink_parent, console = unixsock.socketpair()
-    ctx = _context(req, state, spec, console)
+    ctx = _context(req, state, spec, console, cgroup)
     from pyrun.process.launcher import launch
     launched = launch(ctx)
     faults.point("exec: launched")
@@ -150,22 +161,25 @@ def _connect(path: str) -> unixsock.Socket:
         raise PyrunError(f"failed to connect to console socket {path}: {e.strerror}") from None
 
 
-def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
-             console: unixsock.Socket | None) -> Any:
+def _cgroup(req: ExecRequest, state: dict[str, Any]) -> Any:
+    """The container's cgroup, or the --cgroup sub-cgroup the process joins."""
     from pyrun.cgroups.manager import CgroupManager
-    from pyrun.process.context import LaunchContext
     paths = dict(state.get("cgroup_paths") or {})
     for sub in req.cgroup:             # --cgroup path, or controller:path
         controller, _, rel = sub.rpartition(":")
         for key in list(paths):
             if not controller or controller in key.split(",") or (controller == "" and key == ""):
                 paths[key] = os.path.join(paths[key], rel.lstrip("/"))
-    cgroup = CgroupManager(paths)
+    return CgroupManager(paths)
+
+
+def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
+             console: unixsock.Socket | None, cgroup: Any) -> Any:
+    from pyrun.process.context import LaunchContext
     seccomp = None
     if (spec.get("linux") or {}).get("seccomp"):
         from pyrun.seccomp import cache
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
-    cgroup.warm_join()      # the kernel's slow part of stage 1's join starts now; launch reaps it
     return LaunchContext(container_id=req.id, spec=spec, bundle=state.get("bundle", ""),
                          rootfs=state.get("rootfs", ""), state_dir_fd=-1,
                          cgroup=cgroup, cgroup_binds=[], new_namespaces=[],

@@ -14,6 +14,9 @@ from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
 
+# Requests from the init that need its host pid (stage 1's INIT_PID).
+_ABOUT_THE_INIT = frozenset({Msg.HOOKS_REQUEST, Msg.RLIMITS_REQUEST, Msg.SECCOMP_LISTENER, Msg.READY})
+
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
 
@@ -45,14 +48,23 @@ def launch(ctx: LaunchContext) -> Launched:
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0
-    rlimits_pending = False     # the init may ask before stage 1's INIT_PID arrives
+    # Stage 1 and the init write to the same socket: the init's first requests
+    # (an exec'd process has few steps) can overtake stage 1's INIT_PID.  They
+    # wait here until the pid they are about is known.
+    early: list[chan.Message] = []
     limits_set = ctx.mode != "init" or ctx.cgroup is None   # exec joins, it sets nothing
     try:
         while True:
-            try:
-                msg = parent.recv()
-            except ChannelClosed:
-                raise PyrunError("container init exited before it was ready") from None
+            if init_pid and early:
+                msg = early.pop(0)
+            else:
+                try:
+                    msg = parent.recv()
+                except ChannelClosed:
+                    raise PyrunError("container init exited before it was ready") from None
+            if not init_pid and msg.type in _ABOUT_THE_INIT:
+                early.append(msg)
+                continue
             if msg.type == Msg.USERMAP_REQUEST:
                 _write_id_maps(pid, ctx)
                 parent.send(Msg.USERMAP_DONE)
@@ -64,11 +76,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
-                if rlimits_pending:
-                    _apply_rlimits(init_pid, ctx)
-                    parent.send(Msg.RLIMITS_DONE)
             elif msg.type == Msg.HOOKS_REQUEST:
-                if not limits_set and init_pid:     # runc's procHooks: hooks see the limits
+                if not limits_set:     # runc's procHooks: hooks see the limits
                     _apply_resources(ctx, "procHooks")
                     limits_set = True
                 from pyrun.hooks import hook_state, hooks_of, run_hooks
@@ -77,10 +86,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
                 parent.send(Msg.HOOKS_DONE)
             elif msg.type == Msg.RLIMITS_REQUEST:
-                rlimits_pending = not init_pid
-                if init_pid:
-                    _apply_rlimits(init_pid, ctx)
-                    parent.send(Msg.RLIMITS_DONE)
+                _apply_rlimits(init_pid, ctx)
+                parent.send(Msg.RLIMITS_DONE)
             elif msg.type == Msg.SECCOMP_LISTENER:
                 from pyrun.seccomp import notify
                 fd = _copy_fd_from(init_pid, msg.data["fd"])
