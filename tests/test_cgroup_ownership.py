@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -204,5 +205,36 @@ def test_listed_files_that_do_not_exist_do_not_fail_create(pyrun, open_bundle, b
         missing = {n for n in _delegated() if not (directory / n).exists()}
         assert "memory.oom.group" in missing, "the set-up did not leave a listed file missing"
         _assert_delegated(directory, FIRST)
+    finally:
+        pyrun("delete", "--force", cid)
+
+
+def test_without_the_kernels_delegate_list_the_three_fallback_files_are_handed_over(pyrun, open_bundle):
+    """Both kernels here have /sys/kernel/cgroup/delegate: pyrun is run in a
+    mount namespace of its own where a tmpfs hides it, so the spec's
+    fallback (cgroup.procs, cgroup.subtree_control, cgroup.threads) applies
+    and the memory.* files the kernel would list stay root's."""
+    from conftest import PYRUN
+    _config(open_bundle)
+    cid = pyrun.new_id()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs pyrun-t-nodelegate /sys/kernel/cgroup && test ! -e /sys/kernel/cgroup/delegate '
+             '&& exec "$@"', "sh", str(PYRUN), "--root", str(pyrun.root), "create", "-b", str(open_bundle.path), cid],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        assert proc.returncode == 0, err.read()
+    try:
+        pid = pyrun.state(cid)["pid"]
+        if not PURE_V2:
+            _assert_untouched(pid)
+            return
+        directory = _v2_dir(pid)
+        owners = _owners(directory)
+        fallback = {"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
+        assert {"memory.oom.group", "memory.reclaim"} & _delegated() & owners.keys(), owners
+        wrong = {n: u for n, u in owners.items() if u != (FIRST if n == "." or n in fallback else 0)}
+        assert not wrong, (directory, wrong)
     finally:
         pyrun("delete", "--force", cid)
