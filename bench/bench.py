@@ -35,7 +35,7 @@ from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
 
 RUNTIMES = {"pyrun": str(REPO / ".venv" / "bin" / "pyrun"), "runc": "/usr/sbin/runc",
             "crun": "/usr/bin/crun"}
-SCENARIOS = ("run", "lifecycle", "exec", "parallel100", "state100", "list100", "memory",
+SCENARIOS = ("floor", "run", "lifecycle", "exec", "parallel100", "state100", "list100", "memory",
              "limits", "docker")
 PREFIX = f"pyrun-bench-{os.getpid()}-"
 MIB = 1024 * 1024
@@ -221,6 +221,23 @@ class Bench:
                 rt.refused = res.err.splitlines()[-1] if res.err else f"exit {res.status}"
                 rt.force_delete(cid)
 
+    def floor(self) -> None:
+        """What no runtime's code decides: its own start-up (`--version`), and
+        the kernel's wait when a process joins a cgroup (every create and exec
+        pays it once; see docs/performance.md)."""
+        for _rep, rt in interleaved(self.runtimes, self.reps):
+            res = rt("--version", stdout=True)
+            self._check(rt, "--version", res)
+            self.table.add("start-up (--version)", rt.name, res.seconds * 1000)
+        waits = [cgroup_join_wait() for _ in range(min(self.reps, 10))]
+        waits = [w for w in waits if w is not None]
+        if waits:
+            self.table.note("start-up (--version)", (
+                f"the kernel's cgroup join: a process writing itself into a new cgroup's cgroup.procs, "
+                f"the first writer after 0.2 s of quiet, waits a median {statistics.median(waits):.1f} ms "
+                f"(min {min(waits):.1f}, max {max(waits):.1f}, n {len(waits)}) for an RCU grace period; "
+                f"every runtime's create and exec pay it once."))
+
     def run(self) -> None:
         for _rep, rt in interleaved(self.runtimes, self.reps):
             res = rt("run", "--bundle", self.true, self.cid())
@@ -399,6 +416,42 @@ def cgroup_dir(rt: Runtime, cid: str, controller: str) -> Path:
     raise RuntimeError(f"no {controller} cgroup for {cid}")
 
 
+def cgroup_join_wait() -> float | None:
+    """ms a forked child blocks in write(cgroup.procs) joining a fresh cgroup
+    (pids hierarchy on v1/hybrid, the cgroup2 root on v2) after 0.2 s without
+    cgroup writes; None where neither is writable."""
+    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(base, "cgroup.procs")):
+            break
+    else:
+        return None
+    path = os.path.join(base, f"{PREFIX}join")
+    os.mkdir(path)
+    try:
+        time.sleep(0.2)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            start = time.perf_counter()
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write("0")
+            os.write(w, str(time.perf_counter() - start).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            took = float(f.read() or "nan")
+        os.waitpid(pid, 0)
+        return took * 1000
+    finally:
+        for _ in range(100):     # the reaped child may take a moment to leave
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.01)
+
+
 def memory_cgroup(rt: Runtime, cid: str) -> Path:
     return cgroup_dir(rt, cid, "memory")
 
@@ -448,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(runtimes, Bundles(workdir), args.reps, table)
         bench.probe()
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("run", bench.run), ("lifecycle", bench.lifecycle), ("exec", bench.exec),
+            ("floor", bench.floor), ("run", bench.run), ("lifecycle", bench.lifecycle), ("exec", bench.exec),
             ("memory", bench.memory), ("limits", bench.limits), ("docker", bench.docker)]
         for name, step in steps:
             if name in scenarios:

@@ -76,8 +76,9 @@ def test_light_commands_import_nothing_heavy(pyrun, bundle, tmp_path):
         "state": imports_of(tmp_path, pyrun.root, "state", cid),
         "list": imports_of(tmp_path, pyrun.root, "list"),
         "start": imports_of(tmp_path, pyrun.root, "start", cid),
-        "kill": imports_of(tmp_path, pyrun.root, "kill", cid, "KILL"),
     }
+    exec_modules = imports_of(tmp_path, pyrun.root, "exec", cid, "true")
+    seen["kill"] = imports_of(tmp_path, pyrun.root, "kill", cid, "KILL")
     pyrun.wait_status(cid, "stopped")
     seen["delete"] = imports_of(tmp_path, pyrun.root, "delete", cid)
     assert not (pyrun.root / cid).exists()
@@ -87,6 +88,10 @@ def test_light_commands_import_nothing_heavy(pyrun, bundle, tmp_path):
     extra = {c: heavy_in(seen[c], {"json", "re", "enum", "signal", "typing", "importlib"})
              for c in seen}
     assert not any(extra.values()), f"json/re/enum/signal/typing on light commands: {extra}"
+    # exec loads the syscall layer, but not what only wraps C modules pyrun uses directly
+    assert "pyrun.process.init" in exec_modules
+    assert heavy_in(exec_modules, {"typing", "re", "enum", "socket", "signal", "json",
+                                   "collections", "selectors", "copy", "dataclasses"}) == []
 
 
 def test_create_skips_what_the_config_does_not_need(pyrun, bundle, tmp_path):
@@ -111,6 +116,10 @@ def test_create_skips_what_the_config_does_not_need(pyrun, bundle, tmp_path):
                                      "pyrun.seccomp", "pyroute2", "dataclasses", "inspect",
                                      "hashlib", "_hashlib", "pathlib", "shutil", "traceback",
                                      "threading", "subprocess"}) == []
+    # ...nor the stdlib modules that only wrap what pyrun takes from C modules
+    # (_socket, _signal, _json) or that only annotations would need
+    assert heavy_in(modules_second, {"typing", "re", "enum", "socket", "signal", "json",
+                                     "collections", "selectors", "copy"}) == []
 
 
 def test_seccomp_filter_compiled_once_per_profile(pyrun, bundle, tmp_path):

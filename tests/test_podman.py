@@ -64,6 +64,7 @@ class Podman:
         self.conf = workdir / "containers.conf"
         self.storage_conf = workdir / "storage.conf"
         self._fixed_before = {d for d in _FIXED_DIRS if os.path.lexists(d)}
+        self._roots_before = {d for d in RUNTIME_ROOTS if os.path.lexists(d)}
 
     def setup(self) -> None:
         w = self.workdir
@@ -167,6 +168,20 @@ runroot = "{w}/run"
                         os.rmdir(d)
                     except OSError:
                         pass
+            for root in RUNTIME_ROOTS:
+                # A runtime root these tests brought into being (podman uses the
+                # runtimes' default roots) goes again: pyrun's caches in it
+                # (@validated-configs, @seccomp-filters), then the directory,
+                # which rmdir leaves if any container state is still there.
+                if root in self._roots_before or not os.path.isdir(root):
+                    continue
+                for name in os.listdir(root):
+                    if name.startswith("@"):
+                        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
 
     def _kill_stragglers(self) -> None:
         """conmon (and anything else) whose command line names our directory, by pid."""

@@ -48,6 +48,7 @@ def container_paths(cgroups_path: str | None, container_id: str,
 class CgroupManager:
     def __init__(self, paths: dict[str, str]) -> None:
         self.paths = paths
+        self._warm_pid = 0
 
     @property
     def mode(self) -> str:
@@ -91,6 +92,11 @@ class CgroupManager:
             from pyrun.cgroups.resources_v2 import NO_REALTIME
             raise CgroupError(NO_REALTIME)
 
+    def prepare_resources(self, resources: dict[str, Any] | None) -> None:
+        """Import the writers `apply_resources` will use, ahead of time."""
+        if resources:
+            __import__("pyrun.cgroups.resources_v2" if self.mode == "v2" else "pyrun.cgroups.resources_v1")
+
     def apply_resources(self, resources: dict[str, Any] | None) -> None:
         """Write every limit of `linux.resources` (devices excepted: their rules
         are set at create and `update` never changes them, as runc)."""
@@ -102,6 +108,45 @@ class CgroupManager:
         else:
             from pyrun.cgroups import resources_v1
             resources_v1.apply(self.controller_dirs(), resources, self.paths.get(""))
+
+    def warm_join(self) -> None:
+        """Start the slow part of joining a cgroup while this process goes on.
+
+        Each write to a cgroup.procs file takes the kernel's global
+        cgroup_threadgroup_rwsem for writing; the first writer after a quiet
+        spell waits for an RCU grace period (5-15 ms on this VM), and runc pays
+        it too.  A throwaway child that joins one of the container's own
+        directories right after they are made starts that grace period while the
+        parent prepares the stages; stage 1's join, some ms later, then takes
+        the lock's fast path (0.4 ms).  The child writes "0" (itself), does
+        nothing else and exits; `reap_warm` collects it before any limit is
+        written, so it never counts against pids.max.  Memory and freezer
+        directories are avoided: its exit must not be charged or frozen.
+        """
+        if self._warm_pid:
+            return
+        path = next((p for k, p in self.paths.items()
+                     if not {"memory", "freezer"} & set(k.split(","))), None)
+        if path is None:
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                os.write(fd, b"0")
+            except OSError:
+                pass
+            os._exit(0)
+        self._warm_pid = pid
+
+    def reap_warm(self) -> None:
+        """Collect `warm_join`'s child (it only ever waits on the kernel's lock)."""
+        pid, self._warm_pid = self._warm_pid, 0
+        if pid:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
     def join(self, pid: int) -> None:
         for path in self.paths.values():
@@ -140,6 +185,7 @@ class CgroupManager:
 
     def destroy(self, timeout: float = 5.0) -> None:
         """Kill what is left, then remove the directories (retrying on EBUSY)."""
+        self.reap_warm()
         deadline = time.monotonic() + timeout
         for path in self.paths.values():
             while True:

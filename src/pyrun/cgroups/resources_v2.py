@@ -7,7 +7,9 @@ disableOOMKiller, leafWeight and network are ignored; realtime CPU is refused.
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False     # typing costs ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.cgroups import convert
 from pyrun.cgroups.cgfile import CgroupError, exists, read, write

@@ -6,7 +6,6 @@ create leaves no state directory, fifo, cgroup or process behind.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 
 from pyrun import SPEC_VERSION, faults
 from pyrun.errors import PyrunError, strerror
+from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
 from pyrun.state.store import PENDING_FILE, ContainerDir, validated_cache, validate_id, write_pid_file
 
@@ -31,13 +31,14 @@ class CreateRequest:
     preserve_fds: int = 0
     detach: bool = True
     rootless: str = "auto"          # --rootless: auto|true|false (cgroup failures are not fatal)
+    later: tuple[str, ...] = ()     # modules the caller needs once create returns (see _meanwhile)
 
 
 @dataclass
 class Created:
     pid: int
     state: dict[str, Any]
-    console: socket.socket | None = None   # `run -t` without --console-socket: the pty master arrives here
+    console: unixsock.Socket | None = None   # `run -t` without --console-socket: the pty master arrives here
 
 
 def create(req: CreateRequest) -> Created:
@@ -59,7 +60,7 @@ def create(req: CreateRequest) -> Created:
     idmapped: dict[int, int] = {}   # detached idmapped mounts the init inherits
     try:
         if process.get("terminal") and not req.detach and not req.console_socket:
-            sink = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            sink = unixsock.socketpair()
         cdir.make_fifo()
         state_fd = cdir.path_fd()
         if _wants_idmap(spec):
@@ -74,8 +75,9 @@ def create(req: CreateRequest) -> Created:
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
         from pyrun.process.launcher import launch
+        owner = _meanwhile(req, spec, cgroup)
         launched = launch(ctx)
-        state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx)
+        state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx, owner)
         faults.point("create: state recorded")
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
@@ -190,6 +192,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
         manager.create(owner)
+        manager.warm_join()
     except OSError as e:     # e.g. an ordinary user with --rootless=false
         from pyrun.errors import oserror_text
         try:
@@ -233,7 +236,7 @@ def _refuse_occupied(paths: dict[str, str]) -> None:
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
                     cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
-                    console_sink: socket.socket | None) -> Any:
+                    console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
     new, join = [], {}
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
@@ -243,11 +246,9 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
             new.append(ns["type"])
     console = console_sink
     if req.console_socket:
-        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            console.connect(req.console_socket)
+            console = unixsock.connect(req.console_socket)
         except OSError as e:
-            console.close()
             raise PyrunError(f"failed to connect to console socket {req.console_socket}: {strerror(e.errno)}") from None
     extra_env: list[str] = []
     preserve = req.preserve_fds
@@ -266,8 +267,23 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
                          extra_env=extra_env)
 
 
+def _meanwhile(req: CreateRequest, spec: dict[str, Any], cgroup: Any) -> str:
+    """Work that would otherwise follow READY, done before the stages start.
+
+    Stage 1's cgroup join waits for the grace period `warm_join` started, and
+    all of this fits in that wait (on this host the grace period is longer
+    than the parent's whole preparation): the limit writers and the modules
+    `_record` and the caller (`run`: start, wait, delete) need later, and the
+    state's owner.  Returns the owner."""
+    for name in ("pyrun.linux.namespaces", "pyrun.linux.proc", "pyrun.cgroups.cgfile") + req.later:
+        __import__(name)
+    if cgroup is not None:
+        cgroup.prepare_resources((spec.get("linux") or {}).get("resources"))
+    return _owner()
+
+
 def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, pid: int,
-            cgroup: Any, ctx: Any) -> dict[str, Any]:
+            cgroup: Any, ctx: Any, owner: str) -> dict[str, Any]:
     from pyrun.linux.namespaces import NAMESPACES
     from pyrun.linux.proc import exe_id, start_time
     ns_paths = {t: f"/proc/{pid}/ns/{NAMESPACES[t][1]}" for t in ctx.new_namespaces}
@@ -282,7 +298,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "bundle": bundle,
         "rootfs": rootfs,
         "annotations": spec.get("annotations") or {},
-        "owner": _owner(),
+        "owner": owner,
         "rootless": os.geteuid() != 0,      # runc: RootlessEUID (and so rootless cgroups)
         "cgroup_paths": cgroup.paths if cgroup is not None else {},
         "namespace_paths": ns_paths,

@@ -6,10 +6,7 @@ seccomp, capabilities, user and cwd (process/init.py EXEC_STEPS).
 """
 from __future__ import annotations
 
-import copy
-import json
 import os
-import socket
 from pyrun.records import dataclass, field   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
@@ -17,6 +14,8 @@ if TYPE_CHECKING:
 
 from pyrun import faults
 from pyrun.errors import ConfigError, PyrunError
+from pyrun.linux import unixsock    # not socket: ~4 ms of imports
+from pyrun.state import jsonio       # not json (re) nor copy
 from pyrun.state.status import PAUSED, STOPPED, status_of
 from pyrun.state.store import ContainerDir, write_pid_file
 
@@ -68,7 +67,7 @@ def exec_process(req: ExecRequest) -> int:
         if req.console_socket:
             console = _connect(req.console_socket)
         else:
-            sink_parent, console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            sink_parent, console = unixsock.socketpair()
     ctx = _context(req, state, spec, console)
     from pyrun.process.launcher import launch
     launched = launch(ctx)
@@ -98,7 +97,7 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
     if req.process_file:
         try:
             with open(req.process_file) as f:
-                process = json.load(f)
+                process = jsonio.loads(f.read())
         except (OSError, ValueError) as e:
             raise ConfigError(f"process file {req.process_file}: {e}") from None
         if not isinstance(process, dict) or not process.get("args"):
@@ -109,7 +108,7 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
         return process
     if not req.args:
         raise PyrunError("exec: no command given: pass arguments or --process")
-    process = copy.deepcopy(config.get("process") or {})
+    process = jsonio.loads(jsonio.dumps(config.get("process") or {}))   # a deep copy
     process["args"] = list(req.args)
     process["terminal"] = req.tty
     if req.cwd:
@@ -144,18 +143,15 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
     return process
 
 
-def _connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> unixsock.Socket:
     try:
-        sock.connect(path)
+        return unixsock.connect(path)
     except OSError as e:
-        sock.close()
         raise PyrunError(f"failed to connect to console socket {path}: {e.strerror}") from None
-    return sock
 
 
 def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
-             console: socket.socket | None) -> Any:
+             console: unixsock.Socket | None) -> Any:
     from pyrun.cgroups.manager import CgroupManager
     from pyrun.process.context import LaunchContext
     paths = dict(state.get("cgroup_paths") or {})
@@ -164,13 +160,15 @@ def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
         for key in list(paths):
             if not controller or controller in key.split(",") or (controller == "" and key == ""):
                 paths[key] = os.path.join(paths[key], rel.lstrip("/"))
+    cgroup = CgroupManager(paths)
     seccomp = None
     if (spec.get("linux") or {}).get("seccomp"):
         from pyrun.seccomp import cache
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
+    cgroup.warm_join()      # the kernel's slow part of stage 1's join starts now; launch reaps it
     return LaunchContext(container_id=req.id, spec=spec, bundle=state.get("bundle", ""),
                          rootfs=state.get("rootfs", ""), state_dir_fd=-1,
-                         cgroup=CgroupManager(paths), cgroup_binds=[], new_namespaces=[],
+                         cgroup=cgroup, cgroup_binds=[], new_namespaces=[],
                          join_namespaces=dict(state.get("namespace_paths") or {}),
                          console_socket=console, preserve_fds=req.preserve_fds,
                          mode="exec", seccomp=seccomp)

@@ -3,17 +3,24 @@ the terminal, and exit with the container's status."""
 from __future__ import annotations
 
 from pyrun.container.create import CreateRequest, create
-from pyrun.container.delete import delete
-from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
-from pyrun.container.start import start
+
+# Imported by create while stage 1 waits on the kernel (create._meanwhile), not
+# before it: they are needed only once the container exists.
+LATER = ("pyrun.container.start", "pyrun.container.delete", "pyrun.container.foreground",
+         "pyrun.cgroups.stats", "pyrun.container.kill")
 
 
 def run(req: CreateRequest, keep: bool = False) -> int:
+    req.later = LATER
     if req.detach:
         create(req)
+        from pyrun.container.start import start
         start(req.root, req.id)
         return 0
     created = create(req)
+    from pyrun.container.delete import delete
+    from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
+    from pyrun.container.start import start
     pid = created.pid
     forward_signals(pid)
     try:

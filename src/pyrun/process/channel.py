@@ -6,15 +6,15 @@ JSON object; file descriptors travel alongside as SCM_RIGHTS.
 from __future__ import annotations
 
 from pyrun.state import jsonio as json     # json's output through _json, without importing re
-import socket
+from pyrun.linux import unixsock           # not socket: enum, selectors, functools (~4 ms)
 from pyrun.records import dataclass, field   # not dataclasses: ~4 ms of imports
-from enum import Enum
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
     from typing import Any
 
 
-class Msg(str, Enum):
+class Msg:
+    """Message kinds: plain strings (an Enum costs every create ~1.5 ms to import)."""
     USERMAP_REQUEST = "usermap-request"   # stage-1 unshared a user namespace; parent writes maps
     USERMAP_DONE = "usermap-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
@@ -30,9 +30,12 @@ class Msg(str, Enum):
     FAULT = "fault"                       # test-only (pyrun.faults): the parent must SIGKILL itself
 
 
+KINDS = frozenset(v for k, v in vars(Msg).items() if k.isupper())
+
+
 @dataclass
 class Message:
-    type: Msg
+    type: str        # one of Msg's
     data: dict[str, Any] = field(default_factory=dict)
     fds: list[int] = field(default_factory=list)
 
@@ -42,33 +45,36 @@ class ChannelClosed(Exception):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: unixsock.Socket) -> None:
         self.sock = sock
 
-    def send(self, kind: Msg, fds: list[int] | None = None, **data: Any) -> None:
-        payload = json.dumps({"type": kind.value, **data}).encode()
+    def send(self, kind: str, fds: list[int] | None = None, **data: Any) -> None:
+        payload = json.dumps({"type": kind, **data}).encode()
         if fds:
-            socket.send_fds(self.sock, [payload], fds)
+            unixsock.send_fds(self.sock, payload, fds)
         else:
             self.sock.send(payload)
 
-    def write(self, kind: Msg, **data: Any) -> None:
+    def write(self, kind: str, **data: Any) -> None:
         """send() through write(2) alone: for use under a seccomp filter that
         may notify on the socket calls."""
         import os
-        os.write(self.sock.fileno(), json.dumps({"type": kind.value, **data}).encode())
+        os.write(self.sock.fileno(), json.dumps({"type": kind, **data}).encode())
 
     def recv(self) -> Message:
-        raw, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 4)
+        raw, fds = unixsock.recv_fds(self.sock, 65536, 4)
         if not raw:
             raise ChannelClosed()
         data = json.loads(raw)
-        return Message(Msg(data.pop("type")), data, list(fds))
+        kind = data.pop("type", None)
+        if kind not in KINDS:
+            raise ChannelClosed(f"unknown message {kind!r}")
+        return Message(kind, data, fds)
 
-    def expect(self, kind: Msg) -> Message:
+    def expect(self, kind: str) -> Message:
         msg = self.recv()
-        if msg.type is not kind:
-            raise ChannelClosed(f"expected {kind.value}, got {msg.type.value}")
+        if msg.type != kind:
+            raise ChannelClosed(f"expected {kind}, got {msg.type}")
         return msg
 
     def close(self) -> None:
@@ -77,5 +83,5 @@ class Channel:
 
 def pair() -> tuple[Channel, Channel]:
     """(parent end, child end); both are close-on-exec."""
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    a, b = unixsock.socketpair(unixsock.SOCK_SEQPACKET)
     return Channel(a), Channel(b)

@@ -4,7 +4,6 @@ The stages inherit this object through fork(): nothing is serialised.
 """
 from __future__ import annotations
 
-import socket
 from pyrun.records import dataclass, field   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ class LaunchContext:
     cgroup_binds: list[tuple[str, str]]   # what a "cgroup" mount shows
     new_namespaces: list[str]             # OCI types unshared
     join_namespaces: dict[str, str]       # OCI type -> path to setns into
-    console_socket: socket.socket | None = None
+    console_socket: Any = None           # unixsock.Socket: console socket or `run -t` sink
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0

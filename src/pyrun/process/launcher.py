@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
+import _signal as signal    # not signal: its enums cost ~1.5 ms
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
 from pyrun import faults
@@ -53,19 +53,21 @@ def launch(ctx: LaunchContext) -> Launched:
                 msg = parent.recv()
             except ChannelClosed:
                 raise PyrunError("container init exited before it was ready") from None
-            if msg.type is Msg.USERMAP_REQUEST:
+            if msg.type == Msg.USERMAP_REQUEST:
                 _write_id_maps(pid, ctx)
                 parent.send(Msg.USERMAP_DONE)
-            elif msg.type is Msg.INIT_PID:
+            elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
                 _reap(pid)
+                if ctx.cgroup is not None:
+                    ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
                 if rlimits_pending:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
-            elif msg.type is Msg.HOOKS_REQUEST:
+            elif msg.type == Msg.HOOKS_REQUEST:
                 if not limits_set and init_pid:     # runc's procHooks: hooks see the limits
                     _apply_resources(ctx, "procHooks")
                     limits_set = True
@@ -74,12 +76,12 @@ def launch(ctx: LaunchContext) -> Launched:
                 run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
                 run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
                 parent.send(Msg.HOOKS_DONE)
-            elif msg.type is Msg.RLIMITS_REQUEST:
+            elif msg.type == Msg.RLIMITS_REQUEST:
                 rlimits_pending = not init_pid
                 if init_pid:
                     _apply_rlimits(init_pid, ctx)
                     parent.send(Msg.RLIMITS_DONE)
-            elif msg.type is Msg.SECCOMP_LISTENER:
+            elif msg.type == Msg.SECCOMP_LISTENER:
                 from pyrun.seccomp import notify
                 fd = _copy_fd_from(init_pid, msg.data["fd"])
                 try:
@@ -87,16 +89,18 @@ def launch(ctx: LaunchContext) -> Launched:
                 finally:
                     os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
-            elif msg.type is Msg.READY:
+            elif msg.type == Msg.READY:
                 if not limits_set:
                     _apply_resources(ctx, "procReady")
                 return Launched(init_pid, parent)
-            elif msg.type is Msg.FAULT:
+            elif msg.type == Msg.FAULT:
                 faults.die()
-            elif msg.type is Msg.ERROR:
+            elif msg.type == Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
                 raise PyrunError(f"error during container init: {step}: {text}" if step else text)
     except BaseException:
+        if ctx.cgroup is not None:
+            ctx.cgroup.reap_warm()
         for victim in (init_pid, pid):
             if victim:
                 _kill_and_reap(victim)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
 import termios
+
+from pyrun.linux import unixsock
 
 _TIOCGPTN = 0x80045430
 _TIOCSPTLCK = 0x40045431
@@ -33,12 +34,12 @@ def open_pty(size: dict[str, int] | None) -> tuple[int, int, str]:
     return master, slave, slave_path
 
 
-def send_master(sock: socket.socket, master: int) -> None:
-    socket.send_fds(sock, [b"/dev/ptmx"], [master])
+def send_master(sock: unixsock.Socket, master: int) -> None:
+    unixsock.send_fds(sock, b"/dev/ptmx", [master])
 
 
-def receive_master(sock: socket.socket) -> int:
-    _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+def receive_master(sock: unixsock.Socket) -> int:
+    _msg, fds = unixsock.recv_fds(sock, 4096, 1)
     if not fds:
         raise OSError("console socket: no file descriptor received")
     return fds[0]

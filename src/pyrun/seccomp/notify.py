@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+TYPE_CHECKING = False     # typing costs ~2 ms to import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.errors import PyrunError, strerror
 
