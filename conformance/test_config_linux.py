@@ -8,10 +8,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from conftest import Bundle, Runtime, fail_create, host_ns, run_check
+from conftest import Bundle, Runtime, base_config, fail_create, host_ns, run_check
 
 spec = pytest.mark.spec
 
@@ -630,3 +631,127 @@ def test_unified_keys_unknown_to_the_runtime_are_written(runtime: Runtime, bundl
     _pure_v2()
     bundle.config["linux"]["resources"] = {"unified": {"memory.high": "52428800"}}
     assert _created_cgroup_file(runtime, bundle, "memory", "memory.high") == "52428800"
+
+
+# --- cgroup ownership (pure v2 only: the VM runs these) --------------------------------
+
+OWNERSHIP = "configLinuxCgroupsPath"
+DELEGATE_FALLBACK = {"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
+
+
+def _delegation(bundle: Bundle, mount: str | None = "rw", cgroupns: bool = True,
+                cgroups_path: str | None = None) -> None:
+    """A user namespace (container root = host 100000) with, unless told
+    otherwise, its own cgroup namespace and a read-write cgroup mount."""
+    linux = bundle.config["linux"]
+    linux["namespaces"] += [{"type": "user"}] + ([{"type": "cgroup"}] if cgroupns else [])
+    linux["uidMappings"] = USERNS_MAP
+    linux["gidMappings"] = USERNS_MAP
+    if mount:
+        options = ["nosuid", "noexec", "nodev", "relatime"] + (["ro"] if mount == "ro" else [])
+        bundle.config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                                        "source": "cgroup", "options": options})
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+
+
+def _v2_owners(runtime: Runtime, bundle: Bundle) -> tuple[Path, dict[str, int]]:
+    """`create` the bundle; the container's cgroup (from the kernel) and the uid
+    owning it (".") and each file in it; delete."""
+    cid, pid = _sleeper(runtime, bundle)
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            path = next(ln.rstrip("\n").split(":", 2)[2] for ln in f if ln.startswith("0::"))
+        d = Path("/sys/fs/cgroup") / path.lstrip("/")
+        owners = {".": d.stat().st_uid}
+        owners.update({p.name: p.stat().st_uid for p in d.iterdir() if p.is_file()})
+        return d, owners
+    finally:
+        runtime("delete", "--force", cid, check=False)
+
+
+def _kernel_delegate_list() -> set[str]:
+    try:
+        return set(Path("/sys/kernel/cgroup/delegate").read_text().split())
+    except FileNotFoundError:
+        return DELEGATE_FALLBACK
+
+
+@spec(OWNERSHIP, "Runtimes SHOULD change the cgroup ownership if and only if")
+def test_v2_cgroup_owner_changes_iff_the_cgroup_mount_is_read_write(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    _delegation(bundle, mount="rw")
+    _, owners = _v2_owners(runtime, bundle)
+    assert owners["."] == 100000 and owners["cgroup.procs"] == 100000, owners
+    bundle.config = base_config(["true"])
+    _delegation(bundle, mount="ro")
+    _, owners = _v2_owners(runtime, bundle)
+    assert set(owners.values()) == {0}, owners
+
+
+@spec(OWNERSHIP, "If the configuration does not specify such a mount, the runtime SHOULD NOT")
+def test_v2_cgroup_owner_unchanged_without_a_cgroup_mount(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    _delegation(bundle, mount=None)
+    _, owners = _v2_owners(runtime, bundle)
+    assert set(owners.values()) == {0}, owners
+
+
+@spec(OWNERSHIP, "SHOULD NOT change the ownership of a container cgroup unless it will also create a new cgroup namespace")
+def test_v2_cgroup_owner_unchanged_in_the_runtimes_cgroup_namespace(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    _delegation(bundle, cgroupns=False)
+    _, owners = _v2_owners(runtime, bundle)
+    assert set(owners.values()) == {0}, owners
+
+
+@spec(OWNERSHIP, "A runtime that changes the cgroup ownership SHOULD only change the ownership")
+@spec(OWNERSHIP, "The runtime SHOULD NOT change the ownership of any other files")
+def test_v2_cgroup_owner_changes_only_the_listed_files(runtime: Runtime, bundle: Bundle) -> None:
+    _pure_v2()
+    _delegation(bundle)
+    d, owners = _v2_owners(runtime, bundle)
+    listed = _kernel_delegate_list()
+    wrong = {n: u for n, u in owners.items() if u != (100000 if n == "." or n in listed else 0)}
+    assert not wrong, (d, wrong)
+    assert DELEGATE_FALLBACK <= owners.keys() and len(owners) > len(listed) + 1, owners
+
+
+@pytest.fixture
+def busy_parent(runtime: Runtime) -> Iterator[str]:
+    """A cgroup that can give its children no controller (it and a child of it
+    hold a process: the kernel refuses every cgroup.subtree_control write), so
+    a container below it lacks the memory.* files the kernel lists as
+    delegatable.  Removed, with its processes, before the runtime's leak check."""
+    _pure_v2()
+    from conftest import ID_PREFIX
+    name = f"{ID_PREFIX}busy-{os.getpid()}"
+    parent = Path("/sys/fs/cgroup") / name
+    (parent / "busy").mkdir(parents=True)
+    sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+    try:
+        (parent / "busy" / "cgroup.procs").write_text(str(sleepers[0].pid))
+        (parent / "cgroup.procs").write_text(str(sleepers[1].pid))
+        yield name
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+        for d in (parent / "busy", parent):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+@spec(OWNERSHIP, "Runtimes MUST NOT fail in this scenario")
+def test_v2_cgroup_owner_listed_files_missing_do_not_fail(runtime: Runtime, bundle: Bundle,
+                                                          busy_parent: str) -> None:
+    _pure_v2()
+    from conftest import ID_PREFIX
+    _delegation(bundle, cgroups_path=f"/{busy_parent}/{ID_PREFIX}owned")
+    d, owners = _v2_owners(runtime, bundle)      # create must succeed
+    missing = {n for n in _kernel_delegate_list() if n not in owners}
+    assert missing, f"every listed file exists in {d}: the set-up did not remove any"
+    present = _kernel_delegate_list() & owners.keys()
+    assert owners["."] == 100000 and all(owners[n] == 100000 for n in present), owners

@@ -56,13 +56,18 @@ class CgroupManager:
         v2 = "" in self.paths
         return ("hybrid" if len(self.paths) > 1 else "v2") if v2 else "v1"
 
-    def create(self) -> None:
+    def create(self, owner: int | None = None) -> None:
+        """Make the directories; `owner` (a host uid, from ownership.owner_uid)
+        is given the v2 cgroup on pure v2 hosts only: never on v1 or hybrid."""
         if self.mode == "v2":
             _enable_controllers(os.path.dirname(self.paths[""]))
         for key, path in self.paths.items():
             os.makedirs(path, exist_ok=True)
             if "cpuset" in key.split(","):
                 _inherit_cpuset(path)
+        if owner is not None and self.mode == "v2":
+            from pyrun.cgroups.ownership import delegate
+            delegate(self.paths[""], owner)
 
     def controller_dirs(self) -> dict[str, str]:
         """v1 controller name -> directory ("cpu" and "cpuacct" may share one)."""

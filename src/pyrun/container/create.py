@@ -177,6 +177,8 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
     from pyrun.cgroups.layout import detect
     from pyrun.cgroups.manager import CgroupManager, container_paths
     from pyrun.rootless import rootless_cgroups
+    from pyrun.cgroups.ownership import owner_uid
+    owner = owner_uid(spec)      # an unmapped process.user.uid fails here, before any mkdir
     layout = detect()
     paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
     rootless = rootless_cgroups(rootless_flag)
@@ -189,7 +191,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
     manager = CgroupManager(paths)
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
-        manager.create()
+        manager.create(owner)
         manager.warm_join()
     except OSError as e:     # e.g. an ordinary user with --rootless=false
         from pyrun.errors import oserror_text
