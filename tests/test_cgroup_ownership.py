@@ -138,18 +138,33 @@ def test_rw_cgroup_mount_with_own_userns_and_cgroupns_hands_the_cgroup_over(pyru
         pyrun("delete", "--force", cid)
 
 
-@pytest.mark.parametrize("change", ["ro mount", "inherited cgroupns", "no userns"])
+@pytest.mark.parametrize("change", ["ro mount", "inherited cgroupns"])
 def test_otherwise_no_owner_changes(pyrun, open_bundle, change):
-    """A read-only mount, the runtime's cgroup namespace, or no user namespace
-    (uid 1000 then, so that a chown would show): every owner stays root."""
-    _config(open_bundle, uid=1000, rw=change != "ro mount", cgroupns=change != "inherited cgroupns",
-            userns=change != "no userns")
+    """A read-only mount or the runtime's cgroup namespace (uid 1000, so that
+    a chown would show): every owner stays root."""
+    _config(open_bundle, uid=1000, rw=change != "ro mount", cgroupns=change != "inherited cgroupns")
     cid, pid = _create(pyrun, open_bundle)
     try:
         _assert_untouched(pid)
-        if PURE_V2 and change != "no userns":
+        if PURE_V2:
             inside = pyrun("exec", cid, "stat", "-c", "%u", "/sys/fs/cgroup").stdout
             assert inside == "65534\n"          # host root, unmapped in the container
+    finally:
+        pyrun("delete", "--force", cid)
+
+
+def test_without_a_user_namespace_the_process_uid_owns_it(pyrun, open_bundle):
+    """No user namespace: the host uid that "maps to" process.user.uid is that
+    uid itself, and runc hands it the cgroup just the same."""
+    _config(open_bundle, uid=1000, userns=False)
+    cid, pid = _create(pyrun, open_bundle)
+    try:
+        if not PURE_V2:
+            _assert_untouched(pid)
+            return
+        _assert_delegated(_v2_dir(pid), 1000)
+        inside = pyrun("exec", cid, "stat", "-c", "%u", "/sys/fs/cgroup").stdout
+        assert inside == "1000\n"
     finally:
         pyrun("delete", "--force", cid)
 

@@ -1,5 +1,5 @@
-"""config-linux.md "Cgroup ownership": hand a container with its own user
-and cgroup namespaces, and a read-write cgroup mount, its cgroup v2 directory.
+"""config-linux.md "Cgroup ownership": hand a container with its own cgroup
+namespace and a read-write cgroup mount its cgroup v2 directory.
 
 The container's root (or whichever uid `process.user.uid` names) can then
 create sub-cgroups and move its processes, as systemd inside a container
@@ -23,11 +23,12 @@ FALLBACK = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
 
 
 def wants_delegation(spec: dict[str, Any]) -> bool:
-    """The config's part of the rule: a user namespace, a NEW cgroup
-    namespace and a "cgroup" mount at /sys/fs/cgroup without "ro"."""
+    """The config's part of the rule: a NEW cgroup namespace and a "cgroup"
+    mount at /sys/fs/cgroup without "ro" (with or without a user namespace,
+    as runc: without one the owner is process.user.uid itself)."""
     linux = spec.get("linux") or {}
     types = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces") or []}
-    if "user" not in types or "cgroup" not in types or types["cgroup"]:
+    if "cgroup" not in types or types["cgroup"]:
         return False
     for m in spec.get("mounts") or []:
         dest = m.get("destination") or ""
@@ -44,10 +45,12 @@ def owner_uid(spec: dict[str, Any]) -> int | None:
     if not wants_delegation(spec):
         return None
     linux = spec.get("linux") or {}
+    uid = ((spec.get("process") or {}).get("user") or {}).get("uid", 0)
+    if not any(ns.get("type") == "user" for ns in linux.get("namespaces") or []):
+        return uid          # the host's own uids: the container's user is this uid
     mappings = linux.get("uidMappings") or []
     if not mappings:
         return None
-    uid = ((spec.get("process") or {}).get("user") or {}).get("uid", 0)
     for m in mappings:
         if m["containerID"] <= uid < m["containerID"] + m["size"]:
             return m["hostID"] + uid - m["containerID"]
