@@ -29,15 +29,18 @@ sys.path.insert(0, str(REPO / "src"))
 from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
 
 PYTHON = str(REPO / ".venv" / "bin" / "python3")
-LAUNCH = ("import sys; sys.path[:0] = [{src!r}, {site!r}]\n"
-          "from pyrun.cli.main import exit_now, main\n")
+def launcher(then: str) -> str:
+    """The installed launcher's code (sys.path, then pyrun.cli.main), then `then`,
+    with the command line after -c as pyrun's arguments."""
+    return (f"import sys; sys.path[:0] = [{str(REPO / 'src')!r}, {sysconfig.get_path('purelib')!r}]\n"
+            "from pyrun.cli.main import exit_now, main\n"
+            "sys.argv = ['pyrun'] + sys.argv[1:]\n" + then)
 RUNTIME = str(REPO / ".venv" / "bin" / "pyrun")
 
 
 def importtime(root: Path, *args: str) -> tuple[float, list[tuple[float, str]]]:
     """(ms of top-level imports, [(self ms, module)]) of one command."""
-    code = LAUNCH.format(src=str(REPO / "src"), site=sysconfig.get_path("purelib")) + \
-        "sys.argv = ['pyrun'] + sys.argv[1:]\nexit_now(main())\n"
+    code = launcher("exit_now(main())\n")
     # a file, not a pipe: a created container keeps its stdio open
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.run([PYTHON, "-IS", "-X", "importtime", "-c", code, "--root", str(root), *args],
@@ -59,8 +62,7 @@ def importtime(root: Path, *args: str) -> tuple[float, list[tuple[float, str]]]:
 
 def profile_run(root: Path, bundle: Path, cid: str, top: int) -> str:
     out = root.parent / "run.prof"
-    code = LAUNCH.format(src=str(REPO / "src"), site=sysconfig.get_path("purelib")) + \
-        f"import cProfile\nsys.argv = ['pyrun'] + sys.argv[1:]\ncProfile.run('main()', {str(out)!r})\n"
+    code = launcher(f"import cProfile\ncProfile.run('main()', {str(out)!r})\n")
     subprocess.run([PYTHON, "-IS", "-c", code, "--root", str(root), "run", "--bundle", str(bundle), cid],
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=60)
     text = tempfile.TemporaryFile("w+")

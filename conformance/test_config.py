@@ -164,6 +164,15 @@ def all_options(runtime_path: str, state_root: Path, rootfs_template: Path,
     """One container with every OPTION_CASES mount (at /opt-<name>): a test uses it
     when the batch ran, else runs its own container, so one refused option cannot
     hide the verdict on the others, and the suite stays quick."""
+    mounts = [{"destination": f"/opt-{name}", "type": "tmpfs", "source": "tmpfs", "options": options}
+              for name, (options, _) in OPTION_CASES.items()]
+    return _run_batch(runtime_path, state_root, rootfs_template, pytestconfig, mounts)
+
+
+def _run_batch(runtime_path: str, state_root: Path, rootfs_template: Path,
+               pytestconfig: pytest.Config, mounts: list[dict]) -> dict | None:
+    """Run one checker container with `mounts` added; its report, or None if
+    the runtime refused the batch."""
     import shutil
     import tempfile
 
@@ -172,9 +181,7 @@ def all_options(runtime_path: str, state_root: Path, rootfs_template: Path,
     try:
         shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
         b = Bundle(base, base_config(["true"]))
-        for name, (options, _) in OPTION_CASES.items():
-            b.config["mounts"].append({"destination": f"/opt-{name}", "type": "tmpfs",
-                                       "source": "tmpfs", "options": options})
+        b.config["mounts"] += mounts
         rt = Rt(runtime_path, pytestconfig._oci_runtime_name, state_root)
         b.check_args()
         res = rt("run", "--bundle", str(b.path), rt.new_id(), check=False)
@@ -286,24 +293,9 @@ RECURSIVE_CASES = {
 def all_recursive(runtime_path: str, state_root: Path, rootfs_template: Path,
                   pytestconfig: pytest.Config):
     """One container with an rbind of the host's /sys per RECURSIVE_CASES option."""
-    import shutil
-    import tempfile
-
-    from conftest import Runtime as Rt, base_config
-    base = Path(tempfile.mkdtemp(prefix="oci-c-bundle-", dir="/tmp"))
-    try:
-        shutil.copytree(rootfs_template, base / "rootfs", symlinks=True)
-        b = Bundle(base, base_config(["true"]))
-        for name, (before, _) in RECURSIVE_CASES.items():
-            b.config["mounts"].append({"destination": f"/r-{name}", "type": "bind", "source": "/sys",
-                                       "options": ["rbind", *before, name]})
-        rt = Rt(runtime_path, pytestconfig._oci_runtime_name, state_root)
-        b.check_args()
-        res = rt("run", "--bundle", str(b.path), rt.new_id(), check=False)
-        rt.cleanup()
-        return json.loads(res.stdout) if res.rc == 0 else None
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    mounts = [{"destination": f"/r-{name}", "type": "bind", "source": "/sys",
+               "options": ["rbind", *before, name]} for name, (before, _) in RECURSIVE_CASES.items()]
+    return _run_batch(runtime_path, state_root, rootfs_template, pytestconfig, mounts)
 
 
 @pytest.mark.parametrize("option", _option_params(RECURSIVE_CASES))
