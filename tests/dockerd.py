@@ -79,6 +79,26 @@ def missing_reason() -> str | None:
     return None
 
 
+# --- what the client adds ------------------------------------------------------------
+
+# Warnings the docker client itself prints about the HOST, not the container:
+# the daemon runs with --ip-forward=false and never touches the sysctl, so on a
+# fresh host (net.ipv4.ip_forward = 0) every `docker run` prints this line.
+# Each is removed by its exact text, whole lines only; anything else the client
+# or the container writes to stderr stays, so tests still compare it exactly.
+CLIENT_WARNINGS = (
+    "WARNING: IPv4 forwarding is disabled. Networking will not work.",
+)
+
+
+def without_client_warnings(stderr: str) -> str:
+    """`stderr` less the client's host warnings (CLIENT_WARNINGS), line by line."""
+    if not any(w in stderr for w in CLIENT_WARNINGS):
+        return stderr
+    lines = stderr.splitlines(keepends=True)
+    return "".join(line for line in lines if line.rstrip("\r\n") not in CLIENT_WARNINGS)
+
+
 # --- the daemon ------------------------------------------------------------------
 
 Runtimes = Mapping[str, str] | Callable[[Path], Mapping[str, str]] | None
@@ -233,6 +253,8 @@ class Dockerd:
         cmd = [self.cli, "-H", self.host, *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=text,
                               timeout=timeout, env=self.env())
+        if text:
+            proc.stderr = without_client_warnings(proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\n"
                                  f"stderr: {proc.stderr}\n--- dockerd log ---\n{self.log_tail(20)}")

@@ -30,7 +30,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
-from dockerd import Dockerd, dockerd_fixture
+from dockerd import Dockerd, dockerd_fixture, without_client_warnings
 
 RUNC = "/usr/sbin/runc"
 RUNTIMES = {"pyrun": str(PYRUN), "runc2": RUNC}
@@ -160,7 +160,8 @@ def in_pty(docker: Dockerd, *args: str, timeout: float = 30) -> tuple[int, str]:
             proc.kill()
             proc.wait()
         os.close(master)
-    return rc, out.decode(errors="replace").replace("\r\n", "\n")
+    # The client's host warnings share the terminal with the container's output.
+    return rc, without_client_warnings(out.decode(errors="replace").replace("\r\n", "\n"))
 
 
 class _UnixHTTP(http.client.HTTPConnection):
