@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pyrun against runc and crun: the same scenarios, interleaved, medians and ratios.
+"""pyrun against runc 1.1.5, runc 1.4.3 and crun: the same scenarios, interleaved, medians and ratios.
 
     .venv/bin/python bench/bench.py [--reps N] [--only run,lifecycle,...] [--docker]
                                     [--json FILE] [--markdown FILE]
@@ -34,8 +34,12 @@ sys.path.insert(0, str(REPO / "tests"))     # dockerd.py: the private dockerd th
 from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
 
 RUNTIMES = {"pyrun": str(REPO / ".venv" / "bin" / "pyrun"), "runc": "/usr/sbin/runc",
-            "crun": "/usr/bin/crun"}
-SCENARIOS = ("floor", "run", "lifecycle", "exec", "parallel100", "state100", "list100", "memory",
+            "runc-1.4": "", "crun": "/usr/bin/crun"}
+# The current runc release, as a gzipped binary beside the project (shared/upstream/README.md);
+# unpacked into the bench's work directory for each run.
+RUNC_14_GZ = REPO.parent / "shared" / "upstream" / "runc-1.4.3-amd64.gz"
+OTHERS = ("runc", "runc-1.4", "crun")      # pyrun's ratios are against each of these
+SCENARIOS = ("floor", "run", "lifecycle", "exec", "kill", "parallel100", "state100", "list100", "memory",
              "limits", "docker")
 PREFIX = f"pyrun-bench-{os.getpid()}-"
 MIB = 1024 * 1024
@@ -153,7 +157,7 @@ class Table:
         for s, by in med.items():
             entry: dict[str, Any] = {"unit": self.units[s], "median": by,
                                      "samples": self.samples[s], "note": self.notes.get(s, "")}
-            for other in ("runc", "crun"):
+            for other in OTHERS:
                 if "pyrun" in by and by.get(other):
                     entry[f"pyrun/{other}"] = round(by["pyrun"] / by[other], 3)
             out["scenarios"][s] = entry
@@ -162,8 +166,10 @@ class Table:
         return out
 
     def markdown(self, data: dict[str, Any]) -> str:
-        lines = ["| scenario | unit | pyrun | runc | crun | pyrun/runc | pyrun/crun | n |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        names = ["pyrun", *OTHERS]
+        lines = ["| scenario | unit | " + " | ".join(names) + " | "
+                 + " | ".join(f"pyrun/{o}" for o in OTHERS) + " | n |",
+                 "|---|---|" + "---:|" * (len(names) + len(OTHERS) + 1)]
         for s, e in data["scenarios"].items():
             med = e.get("median", {})
             n = max((len(v) for v in e.get("samples", {}).values()), default=0)
@@ -172,8 +178,8 @@ class Table:
                 if rt in med:
                     return _fmt(med[rt], e["unit"])
                 return "refused" if rt in data["refused"] else "-"
-            lines.append(f"| {s} | {e.get('unit', '')} | {cell('pyrun')} | {cell('runc')} | {cell('crun')} "
-                         f"| {e.get('pyrun/runc', '-')} | {e.get('pyrun/crun', '-')} | {n} |")
+            lines.append(f"| {s} | {e.get('unit', '')} | " + " | ".join(cell(rt) for rt in names) + " | "
+                         + " | ".join(str(e.get(f"pyrun/{o}", "-")) for o in OTHERS) + f" | {n} |")
         notes = [f"- **{s}**: {e['note']}" for s, e in data["scenarios"].items() if e.get("note")]
         notes += [f"- **{rt} refused**: {why}" for rt, why in data["refused"].items()]
         return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
@@ -288,6 +294,17 @@ class Bench:
             for rt in self.live():
                 if rt.name in ids:
                     rt.force_delete(ids[rt.name])
+
+    def kill(self) -> None:
+        """`kill ID KILL` on a running container (what a shim's Kill is), then delete, untimed."""
+        for _rep, rt in interleaved(self.runtimes, self.reps):
+            cid = self.cid()
+            self._check(rt, "run -d", rt("run", "-d", "--bundle", self.sleep, cid))
+            res = rt("kill", cid, "KILL")
+            self._check(rt, "kill", res)
+            self.table.add("kill (running)", rt.name, res.seconds * 1000)
+            rt.force_delete(cid)
+            reap_orphans()
 
     def hundred(self, scenarios: set[str]) -> None:
         """100 containers created 4 at a time; then state and list with all of them live."""
@@ -456,7 +473,7 @@ def memory_cgroup(rt: Runtime, cid: str) -> Path:
     return cgroup_dir(rt, cid, "memory")
 
 
-def machine() -> dict[str, Any]:
+def machine(paths: dict[str, str]) -> dict[str, Any]:
     def first(path: str, key: str) -> str:
         with contextlib.suppress(OSError), open(path) as f:
             for line in f:
@@ -464,8 +481,8 @@ def machine() -> dict[str, Any]:
                     return line.split(":", 1)[1].strip()
         return "?"
     versions = {}
-    for name, path in RUNTIMES.items():
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
+    for name, path in paths.items():
+        with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
             versions[name] = subprocess.run([path, "--version"], capture_output=True, text=True,
                                             timeout=10).stdout.splitlines()[0]
     return {"kernel": platform.release(), "cpu": first("/proc/cpuinfo", "model name"),
@@ -474,13 +491,23 @@ def machine() -> dict[str, Any]:
             "loadavg_before": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def unpack_runc_14(workdir: Path) -> str:
+    """The runc 1.4.3 binary from shared/upstream, unpacked and made executable."""
+    import gzip
+    target = workdir / "runc-1.4.3"
+    with gzip.open(RUNC_14_GZ) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    target.chmod(0o755)
+    return str(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--only", default=",".join(s for s in SCENARIOS if s != "docker"),
                     help=f"comma-separated, from: {','.join(SCENARIOS)}")
     ap.add_argument("--docker", action="store_true", help="add the docker run --rm scenario")
-    ap.add_argument("--runtimes", default="pyrun,runc,crun")
+    ap.add_argument("--runtimes", default="pyrun,runc,runc-1.4,crun")
     ap.add_argument("--pyrun", default=RUNTIMES["pyrun"])
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--markdown", type=Path, help="write the table here")
@@ -492,16 +519,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    paths = dict(RUNTIMES, pyrun=args.pyrun)
     workdir = Path(tempfile.mkdtemp(prefix="pyrun-bench-"))
+    paths = dict(RUNTIMES, pyrun=args.pyrun)
+    if "runc-1.4" in args.runtimes.split(","):
+        paths["runc-1.4"] = unpack_runc_14(workdir)
     table = Table()
     runtimes = [Runtime(n, paths[n], workdir / f"root-{n}") for n in args.runtimes.split(",")]
-    meta = machine()
+    meta = machine(paths)
     try:
         bench = Bench(runtimes, Bundles(workdir), args.reps, table)
         bench.probe()
         steps: list[tuple[str, Callable[[], None]]] = [
             ("floor", bench.floor), ("run", bench.run), ("lifecycle", bench.lifecycle), ("exec", bench.exec),
+            ("kill", bench.kill),
             ("memory", bench.memory), ("limits", bench.limits), ("docker", bench.docker)]
         for name, step in steps:
             if name in scenarios:
