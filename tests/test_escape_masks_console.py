@@ -127,3 +127,139 @@ def test_masked_paths_never_use_the_images_dev_null(pyrun, bundle, dev, fake):
     assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
     st = os.stat("/dev/null")
     assert os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+
+
+# --- /dev/console and the pty (CVE-2025-52565 class) --------------------------
+
+VICTIM = "precious\n"
+
+
+@pytest.fixture
+def victim_container(pyrun, bundle, tmp_path):
+    """A running container whose /dev/console is a symlink to a host file it
+    can see at /out/victim; yields (id, host victim path, init pid)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = out / "victim"
+    victim.write_text(VICTIM)
+    bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                                    "options": ["rbind", "rw"]})
+    bundle.set_args("sh", "-c", "rm -f /dev/console; ln -s /out/victim /dev/console; touch /out/ready; "
+                                "exec sleep 1000")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not (out / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (out / "ready").exists()
+    try:
+        yield cid, victim, pyrun.state(cid)["pid"]
+    finally:
+        pyrun("delete", "--force", cid, check=False)
+
+
+def _assert_victim_untouched(pyrun, cid: str, victim: Path, pid: int) -> None:
+    assert victim.read_text() == VICTIM
+    assert _mounts_at(pid, "/out/victim", "/dev/console") == {"/out/victim": [], "/dev/console": []}
+    seen = pyrun("exec", cid, "sh", "-c", "stat -c %F /out/victim; readlink /dev/console").stdout
+    assert seen.splitlines() == ["regular file", "/out/victim"]
+
+
+def test_exec_tty_mounts_nothing_on_the_containers_dev_console(pyrun, victim_container):
+    """`exec -t` bind-mounted the new pty over /dev/console, a path the
+    container chose: a symlink to /out/victim put the pty over the victim for
+    every process of the container.  runc (1.1.5 and 1.4.3, run the same way)
+    mounts nothing for exec: the exec succeeds, the victim stays a file.
+
+    With the protection removed (set_up_console mounting in exec mode as
+    before), the mount table showed a devpts mount at /out/victim and
+    `stat` inside said "character special file"."""
+    cid, victim, pid = victim_container
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", "-t", cid,
+                                 "sh", "-c", "tty; echo done"],
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        slave = -1
+        data = read_pty(master, until=b"done", timeout=20)
+        assert proc.wait(timeout=20) == 0, data
+        assert b"done" in data and b"/dev/pts/" in data, data
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    _assert_victim_untouched(pyrun, cid, victim, pid)
+
+
+def test_detached_exec_tty_mounts_nothing_on_the_containers_dev_console(pyrun, victim_container, tmp_path):
+    """`exec -d -t --console-socket`: the same attack, the master received as
+    runc's recvtty receives it.  Seen failing as the test above with the
+    protection removed."""
+    cid, victim, pid = victim_container
+    sock_path = tmp_path / "console.sock"
+    server = listen(sock_path)
+    master = -1
+    try:
+        proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", "-d", "-t",
+                                 "--console-socket", str(sock_path), cid, "sh", "-c", "tty; echo done"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 4)
+        assert len(fds) == 1
+        master = fds[0]
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        data = read_pty(master, until=b"done", timeout=20)
+        assert b"done" in data and b"/dev/pts/" in data, data
+    finally:
+        if master >= 0:
+            os.close(master)
+        server.close()
+    _assert_victim_untouched(pyrun, cid, victim, pid)
+
+
+def _shared_dev(path: Path) -> Path:
+    """A /dev directory on the host that several containers bind-mount:
+    each gets its own devpts on pts/, ptmx leads to it."""
+    path.mkdir()
+    (path / "pts").mkdir()
+    os.symlink("pts/ptmx", path / "ptmx")
+    return path
+
+
+def test_create_refuses_a_dev_console_symlink(pyrun, bundle, tmp_path):
+    """create with terminal: true on an image-controlled /dev whose console is
+    a symlink to a file the container can see.  runc 1.1.5 followed it,
+    truncated the victim to 0 bytes and mounted the pty over it; runc 1.4.3
+    refuses with the wording asserted here.
+
+    With the protection removed (the old exists()/open(O_CREAT)/mount by
+    path), create succeeded and the pty was mounted at /out/victim."""
+    dev = _shared_dev(tmp_path / "dev")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "victim").write_text(VICTIM)
+    os.symlink("/out/victim", dev / "console")
+    _bind_dev(bundle, dev)
+    bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                                    "options": ["rbind", "rw"]})
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("true")
+    sock_path = tmp_path / "console.sock"
+    server = listen(sock_path)
+    try:
+        cid = pyrun.new_id()
+        res = pyrun("create", "-b", str(bundle.path), "--console-socket", str(sock_path), cid,
+                    check=False, global_args=("--log-format", "json"))
+    finally:
+        server.close()
+    assert res.returncode == 1
+    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
+    assert [e["level"] for e in entries] == ["error"], res.stderr
+    assert REFUSED in entries[0]["msg"], res.stderr
+    assert not (pyrun.root / cid).exists()
+    assert (out / "victim").read_text() == VICTIM
+    assert os.readlink(dev / "console") == "/out/victim"

@@ -139,10 +139,9 @@ def set_up_console(it: Init) -> None:
     if not it.ctx.process.get("terminal") or sock is None:
         return
     from pyrun.process import terminal     # preloaded
-    master, slave, slave_path = terminal.open_pty(it.ctx.process.get("consoleSize"))
-    if not os.path.exists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
-    s.mount(slave_path, "/dev/console", None, s.MS_BIND)
+    master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
+        terminal.mount_console(slave)
     terminal.send_master(sock, master)
     os.close(master)
     sock.close()
