@@ -250,16 +250,128 @@ def test_create_refuses_a_dev_console_symlink(pyrun, bundle, tmp_path):
     bundle.set_args("true")
     sock_path = tmp_path / "console.sock"
     server = listen(sock_path)
+    cid = pyrun.new_id()
     try:
-        cid = pyrun.new_id()
         res = pyrun("create", "-b", str(bundle.path), "--console-socket", str(sock_path), cid,
                     check=False, global_args=("--log-format", "json"))
+        created = (pyrun.root / cid).exists()
     finally:
         server.close()
+        pyrun("delete", "--force", cid, check=False)
     assert res.returncode == 1
     entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
     assert [e["level"] for e in entries] == ["error"], res.stderr
     assert REFUSED in entries[0]["msg"], res.stderr
-    assert not (pyrun.root / cid).exists()
+    assert not created
     assert (out / "victim").read_text() == VICTIM
     assert os.readlink(dev / "console") == "/out/victim"
+
+
+class _ConsoleSink(threading.Thread):
+    """A console socket that takes every master it is sent and holds it until
+    closed: a master closed early hangs up the created container's init."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.server = listen(path)
+        self.server.settimeout(0.2)
+        self.stop = threading.Event()
+        self.masters: list[int] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(10)
+                try:
+                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 4)
+                except OSError:
+                    continue
+                self.masters.extend(fds)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(timeout=10)
+        self.server.close()
+        for fd in self.masters:
+            os.close(fd)
+
+
+RACES = 50            # creates; each races the swapper below
+RACE_SECONDS = 60     # and no longer than this
+
+
+def test_create_races_dev_console_swapped_for_a_proc_symlink(pyrun, bundle, tmp_path):
+    """A sibling container shares the directory the victims get as /dev and
+    swaps /dev/console between a regular file and a symlink to
+    /proc/sys/kernel/hostname in a tight loop, while pyrun creates containers
+    with terminal: true.  After every create, the victim's mount table must
+    show nothing mounted on /proc/sys/kernel/hostname and only the devpts pty
+    (or nothing, the swapper may have renamed it away since) at /dev/console;
+    a create that found the symlink must have refused it, and one that lost
+    the file it opened to a rename must have failed to mount on it.
+
+    With the protection removed (the old exists()/open/mount("/dev/pts/N",
+    "/dev/console") by path, in init and exec), the very first create of the
+    bounded run already had the pty mounted on /proc/sys/kernel/hostname."""
+    dev = _shared_dev(tmp_path / "dev")
+    (dev / "console").write_text("")
+    swapper = bundle
+    swapper.config["mounts"].append({"destination": "/shared", "type": "bind", "source": str(dev),
+                                     "options": ["rbind", "rw"]})
+    swapper.set_args("sh", "-c", "cd /shared; touch ready; while :; do "
+                                 "ln -sf /proc/sys/kernel/hostname l; mv -f l console; "
+                                 "touch f; mv -f f console; done")
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    config = json.loads(json.dumps(swapper.config))
+    config["root"]["path"] = str(swapper.rootfs)
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/shared"]
+    victims = type(bundle)(victim_dir, config)
+    _bind_dev(victims, dev)
+    victims.config["process"]["terminal"] = True
+    victims.set_args("true")
+
+    sink = _ConsoleSink(tmp_path / "console.sock")
+    sink.start()
+    swapper_id = pyrun.new_id()
+    outcomes: list[tuple[str, object]] = []
+    try:
+        pyrun("run", "-d", "-b", str(swapper.path), swapper_id, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not (dev / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (dev / "ready").exists()
+        deadline = time.monotonic() + RACE_SECONDS
+        for _ in range(RACES):
+            if time.monotonic() > deadline:
+                break
+            cid = pyrun.new_id()
+            res = pyrun("create", "-b", str(victims.path), "--console-socket",
+                        str(tmp_path / "console.sock"), cid, check=False, stdin=subprocess.DEVNULL)
+            if res.returncode == 0:
+                pid = pyrun.state(cid)["pid"]
+                outcomes.append(("created", _mounts_at(pid, "/dev/console", "/proc/sys/kernel/hostname")))
+                pyrun("delete", "--force", cid)
+            else:
+                outcomes.append(("refused", res.stderr))
+    finally:
+        pyrun("delete", "--force", swapper_id, check=False)
+        sink.close()
+
+    created = [mounts for kind, mounts in outcomes if kind == "created"]
+    refused = [err for kind, err in outcomes if kind == "refused"]
+    print(f"{len(outcomes)} creates: {len(created)} mounted the pty, {len(refused)} refused")
+    assert len(outcomes) >= 20, outcomes
+    assert created, outcomes                  # the pty was mounted, and looked at
+    for mounts in created:
+        assert mounts["/proc/sys/kernel/hostname"] == [], outcomes
+        assert set(mounts["/dev/console"]) <= {"devpts"}, outcomes
+    # Found the symlink, or found the file and lost it to a rename before the
+    # mount: nothing was mounted either way.
+    lost = "mount the pty on /dev/console: no such file or directory"
+    for err in refused:
+        assert err.count("level=error") == 1 and (REFUSED in err or lost in err), err

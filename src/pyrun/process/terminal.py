@@ -55,6 +55,9 @@ def mount_console(slave: int) -> None:
         tree = s.clone_mount_of(slave)
         try:
             s.move_mount_fd(tree, target)
+        except OSError as e:     # ENOENT: the file was renamed away meanwhile
+            from pyrun.errors import strerror
+            raise OSError(e.errno, "mount the pty on /dev/console: " + strerror(e.errno)) from None
         finally:
             os.close(tree)
     finally:
