@@ -440,8 +440,8 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, switch_root, create_cwd, finalize_rootfs,
-                    set_hostname, apply_sysctls, restrict_paths, wait_for_start)
+    if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, switch_root, create_cwd,
+                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 
 
