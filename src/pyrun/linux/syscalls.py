@@ -168,6 +168,7 @@ def mount_setattr_recursive(fd: int, attr_set: int, attr_clr: int) -> None:
 OPEN_TREE_CLONE = 1
 AT_FDCWD = -100
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_SYMLINKS = 0x10
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_IDMAP = 0x100000
 
@@ -177,6 +178,19 @@ def open_tree(path: str, recursive: bool) -> int:
     flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
     return _check(_libc.syscall(_SYS["open_tree"], AT_FDCWD, _b(path), ctypes.c_uint(flags)),
                   "open_tree", path)
+
+
+def clone_mount_of(fd: int) -> int:
+    """A detached bind mount of exactly the file or directory behind `fd`
+    (open_tree(2) with AT_EMPTY_PATH): no path is looked up, nothing can be swapped."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_EMPTY_PATH
+    return _check(_libc.syscall(_SYS["open_tree"], fd, b"", ctypes.c_uint(flags)), "open_tree")
+
+
+def move_mount_to(from_fd: int, target: str) -> None:
+    """Attach the detached mount `from_fd` at `target` (symlinks followed, as mount(2))."""
+    _check(_libc.syscall(_SYS["move_mount"], from_fd, b"", AT_FDCWD, _b(target),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS)), "move_mount", target)
 
 
 def mount_setattr_idmap(fd: int, userns_fd: int, recursive: bool) -> None:

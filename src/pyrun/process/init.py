@@ -36,6 +36,7 @@ class Init:
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
+        self.null: restrict.NullSource | None = None
 
 
 # --- steps, in the order they run -------------------------------------------
@@ -108,6 +109,13 @@ def run_create_hooks(it: Init) -> None:
                   hook_state(spec, it.ctx.container_id, "creating", os.getpid(), it.ctx.bundle))
 
 
+def hold_null_device(it: Init) -> None:
+    """The host's /dev/null, taken while the host's files are still ours to
+    see: maskedPaths never use whatever /dev/null the image has."""
+    if it.ctx.linux.get("maskedPaths"):
+        it.null = restrict.NullSource()
+
+
 def switch_root(it: Init) -> None:
     ctx = it.ctx
     if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
@@ -131,10 +139,9 @@ def set_up_console(it: Init) -> None:
     if not it.ctx.process.get("terminal") or sock is None:
         return
     from pyrun.process import terminal     # preloaded
-    master, slave, slave_path = terminal.open_pty(it.ctx.process.get("consoleSize"))
-    if not os.path.exists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
-    s.mount(slave_path, "/dev/console", None, s.MS_BIND)
+    master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
+        terminal.mount_console(slave)
     terminal.send_master(sock, master)
     os.close(master)
     sock.close()
@@ -172,8 +179,15 @@ def apply_sysctls(it: Init) -> None:
 def restrict_paths(it: Init) -> None:
     for path in it.ctx.linux.get("readonlyPaths") or []:
         restrict.readonly(path)
-    for path in it.ctx.linux.get("maskedPaths") or []:
-        restrict.mask(path)
+    null = it.null
+    if null is None:
+        return
+    try:
+        for path in it.ctx.linux.get("maskedPaths") or []:
+            restrict.mask(path, null)
+    finally:
+        null.close()
+        it.null = None
 
 
 def apply_lsm_labels(it: Init) -> None:
@@ -397,6 +411,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
     ("run create hooks", run_create_hooks),
+    ("hold /dev/null for masks", hold_null_device),
     ("switch root", switch_root),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
@@ -425,8 +440,8 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, run_create_hooks, switch_root, create_cwd, finalize_rootfs,
-                    set_hostname, apply_sysctls, restrict_paths, wait_for_start)
+    if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, switch_root, create_cwd,
+                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 
 

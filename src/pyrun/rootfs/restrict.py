@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from pyrun.linux import syscalls as s
 from pyrun.rootfs.mounts import current_flags
@@ -18,13 +19,45 @@ def readonly(path: str) -> None:
     s.mount(path, path, None, s.MS_BIND | s.MS_REMOUNT | s.MS_RDONLY | s.MS_REC | current_flags(path))
 
 
-def mask(path: str) -> None:
-    """A directory gets an empty read-only tmpfs; anything else /dev/null."""
+class NullSource:
+    """The host's /dev/null, held as a detached bind mount taken before the
+    switch to the new root: the mask source for files (CVE-2025-31133).
+
+    The image's /dev/null (missing, a symlink into /proc, a regular file) or
+    one swapped in by a sibling sharing /dev is never looked at.  The first
+    mask attaches the held mount itself; later ones clone it, which every
+    kernel allows once it is attached in our namespace."""
+
+    def __init__(self) -> None:
+        self.fd = s.open_tree("/dev/null", recursive=False)
+        self.attached = False
+        st = os.fstat(self.fd)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            self.close()
+            raise OSError(errno.EINVAL, "can't mask paths: the host's /dev/null is not the null device (1:3)")
+
+    def bind_onto(self, path: str) -> None:
+        tree = s.clone_mount_of(self.fd) if self.attached else self.fd
+        try:
+            s.move_mount_to(tree, path)
+        finally:
+            if tree != self.fd:
+                os.close(tree)
+        self.attached = True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def mask(path: str, null: NullSource) -> None:
+    """A directory gets an empty read-only tmpfs; anything else the null device."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             s.mount("tmpfs", path, "tmpfs", s.MS_RDONLY)
         elif os.path.lexists(path):
-            s.mount("/dev/null", path, None, s.MS_BIND)
+            null.bind_onto(path)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return
