@@ -68,12 +68,16 @@ def check(spec: dict[str, Any]) -> None:
             raise ConfigError(f"{field}: must be a single line")
 
 
-def _write_attr(paths: tuple[str, ...], value: str, what: str) -> None:
-    """Write to the first attr file that exists (the LSM-specific one first)."""
+def _write_attr(proc_fd: int, paths: tuple[str, ...], value: str, what: str) -> None:
+    """Write to the first attr file that exists (the LSM-specific one first),
+    through the runtime's procfs fd: the container's /proc/self may be a
+    volume that would take the label (CVE-2025-52881).  `paths` are below /proc."""
+    from pyrun.linux import procfs
     last: OSError | None = None
-    for path in paths:
+    for rel in paths:
+        path = "/proc/" + rel
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            fd = procfs.open_file(proc_fd, rel, os.O_WRONLY)
         except FileNotFoundError as e:
             last = e
             continue
@@ -90,16 +94,16 @@ def _write_attr(paths: tuple[str, ...], value: str, what: str) -> None:
     raise OSError(last.errno, f"{what}: no {paths[0]} (is the LSM enabled?)")
 
 
-def apply(process: dict[str, Any]) -> None:
-    """In the init (after pivot_root, so /proc is the container's): request
-    the transition that happens at the container process's execve."""
+def apply(process: dict[str, Any], proc_fd: int) -> None:
+    """In the init, after pivot_root: request the transition that happens at
+    the container process's execve."""
     profile = process.get("apparmorProfile")
     if profile:
-        _write_attr(("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"),
+        _write_attr(proc_fd, ("self/attr/apparmor/exec", "self/attr/exec"),
                     "exec " + profile, f"process.apparmorProfile {profile!r}")
     label = process.get("selinuxLabel")
     if label:
-        _write_attr(("/proc/self/attr/exec",), label, f"process.selinuxLabel {label!r}")
+        _write_attr(proc_fd, ("self/attr/exec",), label, f"process.selinuxLabel {label!r}")
 
 
 def mount_data_with_label(data: str, fstype: str | None, flags: int, mount_label: str | None) -> str:

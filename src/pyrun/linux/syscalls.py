@@ -235,9 +235,17 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 
 def last_cap() -> int:
-    """Highest capability number the running kernel knows."""
+    """Highest capability number the running kernel knows (the host's /proc:
+    not for a stage, whose /proc may be the container's; see linux/procfs.py)."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of fstatfs(2): which filesystem `fd` lives on (e.g. PROC_SUPER_MAGIC)."""
+    buf = ctypes.create_string_buffer(120)      # struct statfs; f_type is its first word
+    _check(_libc.fstatfs(fd, buf), "fstatfs")
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 # seccomp(2): the container init loads a filter the parent compiled to BPF.

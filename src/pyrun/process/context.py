@@ -34,6 +34,7 @@ class LaunchContext:
     seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
     idmapped_mounts: dict[int, int] = field(default_factory=dict)   # mounts[i] -> detached idmapped mount fd
+    proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
 
     @property
     def process(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from pyrun import faults
 from pyrun.errors import InitError, PyrunError, oserror_text, strerror
-from pyrun.linux import syscalls as s
+from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
@@ -121,7 +121,7 @@ def switch_root(it: Init) -> None:
     if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
         switch.chroot_only(ctx.rootfs)
     elif ctx.no_pivot:
-        switch.move_and_chroot(ctx.rootfs)
+        switch.move_and_chroot(ctx.rootfs, ctx.proc_fd)
     else:
         switch.pivot(ctx.rootfs)
     if it.root_fd >= 0:
@@ -167,11 +167,11 @@ def set_hostname(it: Init) -> None:
 
 
 def apply_sysctls(it: Init) -> None:
+    """Through the runtime's procfs fd: the container's /proc/sys may be a
+    fake tree, and the write would land in a host file behind it."""
     for key, value in (it.ctx.linux.get("sysctl") or {}).items():
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(str(value))
+            procfs.write(it.ctx.proc_fd, "sys/" + key.replace(".", "/"), str(value))
         except OSError as e:
             raise OSError(e.errno, f"failed to set sysctl {key}={value}: {oserror_text(e)}") from None
 
@@ -195,7 +195,7 @@ def apply_lsm_labels(it: Init) -> None:
     proc = it.ctx.process
     if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
         from pyrun import lsm
-        lsm.apply(proc)
+        lsm.apply(proc, it.ctx.proc_fd)
 
 
 def set_no_new_privileges(it: Init) -> None:
@@ -272,7 +272,9 @@ def switch_user(it: Init) -> None:
     proc = it.ctx.process
     user = proc.get("user") or {}
     caps = proc.get("capabilities")
-    last = s.last_cap()
+    # Never the container's /proc/sys/kernel: a fake cap_last_cap of 31
+    # would leave CAP_SYSLOG, CAP_BPF... in the bounding set.
+    last = procfs.last_cap(it.ctx.proc_fd)
     if caps is not None:
         try:
             masks = {k: cap_mask(caps.get(k) or [], last)
@@ -285,7 +287,7 @@ def switch_user(it: Init) -> None:
         s.prctl(s.PR_SET_KEEPCAPS, 1)
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids") or []]
-    if not _setgroups_denied():
+    if not _setgroups_denied(it.ctx.proc_fd):
         os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -340,6 +342,10 @@ def look_up_executable(it: Init) -> None:
 
 def report_ready(it: Init) -> None:
     """The parent records state and writes the pid file; if it died, so do we."""
+    # Nothing of the host's /proc stays open while we wait for `start`.
+    if it.ctx.proc_fd >= 0:
+        os.close(it.ctx.proc_fd)
+        it.ctx.proc_fd = -1
     it.ch.send(Msg.READY)
     try:
         it.ch.expect(Msg.ACK)
@@ -493,9 +499,10 @@ def _home_of(uid: int) -> str:
     return "/"
 
 
-def _setgroups_denied() -> bool:
+def _setgroups_denied(proc_fd: int) -> bool:
+    """A fake "deny" in the container's /proc/self would keep the caller's
+    supplementary groups: read our own through the runtime's procfs."""
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() == "deny"
-    except OSError:
+        return procfs.read(proc_fd, "self/setgroups").strip() == "deny"
+    except FileNotFoundError:
         return False

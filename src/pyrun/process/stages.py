@@ -20,7 +20,7 @@ import os
 import sys
 
 from pyrun.errors import InitError, oserror_text
-from pyrun.linux import syscalls as s
+from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
 from pyrun.process import init
@@ -80,8 +80,12 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     # Before any namespace is joined, keep container processes away from this
     # host interpreter's /proc/<pid>/exe and memory (CVE-2019-5736 class).
     s.prctl(s.PR_SET_DUMPABLE, 0)
-    step = "join cgroup"
+    step = "open procfs"
     try:
+        # Before any namespace or mount of the container exists: every later
+        # procfs access goes through this fd, never the container's /proc.
+        ctx.proc_fd = procfs.open_root()
+        step = "join cgroup"
         # As runc: in the container's cgroup before any namespace exists, so that
         # everything the container costs the kernel is charged there and a new
         # cgroup namespace is rooted at the container's cgroup.

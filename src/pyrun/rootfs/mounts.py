@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyrun.linux import syscalls as s
-from pyrun.rootfs import options as mount_options
+from pyrun.rootfs import options as mount_options, procsafe
 from pyrun.rootfs.paths import ensure_path, fd_path, open_in_root
 
 _REMOUNT_KEEP = s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC | s.MS_NOATIME | \
@@ -30,6 +30,8 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
     opts = mount_options.parse(entry.get("options") or [])
     if fstype == "bind":
         opts.flags |= s.MS_BIND
+    if fstype in ("proc", "sysfs") and not opts.is_bind:
+        procsafe.check_ordinary_directory(root_fd, dest, fstype)
     if detached >= 0:
         _attach(root_fd, dest, detached, opts)
     elif opts.is_bind:
@@ -58,6 +60,7 @@ def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options
         is_dir = os.path.isdir(fd_path(src_fd))
         target = ensure_path(root_fd, dest, directory=is_dir)
         try:
+            procsafe.check_target(root_fd, target, dest, "bind", src_fd)
             s.mount(fd_path(src_fd), fd_path(target), None, s.MS_BIND | (opts.flags & s.MS_REC))
         finally:
             os.close(target)
@@ -71,6 +74,7 @@ def _attach(root_fd: int, dest: str, detached: int, opts: mount_options.MountOpt
     is_dir = os.path.isdir(fd_path(detached))
     target = ensure_path(root_fd, dest, directory=is_dir)
     try:
+        procsafe.check_target(root_fd, target, dest, "bind", detached)
         attach(detached, target)
     finally:
         os.close(target)
@@ -80,6 +84,7 @@ def _attach(root_fd: int, dest: str, detached: int, opts: mount_options.MountOpt
 def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_options.MountOptions) -> None:
     target = ensure_path(root_fd, dest, directory=True)
     try:
+        procsafe.check_target(root_fd, target, dest, fstype)
         flags = opts.flags & ~(s.MS_REMOUNT | s.MS_BIND | s.MS_REC)
         s.mount(source, fd_path(target), fstype, flags, opts.data_string)
     finally:
@@ -97,6 +102,7 @@ def _remount(root_fd: int, dest: str, fstype: str, source: str,
         _fresh(root_fd, dest, fstype, source, opts)
         return
     try:
+        procsafe.check_target(root_fd, fd, dest, fstype)
         s.mount(None, fd_path(fd), fstype or None, opts.flags & ~(s.MS_BIND | s.MS_REC),
                 opts.data_string)
     finally:
