@@ -122,9 +122,12 @@ class ContainerDir:
         except FileNotFoundError:
             pass
 
-    def path_fd(self) -> int:
-        """An O_PATH fd the init uses to reach exec.fifo from inside the container."""
-        return os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    def fifo_path_fd(self) -> int:
+        """An O_PATH fd on exec.fifo itself, for the init to reopen for writing
+        from inside the container. Not the directory: through the init's
+        /proc/<pid>/fd a directory fd walks `..` up to the host's / (the
+        CVE-2024-21626 class); a fifo leads nowhere."""
+        return os.open(FIFO, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
 
     def remove(self) -> None:
         try:
