@@ -202,3 +202,179 @@ def test_created_init_holds_only_stdio_and_the_fifo(pyrun, bundle, tmp_path, var
         if server is not None:
             server.close()
         pyrun("delete", "-f", cid, check=False)
+
+
+# --- item 10: a symlinked state directory or state.json ----------------------
+
+# What runc 1.1.5 and 1.4.3 answer, each with --root of its own holding the same
+# symlink (checked by hand): every command "container does not exist", exit 1;
+# `delete -f` prints nothing and exits 0; both deletes unlink <root>/<id>
+# (never what it points to). runc's exec exits 255 ("exec failed: ..."); pyrun's
+# exec has always exited 1 for a missing container, with the same words.
+COMMANDS = [     # (arguments before the ID, after it, runc's exit status)
+    (["state"], [], 1), (["delete"], [], 1), (["delete", "-f"], [], 0), (["kill"], [], 1),
+    (["kill", "--all"], ["KILL"], 1), (["start"], [], 1), (["pause"], [], 1), (["resume"], [], 1),
+    (["ps"], [], 1), (["events", "--stats"], [], 1), (["update", "--pids-limit", "5"], [], 1),
+    (["exec"], ["true"], 1),
+]
+FORCE = (["delete", "-f"], [], 0)
+
+
+def _start_time(pid: int) -> int:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return int(raw[raw.rfind(")") + 2:].split()[19])
+
+
+@pytest.fixture
+def victim():
+    """A host process and a foreign cgroup: what a forged state.json names."""
+    name = f"{ID_PREFIX}foreign-{os.getpid()}-{time.monotonic_ns()}"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        key, cgroup = "", Path("/sys/fs/cgroup") / name
+    else:
+        key, cgroup = "pids", Path("/sys/fs/cgroup/pids") / name
+    cgroup.mkdir()
+    sleep = subprocess.Popen(["sleep", "1000"])
+    try:
+        yield sleep, key, cgroup
+    finally:
+        sleep.kill()
+        sleep.wait()
+        if cgroup.exists():
+            cgroup.rmdir()
+
+
+def _forged_dir(pyrun, bundle, tmp_path, victim, cid: str) -> Path:
+    """A state directory outside the state root, holding a genuine pyrun
+    state.json (copied from a real container) rewritten to name the victim."""
+    sleep, key, cgroup = victim
+    real = pyrun.new_id()
+    bundle.set_args("sleep", "300")
+    pyrun("create", "-b", str(bundle.path), real, stdin=subprocess.DEVNULL)
+    try:
+        state = json.loads((pyrun.root / real / "state.json").read_text())
+    finally:
+        pyrun("delete", "-f", real)
+    state.update(id=cid, init_process_pid=sleep.pid, init_process_start=_start_time(sleep.pid),
+                 cgroup_paths={key: str(cgroup)})
+    forged = tmp_path / "forged"
+    forged.mkdir(mode=0o711)
+    (forged / "state.json").write_text(json.dumps(state))
+    (forged / "cgroup.json").write_text(json.dumps({"cgroup_paths": {key: str(cgroup)}}))
+    return forged
+
+
+def _assert_victim_untouched(victim, forged: Path) -> None:
+    sleep, _key, cgroup = victim
+    assert sleep.poll() is None, "the host process named in the forged state.json was killed"
+    assert _start_time(sleep.pid) > 0
+    assert cgroup.is_dir(), "the foreign cgroup was removed"
+    assert sorted(p.name for p in forged.iterdir()) == ["cgroup.json", "state.json"]
+
+
+def _run_command(pyrun, argv: list[str], after: list[str], cid: str):
+    return pyrun(*argv, cid, *after, check=False, stdin=subprocess.DEVNULL, timeout=20)
+
+
+def _assert_not_exist(res, argv: list[str], rc: int) -> None:
+    assert res.returncode == rc, (argv, res.returncode, res.stdout, res.stderr)
+    if rc == 0:
+        assert (res.stdout, res.stderr) == ("", ""), (argv, res.stdout, res.stderr)
+    else:
+        assert res.stderr.count("\n") == 1 and 'msg="' in res.stderr, (argv, res.stderr)
+        assert res.stderr.rstrip().endswith('container does not exist"'), (argv, res.stderr)
+
+
+def test_forged_state_in_a_real_directory_is_what_pyrun_trusts(pyrun, bundle, tmp_path, victim):
+    """The control for the two tests below: the forged state is one pyrun
+    accepts when it sits in a real directory of its own (`state` reports the
+    victim's pid, running). So what stops those attacks is the symlink check,
+    not a malformed forgery."""
+    cid = pyrun.new_id()
+    forged = _forged_dir(pyrun, bundle, tmp_path, victim, cid)
+    shutil.copytree(forged, pyrun.root / cid)
+    try:
+        st = pyrun.state(cid)
+        assert (st["id"], st["pid"], st["status"]) == (cid, victim[0].pid, "running")
+    finally:
+        shutil.rmtree(pyrun.root / cid)
+    _assert_victim_untouched(victim, forged)
+
+
+def test_symlinked_state_dir_is_not_a_container(pyrun, bundle, tmp_path, victim):
+    """Item 10: <root>/<id> is a symlink to a forged directory whose state.json
+    names a host process (a sleep) and a foreign cgroup. `delete -f` must not
+    kill the one nor remove the other, and every command that takes an ID says
+    "container does not exist", as runc does; `list` does not show it.
+    Checked: without O_NOFOLLOW in ContainerDir.open, `delete -f` SIGKILLs the
+    sleep and rmdirs the cgroup."""
+    cid = pyrun.new_id()
+    forged = _forged_dir(pyrun, bundle, tmp_path, victim, cid)
+    link = pyrun.root / cid
+    try:
+        for argv, after, rc in [FORCE] + COMMANDS:
+            if not link.is_symlink():
+                link.symlink_to(forged)
+            res = _run_command(pyrun, argv, after, cid)
+            _assert_victim_untouched(victim, forged)
+            _assert_not_exist(res, argv, rc)
+            if argv[0] == "delete":      # as runc: the stray entry goes, never what it points to
+                assert not link.is_symlink(), argv
+        assert link.is_symlink()      # the last command was no delete
+        assert cid not in pyrun("list", "-q").stdout.split()
+    finally:
+        if link.is_symlink():
+            link.unlink()
+    _assert_victim_untouched(victim, forged)
+
+
+def test_symlinked_state_json_is_not_a_container(pyrun, bundle, tmp_path, victim):
+    """Item 10, one level down: <root>/<id> is a real directory, but its
+    state.json (and cgroup.json, which `delete` reads for a crashed create) are
+    symlinks into the forged directory. Same answers as above, as runc.
+    Checked: without O_NOFOLLOW in ContainerDir.load, `delete -f` SIGKILLs the
+    sleep and rmdirs the cgroup; without it in delete's cgroup.json read, a
+    directory whose state.json is gone has the foreign cgroup removed."""
+    cid = pyrun.new_id()
+    forged = _forged_dir(pyrun, bundle, tmp_path, victim, cid)
+    cdir = pyrun.root / cid
+    try:
+        for argv, after, rc in [FORCE] + COMMANDS:
+            if not cdir.is_dir():
+                cdir.mkdir(mode=0o711)
+                (cdir / "state.json").symlink_to(forged / "state.json")
+                (cdir / "cgroup.json").symlink_to(forged / "cgroup.json")
+            res = _run_command(pyrun, argv, after, cid)
+            _assert_victim_untouched(victim, forged)
+            _assert_not_exist(res, argv, rc)
+            if argv[0] == "delete":      # as runc: the directory goes, never what its links point to
+                assert not cdir.exists(), argv
+        assert (cdir / "state.json").is_symlink()      # the last command was no delete
+        assert cid not in pyrun("list", "-q").stdout.split()
+    finally:
+        shutil.rmtree(cdir, ignore_errors=True)
+    _assert_victim_untouched(victim, forged)
+
+
+def test_state_of_another_container_is_not_this_one(pyrun, bundle):
+    """Item 10, "check what you read": a real directory <root>/<B> holding
+    container A's state.json (copied, or linked in by hand) is not container B:
+    `delete -f B` must leave A's init alive. (runc 1.1.5 takes the ID from the
+    command line and would kill A's init.)
+    Checked: without the state["id"] check in ContainerDir.load, `state B`
+    exits 0 with A's state, and (that assert skipped) `delete -f B` SIGKILLs
+    A's init: A is stopped."""
+    bundle.set_args("sleep", "300")
+    a, b = pyrun.new_id(), pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), a, stdin=subprocess.DEVNULL)
+    try:
+        (pyrun.root / b).mkdir(mode=0o711)
+        shutil.copyfile(pyrun.root / a / "state.json", pyrun.root / b / "state.json")
+        res = pyrun("state", b, check=False)
+        assert (res.returncode, res.stderr.rstrip()[-25:]) == (1, 'container does not exist"'), res.stderr
+        pyrun("delete", "-f", b)
+        assert not (pyrun.root / b).exists()
+        assert pyrun.state(a)["status"] == "created"
+    finally:
+        shutil.rmtree(pyrun.root / b, ignore_errors=True)
+        pyrun("delete", "-f", a)
