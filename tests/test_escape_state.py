@@ -131,14 +131,16 @@ def _recv_master(server: socket.socket) -> int:
     return fds[0]
 
 
-@pytest.mark.parametrize("variant", ["plain", "console-socket", "preserve-fds", "hooks"])
+@pytest.mark.parametrize("variant", ["plain", "console-socket", "preserve-fds", "hooks", "idmap"])
 def test_created_init_holds_only_stdio_and_the_fifo(pyrun, bundle, tmp_path, variant):
     """Item 2, from the host: every fd of a created init is one it was given
     (stdio, a preserved fd; the pty slave with a console socket) or exec.fifo
     itself; none is a directory. With hooks, each prestart/createRuntime/
-    createContainer hook sees only its stdio.
+    createContainer hook sees only its stdio. With an idmapped bind, the
+    detached mount the init attached is closed.
     Checked: with the state directory's O_PATH fd back in the init, every
-    variant fails on the extra fd (a directory, /run/pyrun-tests-*/<id>)."""
+    variant fails on the extra fd (a directory, /run/pyrun-tests-*/<id>);
+    without the close in `prepare rootfs`, "idmap" fails on the mount's fd."""
     bundle.set_args("sleep", "300")
     cid = pyrun.new_id()
     files = {0: tmp_path / "in", 1: tmp_path / "out", 2: tmp_path / "err", 3: tmp_path / "preserved"}
@@ -154,6 +156,12 @@ def test_created_init_holds_only_stdio_and_the_fifo(pyrun, bundle, tmp_path, var
         bundle.write()
     if variant == "preserve-fds":
         args[1:1] = ["--preserve-fds", "1"]
+    if variant == "idmap":       # the parent hands the init a detached idmapped mount to attach
+        (tmp_path / "data").mkdir()
+        one = [{"containerID": 0, "hostID": 1000, "size": 1}]
+        bundle.config["mounts"].append({"destination": "/data", "type": "bind", "source": str(tmp_path / "data"),
+                                        "options": ["rbind", "idmap"], "uidMappings": one, "gidMappings": one})
+        bundle.write()
     server = None
     master = -1
     if variant == "console-socket":

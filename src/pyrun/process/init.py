@@ -74,13 +74,19 @@ def prepare_rootfs(it: Init) -> None:
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mounts = ctx.spec.get("mounts") or []
-    for index, entry in enumerate(mounts):
-        try:
-            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
-                        detached=ctx.idmapped_mounts.get(index, -1))
-        except OSError as e:
-            raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
-                          f"{entry.get('destination')!r}: {oserror_text(e)}") from None
+    try:
+        for index, entry in enumerate(mounts):
+            try:
+                mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
+                            detached=ctx.idmapped_mounts.get(index, -1))
+            except OSError as e:
+                raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
+                              f"{entry.get('destination')!r}: {oserror_text(e)}") from None
+    finally:
+        # Attached now: the created init keeps no handle on a host directory.
+        for fd in ctx.idmapped_mounts.values():
+            os.close(fd)
+        ctx.idmapped_mounts = {}
     if devices.needs_dev_setup(mounts):
         configured = ctx.linux.get("devices") or []
         from pyrun.rootless import running_in_userns     # e.g. under rootless podman, as root of its userns
