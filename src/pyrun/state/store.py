@@ -79,7 +79,7 @@ class ContainerDir:
         except OSError as e:   # e.g. an ordinary user and /run/pyrun
             raise PyrunError(f"mkdir {e.filename}: {errors.strerror(e.errno)}") from None
         os.chmod(path, 0o711)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(root, container_id, fd)
 
