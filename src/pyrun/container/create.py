@@ -55,14 +55,14 @@ def create(req: CreateRequest) -> Created:
     cdir = ContainerDir.create(req.root, req.id)
     faults.point("create: claimed")
     cgroup = None
-    state_fd = -1
+    fifo_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
     idmapped: dict[int, int] = {}   # detached idmapped mounts the init inherits
     try:
         if process.get("terminal") and not req.detach and not req.console_socket:
             sink = unixsock.socketpair()
         cdir.make_fifo()
-        state_fd = cdir.path_fd()
+        fifo_fd = cdir.fifo_path_fd()
         if _wants_idmap(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
@@ -70,7 +70,7 @@ def create(req: CreateRequest) -> Created:
         if cgroup is not None:   # for `delete` if we die before _record
             cdir.save({"cgroup_paths": cgroup.paths}, PENDING_FILE)
         faults.point("create: cgroup made")
-        ctx = _launch_context(spec, bundle.path, bundle.rootfs, state_fd, cgroup, binds, req,
+        ctx = _launch_context(spec, bundle.path, bundle.rootfs, fifo_fd, cgroup, binds, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
@@ -102,8 +102,8 @@ def create(req: CreateRequest) -> Created:
             os.close(fd)     # the init has its copies
         if sink:
             sink[1].close()
-        if state_fd >= 0:
-            os.close(state_fd)
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
         cdir.close()
 
 
@@ -234,7 +234,7 @@ def _refuse_occupied(paths: dict[str, str]) -> None:
                              f"{count} process(es) found")
 
 
-def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: int,
+def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,
                     cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
                     console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
@@ -260,7 +260,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
     if (spec.get("linux") or {}).get("seccomp"):
         from pyrun.seccomp import cache      # compiled here (or reused), outside the container's cgroup
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
-    return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
+    return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, fifo_fd=fifo_fd,
                          cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,

@@ -12,15 +12,17 @@ from pyrun import errors, faults
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import STOPPED, status_of
-from pyrun.state.store import ContainerDir
+from pyrun.state.store import ContainerDir, unlink_stray
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
     try:
         cdir = ContainerDir.open(root, container_id)
     except PyrunError as e:
-        if force and str(e) == errors.NOT_EXIST:
-            return
+        if str(e) == errors.NOT_EXIST:
+            unlink_stray(root, container_id)
+            if force:
+                return
         raise
     with cdir:
         try:
@@ -81,7 +83,10 @@ def _remove_pending_cgroup(cdir: ContainerDir) -> None:
     from pyrun.cgroups.manager import CgroupManager
     from pyrun.state.store import PENDING_FILE
     try:
-        with open(os.path.join(cdir.path, PENDING_FILE)) as f:
+        fd = cdir.open_file(PENDING_FILE)      # a symlink to a forged file names no cgroup of ours
+        if fd < 0:
+            return
+        with os.fdopen(fd) as f:
             paths = json.load(f).get("cgroup_paths") or {}
     except (OSError, ValueError, AttributeError):
         return

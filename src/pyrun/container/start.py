@@ -21,8 +21,8 @@ def start(root: str, container_id: str) -> None:
             raise PyrunError("cannot start an already running container")
         pid, started = state["init_process_pid"], state.get("init_process_start")
         try:
-            fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
-        except FileNotFoundError:
+            fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cdir.fd)
+        except (FileNotFoundError, OSError):     # gone, or a symlink planted in its place
             raise PyrunError("cannot start an already running container") from None
         faults.point("start: fifo opened")
         try:

@@ -75,13 +75,19 @@ def prepare_rootfs(it: Init) -> None:
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mounts = ctx.spec.get("mounts") or []
-    for index, entry in enumerate(mounts):
-        try:
-            mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
-                        detached=ctx.idmapped_mounts.get(index, -1))
-        except OSError as e:
-            raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
-                          f"{entry.get('destination')!r}: {oserror_text(e)}") from None
+    try:
+        for index, entry in enumerate(mounts):
+            try:
+                mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
+                            detached=ctx.idmapped_mounts.get(index, -1))
+            except OSError as e:
+                raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
+                              f"{entry.get('destination')!r}: {oserror_text(e)}") from None
+    finally:
+        # Attached now: the created init keeps no handle on a host directory.
+        for fd in ctx.idmapped_mounts.values():
+            os.close(fd)
+        ctx.idmapped_mounts = {}
     if devices.needs_dev_setup(mounts):
         configured = ctx.linux.get("devices") or []
         from pyrun.rootless import running_in_userns     # e.g. under rootless podman, as root of its userns
@@ -366,7 +372,7 @@ def wait_for_start(it: Init) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=it.ctx.state_dir_fd)
+    fd = _reopen_exec_fifo(it.ctx.fifo_fd)
     # `start` was called. startContainer hooks run now, and their verdict goes
     # back through the fifo: "0", or "1" and the error, which `start` reports.
     failure = None
@@ -383,9 +389,26 @@ def wait_for_start(it: Init) -> None:
         os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
     finally:
         os.close(fd)
-    os.close(it.ctx.state_dir_fd)
     if failure is not None:
         os._exit(1)
+
+
+def _reopen_exec_fifo(path_fd: int) -> int:
+    """The init holds only an O_PATH fd on exec.fifo, nothing that leads to
+    the host's directories (CVE-2024-21626 class); like runc, it opens the
+    fifo for writing through /proc/self/fd, which blocks until `start`. That
+    /proc is the container's: the fd must be the very fifo we were given."""
+    path = f"/proc/self/fd/{path_fd}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InitError("wait for start", f"open exec fifo {path}: {strerror(e.errno)}") from None
+    want, got = os.fstat(path_fd), os.fstat(fd)
+    os.close(path_fd)
+    if (got.st_dev, got.st_ino) != (want.st_dev, want.st_ino):
+        os.close(fd)
+        raise InitError("wait for start", f"open exec fifo {path}: not the container's exec.fifo")
+    return fd
 
 
 def exec_process(it: Init) -> None:

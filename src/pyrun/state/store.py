@@ -5,11 +5,16 @@
 
 mkdir is the atomic claim on an ID; an flock on the directory serialises
 commands acting on one container.  state.json is replaced atomically.
+Nothing here follows a symlink: <root>/<id> or a file in it replaced by one
+(to a forged state naming a host process and cgroup) is no container, as
+runc's securejoin makes it.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
     from typing import Any
@@ -18,6 +23,7 @@ from pyrun import errors
 from pyrun.errors import PyrunError
 from pyrun.state import jsonio      # not json: re and enum for every command (~3 ms)
 
+_NOT_OURS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})   # missing, or a symlink
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 PENDING_FILE = "cgroup.json"   # create's cgroup paths until state.json exists: a killed create's leftovers
@@ -73,7 +79,7 @@ class ContainerDir:
         except OSError as e:   # e.g. an ordinary user and /run/pyrun
             raise PyrunError(f"mkdir {e.filename}: {errors.strerror(e.errno)}") from None
         os.chmod(path, 0o711)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(root, container_id, fd)
 
@@ -82,25 +88,45 @@ class ContainerDir:
         validate_id(container_id)
         path = os.path.join(root, container_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PyrunError(errors.NOT_EXIST) from None
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in _NOT_OURS:
+                raise PyrunError(errors.NOT_EXIST) from None
+            raise
         if lock:
             fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(root, container_id, fd)
 
     # -- contents ----------------------------------------------------------
     def load(self) -> dict[str, Any]:
-        try:
-            fd = os.open(STATE_FILE, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
-        except FileNotFoundError:
-            raise PyrunError(errors.NOT_EXIST) from None
+        """state.json, if it is a regular file (not a symlink, nor a fifo
+        that would block us) about this very container."""
+        fd = self.open_file(STATE_FILE)
+        if fd < 0:
+            raise PyrunError(errors.NOT_EXIST)
         with os.fdopen(fd) as f:
-            return jsonio.loads(f.read())
+            state = jsonio.loads(f.read())
+        if not isinstance(state, dict) or state.get("id") != self.id:
+            raise PyrunError(errors.NOT_EXIST)
+        return state
+
+    def open_file(self, name: str) -> int:
+        """A regular file of this directory for reading, or -1."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in _NOT_OURS:
+                return -1
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return -1
+        return fd
 
     def save(self, state: dict[str, Any], name: str = STATE_FILE) -> None:
         tmp = f".{name}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.fd)
         with os.fdopen(fd, "w") as f:
             f.write(jsonio.dumps(state))
         os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -122,9 +148,12 @@ class ContainerDir:
         except FileNotFoundError:
             pass
 
-    def path_fd(self) -> int:
-        """An O_PATH fd the init uses to reach exec.fifo from inside the container."""
-        return os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    def fifo_path_fd(self) -> int:
+        """An O_PATH fd on exec.fifo itself, for the init to reopen for writing
+        from inside the container. Not the directory: through the init's
+        /proc/<pid>/fd a directory fd walks `..` up to the host's / (the
+        CVE-2024-21626 class); a fifo leads nowhere."""
+        return os.open(FIFO, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
 
     def remove(self) -> None:
         try:
@@ -142,6 +171,17 @@ class ContainerDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def unlink_stray(root: str, container_id: str) -> None:
+    """runc's `delete` of an ID that is no container removes <root>/<id>
+    all the same: a symlink (or file) there is unlinked, never followed."""
+    path = os.path.join(root, container_id)
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _remove_tree(path: str) -> None:
