@@ -131,11 +131,29 @@ def _recv_master(server: socket.socket) -> int:
     return fds[0]
 
 
+def _is_private_procfs(pid: int, n: int, rootfs) -> bool:
+    """fd n of pid is the init's own procfs: the root of a read-only procfs
+    that shows only pids (no sys/, no kcore), whose pid 1 is the container's
+    init with the container's rootfs as root, and whose `..` is itself."""
+    where = f"/proc/{pid}/fd/{n}"
+    st = os.stat(where)
+    if not stat.S_ISDIR(st.st_mode) or st.st_ino != 1 or os.path.exists(f"{where}/sys"):
+        return False
+    assert os.statvfs(where).f_flag & os.ST_RDONLY, where
+    assert not os.path.exists(f"{where}/kcore") and not os.path.exists(f"{where}/sysrq-trigger"), where
+    assert os.stat(f"{where}/..") == st, where
+    root = os.stat(f"{where}/1/root")
+    assert (root.st_dev, root.st_ino) == (os.stat(rootfs).st_dev, os.stat(rootfs).st_ino), where
+    return True
+
+
 @pytest.mark.parametrize("variant", ["plain", "console-socket", "preserve-fds", "hooks", "idmap"])
 def test_created_init_holds_only_stdio_and_the_fifo(pyrun, bundle, tmp_path, variant):
     """Item 2, from the host: every fd of a created init is one it was given
     (stdio, a preserved fd; the pty slave with a console socket) or exec.fifo
-    itself; none is a directory. With hooks, each prestart/createRuntime/
+    itself, plus the one procfs of the container's own pid namespace the init
+    reopens the fifo through (read-only, pid directories only, its process 1's
+    root the container's rootfs); no other fd is a directory. With hooks, each prestart/createRuntime/
     createContainer hook sees only its stdio. With an idmapped bind, the
     detached mount the init attached is closed.
     Checked: with the state directory's O_PATH fd back in the init, every
@@ -185,6 +203,9 @@ def test_created_init_holds_only_stdio_and_the_fifo(pyrun, bundle, tmp_path, var
         pid = _pid(pyrun, cid)
         fifo = os.stat(pyrun.root / cid / "exec.fifo")
         fds = {int(n): os.stat(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+        own = [n for n, st in fds.items() if _is_private_procfs(pid, n, bundle.rootfs)]
+        assert len(own) == 1, {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in fds}
+        del fds[own[0]]
         assert not [n for n, st in fds.items() if stat.S_ISDIR(st.st_mode)], \
             {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in fds}
         fifo_fds = [n for n, st in fds.items() if _same(st, fifo)]

@@ -77,3 +77,18 @@ def write(proc_fd: int, rel: str, data: str) -> None:
 
 def last_cap(proc_fd: int) -> int:
     return int(read(proc_fd, "sys/kernel/cap_last_cap"))
+
+
+def open_private() -> int:
+    """A procfs instance of our own pid namespace, made for us alone: read-only,
+    only the pid directories (subset=pid, where the kernel has it), attached
+    nowhere. The init reopens exec.fifo through it while it waits for
+    `start`, when the host's /proc fd is already closed and the container's
+    /proc may be anything; holding it exposes no host path and no sysctl."""
+    attrs = s.MOUNT_ATTR_RDONLY | s.MOUNT_ATTR_NOSUID | s.MOUNT_ATTR_NODEV | s.MOUNT_ATTR_NOEXEC
+    try:
+        return s.fsmount_new("proc", {"subset": "pid"}, attrs)
+    except OSError as e:
+        if e.errno != errno.EINVAL:        # subset= needs Linux 5.8
+            raise
+    return s.fsmount_new("proc", {}, attrs)

@@ -18,10 +18,12 @@ _MACHINE = os.uname().machine
 _SYS = {
     "x86_64": {"pidfd_getfd": 438, "keyctl": 250, "pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125,
                "capset": 126, "openat2": 437, "close_range": 436,
-               "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
+               "mount_setattr": 442, "open_tree": 428, "move_mount": 429,
+               "fsopen": 430, "fsconfig": 431, "fsmount": 432},
     "aarch64": {"pidfd_getfd": 438, "keyctl": 219, "pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90,
                 "capset": 91, "openat2": 437, "close_range": 436,
-                "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
+                "mount_setattr": 442, "open_tree": 428, "move_mount": 429,
+                "fsopen": 430, "fsconfig": 431, "fsmount": 432},
 }[_MACHINE]
 
 # mount(2) flags
@@ -204,6 +206,33 @@ def move_mount_fd(from_fd: int, to_fd: int) -> None:
     """Attach the detached mount `from_fd` on the directory or file `to_fd`."""
     _check(_libc.syscall(_SYS["move_mount"], from_fd, b"", to_fd, b"",
                          ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
+
+
+# fsopen(2) / fsconfig(2) / fsmount(2): a new filesystem instance as a detached mount
+_FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+def fsmount_new(fstype: str, options: dict[str, str], attrs: int) -> int:
+    """A new instance of `fstype` with string `options`, as a detached mount
+    with MOUNT_ATTR_* `attrs`: the fd of its root, attached nowhere."""
+    fs = _check(_libc.syscall(_SYS["fsopen"], _b(fstype), ctypes.c_uint(_FSOPEN_CLOEXEC)), "fsopen", fstype)
+    try:
+        for key, value in options.items():
+            _check(_libc.syscall(_SYS["fsconfig"], fs, ctypes.c_uint(_FSCONFIG_SET_STRING), _b(key), _b(value), 0),
+                   f"fsconfig {key}={value}")
+        _check(_libc.syscall(_SYS["fsconfig"], fs, ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None, 0),
+               "fsconfig create")
+        return _check(_libc.syscall(_SYS["fsmount"], fs, ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(attrs)),
+                      "fsmount")
+    finally:
+        os.close(fs)
 
 
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:

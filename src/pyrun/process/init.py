@@ -37,6 +37,7 @@ class Init:
         self.env: list[str] = []
         self.executable = ""
         self.null: restrict.NullSource | None = None
+        self.own_proc = -1          # open_private_procfs: where exec.fifo is reopened
 
 
 # --- steps, in the order they run -------------------------------------------
@@ -120,6 +121,18 @@ def hold_null_device(it: Init) -> None:
     see: maskedPaths never use whatever /dev/null the image has."""
     if it.ctx.linux.get("maskedPaths"):
         it.null = restrict.NullSource()
+
+
+def open_private_procfs(it: Init) -> None:
+    """A procfs of the container's pid namespace for the init alone, made while
+    we still may: `wait for start` reopens exec.fifo through it, since the
+    container's /proc may be a fake tree by then. Where the kernel refuses a
+    new procfs (an older kernel; a user namespace nested in a container whose
+    /proc is masked), the container's /proc is used, with the inode check."""
+    try:
+        it.own_proc = procfs.open_private()
+    except OSError:
+        it.own_proc = -1
 
 
 def switch_root(it: Init) -> None:
@@ -372,7 +385,7 @@ def wait_for_start(it: Init) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = _reopen_exec_fifo(it.ctx.fifo_fd)
+    fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
     # `start` was called. startContainer hooks run now, and their verdict goes
     # back through the fifo: "0", or "1" and the error, which `start` reports.
     failure = None
@@ -393,16 +406,24 @@ def wait_for_start(it: Init) -> None:
         os._exit(1)
 
 
-def _reopen_exec_fifo(path_fd: int) -> int:
+def _reopen_exec_fifo(path_fd: int, own_proc: int) -> int:
     """The init holds only an O_PATH fd on exec.fifo, nothing that leads to
     the host's directories (CVE-2024-21626 class); like runc, it opens the
-    fifo for writing through /proc/self/fd, which blocks until `start`. That
-    /proc is the container's: the fd must be the very fifo we were given."""
-    path = f"/proc/self/fd/{path_fd}"
+    fifo for writing through /proc/self/fd, which blocks until `start`: our
+    private procfs where we have one, else the container's /proc. Either
+    way the fd must be the very fifo we were given."""
+    rel = f"self/fd/{path_fd}"
+    path = "/proc/" + rel
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        if own_proc >= 0:
+            fd = os.open(rel, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=own_proc)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         raise InitError("wait for start", f"open exec fifo {path}: {strerror(e.errno)}") from None
+    finally:
+        if own_proc >= 0:
+            os.close(own_proc)
     want, got = os.fstat(path_fd), os.fstat(fd)
     os.close(path_fd)
     if (got.st_dev, got.st_ino) != (want.st_dev, want.st_ino):
@@ -441,6 +462,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("prepare rootfs", prepare_rootfs),
     ("run create hooks", run_create_hooks),
     ("hold /dev/null for masks", hold_null_device),
+    ("open private procfs", open_private_procfs),
     ("switch root", switch_root),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
@@ -469,7 +491,8 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
 # gets the same confinement as the init, in the same order, minus the rootfs.
 EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
-    if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, switch_root, create_cwd,
+    if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, open_private_procfs,
+                    switch_root, create_cwd,
                     finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, wait_for_start)
 ]
 
