@@ -466,21 +466,50 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
             raise InitError(name, "cannot allocate memory") from None
 
 
+# Bytes of the container's /etc/passwd read for HOME at most: a real one is a
+# few KiB (tens of thousands of users fit), and the init has no limits yet.
+PASSWD_MAX = 4 << 20
+
+
 def _home_of(uid: int) -> str:
+    """HOME from the container's /etc/passwd, or "/" when it gives none.
+
+    The file is the image's (or, for exec, whatever the running container
+    made of it), so it is read as hostile: resolved inside the container's
+    root without magic links (/proc/self/exe, /proc/self/fd/N are host
+    files), opened without blocking (a FIFO would hang us), used only if it
+    is a regular file (not /dev/zero, a tty, a socket) and read only up to
+    its size at open, capped at PASSWD_MAX (a file that grows, or procfs).
+    Anything else gives "/", runc's default (current runc falls back so too)."""
     try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = s.openat2(root, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                           s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS)
+        finally:
+            os.close(root)
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, min(st.st_size, PASSWD_MAX)) if stat.S_ISREG(st.st_mode) else b""
+        finally:
+            os.close(fd)
     except OSError:
-        pass
+        return "/"
+    want = str(uid).encode()
+    for line in data.split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2] == want:
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
     return "/"
 
 
 def _setgroups_denied() -> bool:
+    """Without a proc mount this is the image's file: never block on it, read little."""
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() == "deny"
+        fd = os.open("/proc/self/setgroups", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            return os.read(fd, 16).strip() == b"deny"
+        finally:
+            os.close(fd)
     except OSError:
         return False
