@@ -38,7 +38,28 @@ class Init:
         self.executable = ""
 
 
+def die_with_parent(ch: Channel) -> None:
+    """SIGKILL this stage when its parent dies: a killed `pyrun create` or
+    `exec` must leave nothing behind, wherever a stage is blocked.  The
+    kernel clears the setting on every change of uid or gid, so it is armed
+    again after one.  Checked once armed: had the parent already died, its
+    end of the channel is closed and no signal would come."""
+    s.prctl(s.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if ch.peer_gone():
+        os._exit(1)
+
+
 # --- steps, in the order they run -------------------------------------------
+
+def arm_parent_death(it: Init) -> None:
+    """Die with `pyrun create`/`exec` until the state is recorded: stage 1,
+    our first parent, exits normally, so we wait until the command has
+    reaped it (it is then our parent, as our child subreaper) and arm the
+    parent-death signal against it.  report_ready disarms it: the init
+    outlives `pyrun create`."""
+    it.ch.expect(Msg.REAPED)
+    die_with_parent(it.ch)
+
 
 def start_session(it: Init) -> None:
     """Own session (for a controlling tty), default signal handling, umask 0
@@ -275,6 +296,7 @@ def switch_user(it: Init) -> None:
         os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    die_with_parent(it.ch)          # the kernel cleared it with the uid/gid change
     if caps is not None:
         s.prctl(s.PR_SET_KEEPCAPS, 0)
         s.capset(masks["effective"], masks["permitted"], masks["inheritable"])
@@ -325,7 +347,10 @@ def look_up_executable(it: Init) -> None:
 
 
 def report_ready(it: Init) -> None:
-    """The parent records state and writes the pid file; if it died, so do we."""
+    """The parent records state and writes the pid file; if it died, so do we.
+    The parent-death signal is disarmed first: the parent exits normally
+    after ACK, and its death before ACK closes the channel, which ends us."""
+    s.prctl(s.PR_SET_PDEATHSIG, 0)
     it.ch.send(Msg.READY)
     try:
         it.ch.expect(Msg.ACK)
@@ -392,6 +417,7 @@ def exec_process(it: Init) -> None:
 
 
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
+    ("arm parent death signal", arm_parent_death),
     ("start session", start_session),
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
