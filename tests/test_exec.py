@@ -159,6 +159,11 @@ def test_interpreter_unreachable_during_exec(pyrun, bundle):
         if stage is None:
             parent.wait(timeout=10)
             continue
+        # The stage waits for the parent to reap stage 1 (then it arms its
+        # parent-death signal): stop the parent only once it is its parent.
+        deadline = time.monotonic() + 2
+        while _ppid(stage) not in (parent.pid, None) and time.monotonic() < deadline:
+            time.sleep(0.001)
         os.kill(parent.pid, signal.SIGSTOP)
         try:
             deadline = time.monotonic() + 2
@@ -166,6 +171,8 @@ def test_interpreter_unreachable_during_exec(pyrun, bundle):
                 time.sleep(0.001)       # let it reach the wait for ACK, after the user switch
             if not os.readlink(f"/proc/{stage}/exe").split("/")[-1].startswith("python"):
                 continue    # too late: it already exec'd `true`
+            if _cap_eff(stage) != init_caps:
+                continue    # stopped between reaping stage 1 and telling the stage so
             assert _cap_eff(stage) == init_caps
             inner = next(line for line in Path(f"/proc/{stage}/status").read_text().splitlines()
                          if line.startswith("NSpid:")).split()[-1]
@@ -182,6 +189,13 @@ def test_interpreter_unreachable_during_exec(pyrun, bundle):
             os.kill(parent.pid, signal.SIGCONT)
             parent.wait(timeout=10)
     pytest.fail("never caught an exec stage before its execve")
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _cap_eff(pid: int) -> str:

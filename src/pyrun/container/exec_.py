@@ -162,15 +162,54 @@ def _connect(path: str) -> unixsock.Socket:
 
 
 def _cgroup(req: ExecRequest, state: dict[str, Any]) -> Any:
-    """The container's cgroup, or the --cgroup sub-cgroup the process joins."""
+    """The container's cgroup, or the --cgroup sub-cgroups the process joins.
+
+    Checked before anything is forked: a sub-cgroup must lie at or below
+    the container's own directory in its hierarchy, or the process would
+    escape the container's limits (`..`), or a crafted value would have us
+    write a `cgroup.procs` anywhere on the host.  cgroupfs refuses symlinks,
+    so the check on the normalised path is the whole check."""
     from pyrun.cgroups.manager import CgroupManager
     paths = dict(state.get("cgroup_paths") or {})
-    for sub in req.cgroup:             # --cgroup path, or controller:path
-        controller, _, rel = sub.rpartition(":")
-        for key in list(paths):
-            if not controller or controller in key.split(",") or (controller == "" and key == ""):
-                paths[key] = os.path.join(paths[key], rel.lstrip("/"))
+    subs = _sub_cgroups(req.cgroup)
+    if "" in subs:                     # one path for every hierarchy (the only form on v2)
+        wanted = {key: subs[""] for key in paths}
+    else:
+        wanted = {}
+        for controller, sub in subs.items():
+            keys = [key for key in paths if controller in key.split(",")]
+            if not keys:
+                raise PyrunError(f"unable to create new parent process: unknown controller {controller} in SubCgroupPaths",
+                                 exit_code=255)
+            wanted.update((key, sub) for key in keys)
+    for key, sub in wanted.items():
+        base = paths[key]
+        target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+        if target != base and not target.startswith(base + "/"):
+            raise PyrunError(f"unable to create new parent process: {sub} is not a sub cgroup path", exit_code=255)
+        paths[key] = target
     return CgroupManager(paths)
+
+
+def _sub_cgroups(args: list[str]) -> dict[str, str]:
+    """runc's getSubCgroupPaths: `[<controller>[,<controller>...]:]<path>`,
+    each controller once, at most one path for all of them."""
+    subs: dict[str, str] = {}
+    for arg in args:
+        controllers, colon, sub = arg.partition(":")
+        if not colon:
+            if "" in subs:
+                raise PyrunError("invalid --cgroup argument(s): multiple <path> arguments", exit_code=255)
+            subs[""] = arg
+            continue
+        for controller in controllers.split(","):
+            if not controller:
+                raise PyrunError(f"invalid --cgroup argument: {arg} (empty <controller> prefix)", exit_code=255)
+            if controller in subs:
+                raise PyrunError(f"invalid --cgroup argument(s): controller {controller} specified multiple times",
+                                 exit_code=255)
+            subs[controller] = sub
+    return subs
 
 
 def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],

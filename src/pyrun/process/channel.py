@@ -18,6 +18,7 @@ class Msg:
     USERMAP_REQUEST = "usermap-request"   # stage-1 unshared a user namespace; parent writes maps
     USERMAP_DONE = "usermap-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
+    REAPED = "reaped"                     # stage-1 is reaped: the init's parent is now the create process
     HOOKS_REQUEST = "hooks-request"       # mounts are done: parent runs prestart + createRuntime
     HOOKS_DONE = "hooks-done"
     RLIMITS_REQUEST = "rlimits-request"   # init is about to drop root; parent applies prlimit
@@ -79,6 +80,13 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+    def peer_gone(self) -> bool:
+        """The other end is closed (its process died), whatever is still queued."""
+        import select     # built in: nothing to load
+        poller = select.poll()
+        poller.register(self.sock.fileno(), 0)      # POLLHUP is always reported
+        return bool(poller.poll(0))
 
 
 def pair() -> tuple[Channel, Channel]:

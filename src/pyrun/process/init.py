@@ -40,7 +40,28 @@ class Init:
         self.own_proc = -1          # open_private_procfs: where exec.fifo is reopened
 
 
+def die_with_parent(ch: Channel) -> None:
+    """SIGKILL this stage when its parent dies: a killed `pyrun create` or
+    `exec` must leave nothing behind, wherever a stage is blocked.  The
+    kernel clears the setting on every change of uid or gid, so it is armed
+    again after one.  Checked once armed: had the parent already died, its
+    end of the channel is closed and no signal would come."""
+    s.prctl(s.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if ch.peer_gone():
+        os._exit(1)
+
+
 # --- steps, in the order they run -------------------------------------------
+
+def arm_parent_death(it: Init) -> None:
+    """Die with `pyrun create`/`exec` until the state is recorded: stage 1,
+    our first parent, exits normally, so we wait until the command has
+    reaped it (it is then our parent, as our child subreaper) and arm the
+    parent-death signal against it.  report_ready disarms it: the init
+    outlives `pyrun create`."""
+    it.ch.expect(Msg.REAPED)
+    die_with_parent(it.ch)
+
 
 def start_session(it: Init) -> None:
     """Own session (for a controlling tty), default signal handling, umask 0
@@ -310,6 +331,7 @@ def switch_user(it: Init) -> None:
         os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    die_with_parent(it.ch)          # the kernel cleared it with the uid/gid change
     if caps is not None:
         s.prctl(s.PR_SET_KEEPCAPS, 0)
         s.capset(masks["effective"], masks["permitted"], masks["inheritable"])
@@ -360,7 +382,10 @@ def look_up_executable(it: Init) -> None:
 
 
 def report_ready(it: Init) -> None:
-    """The parent records state and writes the pid file; if it died, so do we."""
+    """The parent records state and writes the pid file; if it died, so do we.
+    The parent-death signal is disarmed first: the parent exits normally
+    after ACK, and its death before ACK closes the channel, which ends us."""
+    s.prctl(s.PR_SET_PDEATHSIG, 0)
     # Nothing of the host's /proc stays open while we wait for `start`.
     if it.ctx.proc_fd >= 0:
         os.close(it.ctx.proc_fd)
@@ -456,6 +481,7 @@ def exec_process(it: Init) -> None:
 
 
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
+    ("arm parent death signal", arm_parent_death),
     ("start session", start_session),
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
@@ -533,15 +559,40 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
             raise InitError(name, "cannot allocate memory") from None
 
 
+# Bytes of the container's /etc/passwd read for HOME at most: a real one is a
+# few KiB (tens of thousands of users fit), and the init has no limits yet.
+PASSWD_MAX = 4 << 20
+
+
 def _home_of(uid: int) -> str:
+    """HOME from the container's /etc/passwd, or "/" when it gives none.
+
+    The file is the image's (or, for exec, whatever the running container
+    made of it), so it is read as hostile: resolved inside the container's
+    root without magic links (/proc/self/exe, /proc/self/fd/N are host
+    files), opened without blocking (a FIFO would hang us), used only if it
+    is a regular file (not /dev/zero, a tty, a socket) and read only up to
+    its size at open, capped at PASSWD_MAX (a file that grows, or procfs).
+    Anything else gives "/", runc's default (current runc falls back so too)."""
     try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = s.openat2(root, "etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                           s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS)
+        finally:
+            os.close(root)
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, min(st.st_size, PASSWD_MAX)) if stat.S_ISREG(st.st_mode) else b""
+        finally:
+            os.close(fd)
     except OSError:
-        pass
+        return "/"
+    want = str(uid).encode()
+    for line in data.split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2] == want:
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
     return "/"
 
 

@@ -71,6 +71,7 @@ def launch(ctx: LaunchContext) -> Launched:
             elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
                 _reap(pid)
+                parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
                 if ctx.cgroup is not None:
                     ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
                 if ctx.linux.get("netDevices"):

@@ -71,7 +71,11 @@ def _report(ch: Channel, step: str, message: str) -> None:
 
 
 def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
-    """Stage 1: enter the cgroup and the namespaces, then fork the init."""
+    """Stage 1: enter the cgroup and the namespaces, then fork the init.
+
+    The init, forked by us, is armed against its parent's death only once
+    we are reaped (init.py's first step): our own normal exit must not kill it."""
+    init.die_with_parent(ch)
     for fd in ctx.parent_fds:
         os.close(fd)   # an inherited flock would keep `start` waiting forever
     ctx.parent_fds = []
@@ -109,6 +113,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
             s.prctl(s.PR_SET_DUMPABLE, 0)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+            init.die_with_parent(ch)     # the kernel cleared it with the uid/gid change
         step = "create namespaces"
         flags = 0
         for ns in ctx.new_namespaces:
