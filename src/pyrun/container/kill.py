@@ -27,8 +27,12 @@ def parse_signal(raw: str) -> int:
     raise PyrunError(f"unknown signal {raw!r}")
 
 
-def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+def kill(root: str, container_id: str, sig: int | str, all_processes: bool = False) -> None:
+    """sig: a number, or a name parsed once the container is known to exist
+    (runc: "container does not exist" wins over "unknown signal")."""
     with ContainerDir.open(root, container_id) as cdir:
+        if isinstance(sig, str):
+            sig = parse_signal(sig)
         state = cdir.load()
         status = status_of(cdir, state)
         if status == STOPPED:
