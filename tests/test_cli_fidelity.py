@@ -456,3 +456,12 @@ def test_debug_lines_go_to_the_log_only(runtime, bundle, tmp_path, fmt):
         for step in ("prepare rootfs", "switch root", "switch user", "report ready"):
             assert step in steps
         assert any(m.startswith("start ") and m.endswith(" released") for m in messages)
+
+
+def test_version_and_help_import_nothing_heavy(pyrun, tmp_path):
+    """--version and the help screens stay as cheap as `state` (tests/test_imports.py's list)."""
+    from test_imports import heavy_in, imports_of
+    for args in (["--version"], ["--help"], ["help", "create"], ["exec", "--help"], ["kill", "-h"]):
+        modules = imports_of(tmp_path, pyrun.root, *args)
+        assert heavy_in(modules) == [], args
+        assert "json" not in modules and "re" not in modules, args
