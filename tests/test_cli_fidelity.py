@@ -216,6 +216,11 @@ def test_every_exec_failure_exits_255_with_one_line(runtime, bundle, tmp_path):
         else 'exec failed: bad gid: strconv.Atoi: parsing "staff": invalid syntax')
     assert _exec_fail(runtime, cid) == ("exec failed: process args cannot be empty" if old
                                         else "exec failed: exec args cannot be empty")
+    # a bad -g is a bad command line (an Int64Slice flag): Incorrect Usage, exit 1
+    res = runtime("exec", "-g", "staff", cid, "true", check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1
+    assert res.stdout.startswith('Incorrect Usage: invalid value "staff" for flag -g: ')
+    assert one_error(res) == 'invalid value "staff" for flag -g: strconv.ParseInt: parsing "staff": invalid syntax'
     runtime("pause", cid)
     assert _exec_fail(runtime, cid, "true") == \
         "exec failed: cannot exec in a paused container (use --ignore-paused to override)"

@@ -162,7 +162,7 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
     if req.additional_gids:
         gids = []
         for g in req.additional_gids:      # runc: an Int64Slice flag, refused as the flag is parsed
-            if not g.lstrip("+-").isdigit():
+            if not _is_int(g):
                 raise FlagError(f'invalid value "{g}" for flag -g: strconv.ParseInt: parsing "{g}": invalid syntax')
             gids.append(int(g))
         process.setdefault("user", {})["additionalGids"] = gids
@@ -181,9 +181,15 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
     return process
 
 
+def _is_int(text: str) -> bool:
+    """What Go's strconv.Atoi/ParseInt take: an optional sign, then ASCII digits."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
+
+
 def _atoi(text: str, what: str) -> int:
     """Go's strconv.Atoi with runc's wording: bad uid: strconv.Atoi: parsing "x": invalid syntax."""
-    if not text.lstrip("+-").isdigit() or text[:1] in "+-" and len(text) == 1:
+    if not _is_int(text):
         raise PyrunError(f'{what}: strconv.Atoi: parsing "{text}": invalid syntax')
     return int(text)
 
