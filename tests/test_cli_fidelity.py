@@ -153,6 +153,8 @@ def test_kill_signal_0_tells_whether_the_container_is_alive(runtime, bundle):
     assert runtime("kill", "-a", cid, "0").returncode == 0
     res = runtime("kill", runtime.new_id(), "0", check=False, global_args=("--log-format", "json"))
     assert (res.returncode, one_error(res)) == (1, "container does not exist")
+    res = runtime("kill", cid, "SIGFROB", check=False, global_args=("--log-format", "json"))
+    assert (res.returncode, one_error(res)) == (1, 'unknown signal "SIGFROB"')
     runtime("delete", cid)
 
 

@@ -24,7 +24,7 @@ def parse_signal(raw: str) -> int:
         sig = getattr(_signal, name, None) if not name.startswith("SIG_") else None
         if isinstance(sig, int):      # signal.Signals' members: _signal's SIG* names
             return sig
-    raise PyrunError(f"unknown signal {raw!r}")
+    raise PyrunError(f'unknown signal "{raw}"')     # Go's %q, as runc words it
 
 
 def kill(root: str, container_id: str, sig: int | str, all_processes: bool = False) -> None:
