@@ -237,8 +237,7 @@ def test_every_exec_failure_exits_255_with_one_line(runtime, bundle, tmp_path):
 
 def test_exec_pid_file_failure_kills_the_process_before_it_runs(pyrun, bundle, tmp_path):
     """pyrun writes --pid-file before it lets the exec'd process go; when that
-    fails the process never runs and nothing of it is left (runc's own exec'd
-    process may already have run by then). With pyrun's explicit kill
+    fails the process never runs and nothing of it is left. With pyrun's explicit kill
     (container/exec_.py _abandon) removed this still passes: the process,
     never released, also exits when pyrun's end of the channel closes. The
     test checks the outcome either way."""
