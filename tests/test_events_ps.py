@@ -86,7 +86,7 @@ def test_ps_errors(pyrun, sleeper):
     assert _error(pyrun, "ps", "--format", "yaml", cid) == "invalid format option"
     assert _error(pyrun, "ps", cid, "-o", "comm") == "couldn't find PID field in ps output"
     assert _error(pyrun, "ps", ID_PREFIX + "missing") == "container does not exist"
-    assert _error(pyrun, "ps") == '"ps" requires a minimum of 1 argument'
+    assert _error(pyrun, "ps") == 'pyrun: "ps" requires a minimum of 1 argument(s)'
 
 
 # --- events -------------------------------------------------------------------------

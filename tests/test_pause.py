@@ -107,8 +107,8 @@ def test_pause_and_resume_errors_use_runcs_wording(pyrun, busy, bundle):
     pyrun("resume", cid)
     assert _error(pyrun, "pause", ID_PREFIX + "missing") == "container does not exist"
     assert _error(pyrun, "resume", ID_PREFIX + "missing") == "container does not exist"
-    assert _error(pyrun, "pause") == '"pause" requires exactly 1 argument(s)'
-    assert _error(pyrun, "resume", cid, "extra") == '"resume" requires exactly 1 argument(s)'
+    assert _error(pyrun, "pause") == 'pyrun: "pause" requires exactly 1 argument(s)'
+    assert _error(pyrun, "resume", cid, "extra") == 'pyrun: "resume" requires exactly 1 argument(s)'
 
     bundle.set_args("true")
     stopped = pyrun.new_id()

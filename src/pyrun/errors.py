@@ -45,6 +45,17 @@ class UsageError(PyrunError):
     """The command line is wrong."""
 
 
+class FlagError(UsageError):
+    """An unknown flag or a bad flag value: runc prints "Incorrect Usage" and the help."""
+
+
+class ArgsError(UsageError):
+    """The wrong number of arguments: runc prints "Incorrect Usage." and the help."""
+
+
+START_FAILED = "unable to start container process"   # runc: what went wrong between fork and ready
+
+
 class InitError(PyrunError):
     """A named step of container set-up failed."""
 

@@ -23,10 +23,10 @@ UNSAFE_CONFIG_ANNOTATIONS: list[str] = []
 
 def build() -> dict[str, Any]:
     from pyrun import SPEC_VERSION, __version__
-    from pyrun.cli.main import _commit
+    from pyrun.cli.version import commit
 
     annotations = {
-        "io.github.pyrun.commit": _commit(),
+        "io.github.pyrun.commit": commit(),
         "io.github.pyrun.version": __version__,
     }
     seccomp, libseccomp_version = _seccomp()

@@ -15,9 +15,9 @@ FLAGS = [
 
 
 def request(glob, opts, args, usage: str):
-    from pyrun.cli.main import require_args
+    from pyrun.cli.parser import check_args
     from pyrun.container.create import CreateRequest
-    require_args(args, 1, usage)
+    check_args(usage, args, exactly=1)
     return CreateRequest(root=glob.root, id=args[0], bundle=opts["bundle"], pid_file=opts["pid_file"],
                          console_socket=opts["console_socket"], no_pivot=opts["no_pivot"],
                          no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"],

@@ -7,9 +7,9 @@ FLAGS = [Flag(("force", "f"))]
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.main import require_args
+    from pyrun.cli.parser import check_args
     from pyrun.container.delete import delete
     opts, args = parse(FLAGS, argv)
-    require_args(args, 1, "delete")
+    check_args("delete", args, exactly=1)
     delete(glob.root, args[0], force=opts["force"])
     return 0

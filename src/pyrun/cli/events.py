@@ -1,8 +1,7 @@
 """pyrun events [--stats] [--interval 5s] <container-id>"""
 from __future__ import annotations
 
-from pyrun.cli.parser import Flag, parse
-from pyrun.errors import UsageError
+from pyrun.cli.parser import Flag, FlagError, check_args, parse
 
 FLAGS = [Flag(("interval",), "str", "5s"), Flag(("stats",))]
 
@@ -35,14 +34,13 @@ def parse_duration(text: str) -> float:
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.pause import require_exact_args
     from pyrun.container.events import events
     opts, args = parse(FLAGS, argv)
-    require_exact_args(args, 1, "events")
+    check_args("events", args, exactly=1)
     try:
         interval = parse_duration(opts["interval"])
     except ValueError:
-        raise UsageError(f'invalid value "{opts["interval"]}" for flag -interval: parse error') from None
+        raise FlagError(f'invalid value "{opts["interval"]}" for flag -interval: parse error') from None
     try:
         events(glob.root, args[0], interval, opts["stats"])
     except BrokenPipeError:         # the reader went away (`| head -1`): done, not an error

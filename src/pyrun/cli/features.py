@@ -6,8 +6,9 @@ import sys
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.parser import parse
+    from pyrun.cli.parser import check_args, parse
     from pyrun.features import build
-    parse([], argv)
+    _opts, args = parse([], argv)
+    check_args("features", args, exactly=0)
     sys.stdout.write(json.dumps(build(), indent=2) + "\n")
     return 0

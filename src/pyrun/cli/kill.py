@@ -7,10 +7,9 @@ FLAGS = [Flag(("all", "a"))]
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.main import require_args
-    from pyrun.container.kill import kill, parse_signal
+    from pyrun.cli.parser import check_args
+    from pyrun.container.kill import kill
     opts, args = parse(FLAGS, argv)
-    require_args(args, 1, "kill")
-    sig = parse_signal(args[1] if len(args) > 1 else "SIGTERM")
-    kill(glob.root, args[0], sig, all_processes=opts["all"])
+    check_args("kill", args, minimum=1, maximum=2)
+    kill(glob.root, args[0], args[1] if len(args) > 1 else "SIGTERM", all_processes=opts["all"])
     return 0

@@ -8,20 +8,20 @@ from __future__ import annotations
 import os
 import sys
 
-from pyrun import SPEC_VERSION, __version__, log
-from pyrun.cli.parser import Flag, parse
+from pyrun import log
+from pyrun.cli.parser import ArgsError, Flag, FlagError, HelpRequested, parse, reorder_args
 from pyrun.errors import PyrunError, UsageError
 
-GLOBAL_FLAGS = [
-    Flag(("root",), "str"),
+GLOBAL_FLAGS = [      # in runc's order: `pyrun --help` lists them so
+    Flag(("debug",)),
     Flag(("log",), "str"),
     Flag(("log-format",), "str", "text"),
-    Flag(("debug",)),
+    Flag(("root",), "str"),
+    Flag(("criu",), "str"),             # hidden in runc; accepted and ignored
     Flag(("systemd-cgroup",)),
     Flag(("rootless",), "str", "auto"),
-    Flag(("criu",), "str"),             # hidden in runc; accepted and ignored
-    Flag(("version", "v")),
     Flag(("help", "h")),
+    Flag(("version", "v")),
 ]
 
 COMMANDS = {
@@ -30,12 +30,8 @@ COMMANDS = {
     "update": "update", "pause": "pause", "resume": "resume", "ps": "ps", "events": "events",
 }
 
-USAGE = """usage: pyrun [global options] command [command options] [arguments...]
-
-commands: create, start, run, exec, state, kill, delete, list, spec, features,
-          update, pause, resume, ps, events
-global options: --root, --log, --log-format text|json, --debug, --systemd-cgroup, --rootless, --version
-"""
+EXEC_FAILED = 255      # runc: every exec failure, usage errors aside
+NO_HELP_TOPIC = 3      # urfave/cli's exit code for an unknown command
 
 
 class GlobalOptions:
@@ -67,33 +63,87 @@ def main(argv: list[str] | None = None) -> int:
     _ensure_stdio()
     action = argv[0] if argv and not argv[0].startswith("-") else ""
     try:
-        opts, rest = parse(GLOBAL_FLAGS, argv)
-        log.configure(opts["log"], opts["log_format"], opts["debug"])
+        try:
+            opts, rest = parse(GLOBAL_FLAGS, argv)
+        except FlagError as e:
+            log.configure(None, "text", False)
+            return _incorrect_usage(f"Incorrect Usage. {e}\n\n", None, e)
+        try:
+            log.configure(opts["log"], opts["log_format"], opts["debug"])
+        except PyrunError as e:     # runc: the log file is opened before any command runs
+            log.error(str(e))
+            return 1
         if opts["log_format"] not in ("text", "json"):
             raise UsageError(f"invalid log-format: {opts['log_format']}")
         if opts["version"]:
-            sys.stdout.write(f"pyrun version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
+            from pyrun.cli.version import version_text
+            sys.stdout.write(f"pyrun version {version_text()}\n")
             return 0
-        if opts["help"] or not rest:
-            sys.stdout.write(USAGE)
-            return 0 if opts["help"] else 1
-        action = rest[0]
+        action = rest[0] if rest else ""
+        if opts["help"] or action in ("", "help", "h"):
+            return _help(rest[1:] if action else [])
         module_name = COMMANDS.get(action)
         if module_name is None:
-            raise UsageError(f"No help topic for '{action}'")
+            raise UsageError(f"No help topic for '{action}'", NO_HELP_TOPIC)
         from pyrun.state.store import default_root
         glob = GlobalOptions(root=os.path.abspath(opts["root"] or default_root()),
                              systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"])
         name = f"pyrun.cli.{module_name}"
         __import__(name)            # not importlib.import_module: importlib brings warnings
         module = sys.modules[name]
-        return module.main(glob, rest[1:])
+        args = rest[1:] if action in ("exec", "ps") else reorder_args(rest[1:])
+        return module.main(glob, args)
+    except HelpRequested:
+        from pyrun.cli.help import command_help
+        sys.stdout.write(command_help(action))
+        return 0
+    except FlagError as e:
+        return _incorrect_usage(f"Incorrect Usage: {e}\n\n", action, e)
+    except ArgsError as e:
+        return _incorrect_usage("Incorrect Usage.\n\n", action, e)
     except PyrunError as e:
-        prefix = f"pyrun {action} failed: " if action in ("create", "run", "exec") else ""
+        if isinstance(e, UsageError):
+            log.error(str(e))
+            return e.exit_code
+        if action == "exec":        # runc: fatalWithCode(fmt.Errorf("exec failed: %w", err), 255)
+            log.error(f"exec failed: {e}")
+            return EXEC_FAILED
+        prefix = f"pyrun {action} failed: " if action in ("create", "run") else ""
         log.error(prefix + str(e))
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _help(topics: list[str]) -> int:
+    """`pyrun`, `pyrun --help`, `pyrun help [command]`: help on stdout, exit 0."""
+    from pyrun.cli import help as text
+    if not topics:
+        from pyrun.cli.version import version_text
+        sys.stdout.write(text.app_help(GLOBAL_FLAGS, version_text()))
+    elif topics[0] in COMMANDS:
+        sys.stdout.write(text.command_help(topics[0]))
+    elif topics[0] in ("help", "h"):
+        sys.stdout.write(text.help_command_help())
+    else:
+        log.error(f"No help topic for '{topics[0]}'")
+        return NO_HELP_TOPIC
+    return 0
+
+
+def _incorrect_usage(head: str, command: str | None, error: PyrunError) -> int:
+    """What urfave/cli does with a bad command line: "Incorrect Usage" and the
+    help on stdout, the error itself logged, exit 1."""
+    from pyrun.cli import help as text
+    if command is None:
+        from pyrun.cli.version import version_text
+        body = text.app_help(GLOBAL_FLAGS, version_text())
+    else:
+        body = text.command_help(command)
+    sys.stdout.write(head + body)
+    sys.stdout.flush()
+    log.error(str(error))
+    return 1
 
 
 def exit_now(code: int) -> None:
@@ -108,12 +158,7 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _commit() -> str:
-    from pyrun import __version__ as v
-    return os.environ.get("PYRUN_COMMIT", f"v{v}")
-
-
 def require_args(args: list[str], count: int, usage: str) -> None:
-    """runc's wording when a command gets the wrong number of arguments."""
-    if len(args) < count:
-        raise UsageError(f'"{usage}" requires a minimum of {count} argument{"s" if count > 1 else ""}')
+    """runc's minArgs check (exec): at least `count` arguments."""
+    from pyrun.cli.parser import check_args
+    check_args(usage, args, minimum=count)

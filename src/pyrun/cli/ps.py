@@ -11,10 +11,10 @@ FLAGS = [Flag(("format", "f"), "str", "table")]
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.main import require_args
+    from pyrun.cli.parser import check_args
     from pyrun.container.ps import pids, table
     opts, args = parse(FLAGS, argv)
-    require_args(args, 1, "ps")
+    check_args("ps", args, minimum=1)
     if opts["format"] == "json":
         sys.stdout.write(json.dumps(pids(glob.root, args[0]), separators=(",", ":")) + "\n")
     elif opts["format"] == "table":

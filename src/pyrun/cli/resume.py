@@ -3,10 +3,9 @@ from __future__ import annotations
 
 
 def main(glob, argv: list[str]) -> int:
-    from pyrun.cli.pause import require_exact_args
-    from pyrun.cli.parser import parse
+    from pyrun.cli.parser import check_args, parse
     from pyrun.container.pause import resume
     _opts, args = parse([], argv)
-    require_exact_args(args, 1, "resume")
+    check_args("resume", args, exactly=1)
     resume(glob.root, args[0])
     return 0

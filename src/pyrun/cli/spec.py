@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from pyrun.cli.parser import Flag, parse
+from pyrun.cli.parser import Flag, check_args, parse
 from pyrun.errors import PyrunError
 
 FLAGS = [Flag(("bundle", "b"), "str"), Flag(("rootless",))]
@@ -12,7 +12,8 @@ FLAGS = [Flag(("bundle", "b"), "str"), Flag(("rootless",))]
 
 def main(glob, argv: list[str]) -> int:
     from pyrun.spec.template import default_spec, rootless_spec
-    opts, _args = parse(FLAGS, argv)
+    opts, args = parse(FLAGS, argv)
+    check_args("spec", args, exactly=0)
     path = os.path.join(opts["bundle"] or ".", "config.json")
     if os.path.exists(path):
         raise PyrunError("File config.json exists. Remove it first")

@@ -7,8 +7,8 @@ import re
 import sys
 from typing import Any
 
-from pyrun.cli.parser import Flag, parse
-from pyrun.errors import PyrunError, UsageError, strerror
+from pyrun.cli.parser import Flag, check_args, parse
+from pyrun.errors import PyrunError, strerror
 
 FLAGS = [
     Flag(("resources", "r"), "str"),
@@ -32,8 +32,7 @@ _MEM = (("memory", "memory", "limit"), ("memory-swap", "memory", "swap"),
 def main(glob, argv: list[str]) -> int:
     from pyrun.container.update import update
     opts, args = parse(FLAGS, argv)
-    if len(args) != 1:
-        raise UsageError('pyrun: "update" requires exactly 1 argument(s)')
+    check_args("update", args, exactly=1)
     if opts["resources"]:
         resources = _read_resources(opts["resources"])
     else:

@@ -12,8 +12,8 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION, faults
-from pyrun.errors import PyrunError, strerror
+from pyrun import SPEC_VERSION, faults, log
+from pyrun.errors import START_FAILED, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
 from pyrun.state.store import PENDING_FILE, ContainerDir, validated_cache, validate_id, write_pid_file
@@ -46,6 +46,7 @@ def create(req: CreateRequest) -> Created:
     if req.pid_file:
         req.pid_file = os.path.abspath(req.pid_file)   # before load_bundle changes directory
     bundle = load_bundle(req.bundle, validated_cache(req.root))
+    log.debug(f"create {req.id}: config.json of bundle {bundle.path} loaded and valid")
     spec = bundle.config
     _check_host_support(spec)
     _check_id_mappings(spec)
@@ -53,6 +54,7 @@ def create(req: CreateRequest) -> Created:
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
+    log.debug(f"create {req.id}: state directory {cdir.path} claimed")
     faults.point("create: claimed")
     cgroup = None
     fifo_fd = -1
@@ -69,6 +71,8 @@ def create(req: CreateRequest) -> Created:
         cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
         if cgroup is not None:   # for `delete` if we die before _record
             cdir.save({"cgroup_paths": cgroup.paths}, PENDING_FILE)
+        if cgroup is not None:
+            log.debug(f"create {req.id}: cgroup made: {' '.join(sorted(cgroup.paths.values()))}")
         faults.point("create: cgroup made")
         ctx = _launch_context(spec, bundle.path, bundle.rootfs, fifo_fd, cgroup, binds, req,
                               sink[1] if sink else None)
@@ -76,11 +80,19 @@ def create(req: CreateRequest) -> Created:
         ctx.idmapped_mounts = idmapped
         from pyrun.process.launcher import launch
         owner = _meanwhile(req, spec, cgroup)
-        launched = launch(ctx)
+        log.debug(f"create {req.id}: starting the init")
+        try:
+            launched = launch(ctx)
+        except PyrunError as e:
+            raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
+        if log.debugging():
+            log.debug(f"create {req.id}: init {launched.pid} ready after its steps: {init_steps('init')}")
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx, owner)
         faults.point("create: state recorded")
+        log.debug(f"create {req.id}: state recorded")
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
+            log.debug(f"create {req.id}: pid {launched.pid} written to {req.pid_file}")
         launched.release()
         return Created(launched.pid, state, sink[0] if sink else None)
     except BaseException:
@@ -105,6 +117,14 @@ def create(req: CreateRequest) -> Created:
         if fifo_fd >= 0:
             os.close(fifo_fd)
         cdir.close()
+
+
+def init_steps(mode: str) -> str:
+    """The names of the steps an init (or an exec'd process) has gone through
+    once it reports READY, in order (process/init.py STEPS)."""
+    from pyrun.process.init import EXEC_STEPS, STEPS
+    names = [name for name, _step in (EXEC_STEPS if mode == "exec" else STEPS)]
+    return ", ".join(names[:names.index("report ready") + 1] if "report ready" in names else names)
 
 
 def _drop_ungrantable_caps(spec: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import errors, faults
+from pyrun import errors, faults, log
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import STOPPED, status_of
@@ -39,8 +39,10 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             if not force:
                 raise PyrunError(f"cannot delete container {container_id} that is not stopped: {status}")
             stop(state)
+            log.debug(f"delete {container_id}: {status}, stopped with SIGKILL")
             faults.point("delete: stopped")
         destroy(cdir, state)
+        log.debug(f"delete {container_id}: cgroup and state removed")
 
 
 def stop(state: dict[str, Any], timeout: float = 10.0) -> None:

@@ -12,8 +12,8 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import faults
-from pyrun.errors import ConfigError, PyrunError
+from pyrun import faults, log
+from pyrun.errors import START_FAILED, ConfigError, FlagError, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.state import jsonio       # not json (re) nor copy
 from pyrun.state.status import PAUSED, STOPPED, status_of
@@ -81,10 +81,20 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
             sink_parent, console = unixsock.socketpair()
     ctx = _context(req, state, spec, console, cgroup)
     from pyrun.process.launcher import launch
-    launched = launch(ctx)
+    try:
+        launched = launch(ctx)
+    except PyrunError as e:
+        raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
     faults.point("exec: launched")
+    if log.debugging():
+        from pyrun.container.create import init_steps
+        log.debug(f"exec {req.id}: process {launched.pid} ready after its steps: {init_steps('exec')}")
     if req.pid_file:
-        write_pid_file(req.pid_file, launched.pid)
+        try:
+            write_pid_file(req.pid_file, launched.pid)
+        except PyrunError:
+            _abandon(launched)     # as runc: the process must not run on unrecorded
+            raise
     from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
     if not req.detach:
         forward_signals(launched.pid)     # before the process runs: no signal may slip past
@@ -95,11 +105,27 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         sink_parent.close()
         copy_size(master)
     launched.release()
+    log.debug(f"exec {req.id}: process {launched.pid} released")
     if req.detach:
         return 0
     if master is not None:
         return proxy_terminal(master, launched.pid)
     return wait(launched.pid)
+
+
+def _abandon(launched: Any) -> None:
+    """Kill the launched process before it runs (it waits for release) and reap it:
+    pyrun is its subreaper."""
+    import _signal
+    try:
+        os.kill(launched.pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(launched.pid, 0)
+    except ChildProcessError:
+        pass
+    launched.channel.close()
 
 
 def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +135,9 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
         try:
             with open(req.process_file) as f:
                 process = jsonio.loads(f.read())
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise ConfigError(f"open {req.process_file}: {strerror(e.errno)}") from None
+        except ValueError as e:
             raise ConfigError(f"process file {req.process_file}: {e}") from None
         if not isinstance(process, dict) or not process.get("args"):
             raise ConfigError(f"process file {req.process_file}: args must not be empty")
@@ -118,7 +146,7 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"process file {req.process_file}: cwd must be an absolute path")
         return process
     if not req.args:
-        raise PyrunError("exec: no command given: pass arguments or --process")
+        raise PyrunError("exec args cannot be empty")
     process = jsonio.loads(jsonio.dumps(config.get("process") or {}))   # a deep copy
     process["args"] = list(req.args)
     process["terminal"] = req.tty
@@ -126,19 +154,18 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
         process["cwd"] = req.cwd
     process["env"] = list(process.get("env") or []) + list(req.env)
     if req.user:
-        uid, _, gid = req.user.partition(":")
-        try:
-            user = process.setdefault("user", {})
-            user["uid"] = int(uid)
-            if gid:
-                user["gid"] = int(gid)
-        except ValueError:
-            raise PyrunError(f"parsing {req.user} as uid[:gid]: not a number") from None
+        uid, sep, gid = req.user.partition(":")
+        user = process.setdefault("user", {})
+        user["uid"] = _atoi(uid, "bad uid")
+        if sep:
+            user["gid"] = _atoi(gid, "bad gid")
     if req.additional_gids:
-        try:
-            process.setdefault("user", {})["additionalGids"] = [int(g) for g in req.additional_gids]
-        except ValueError:
-            raise PyrunError("additional-gids must be numbers") from None
+        gids = []
+        for g in req.additional_gids:      # runc: an Int64Slice flag, refused as the flag is parsed
+            if not _is_int(g):
+                raise FlagError(f'invalid value "{g}" for flag -g: strconv.ParseInt: parsing "{g}": invalid syntax')
+            gids.append(int(g))
+        process.setdefault("user", {})["additionalGids"] = gids
     if req.caps:
         caps = process.setdefault("capabilities", {})
         for kind in ("bounding", "effective", "permitted"):
@@ -152,6 +179,19 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
     from pyrun.spec.load import check_process_names
     check_process_names(process)
     return process
+
+
+def _is_int(text: str) -> bool:
+    """What Go's strconv.Atoi/ParseInt take: an optional sign, then ASCII digits."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
+
+
+def _atoi(text: str, what: str) -> int:
+    """Go's strconv.Atoi with runc's wording: bad uid: strconv.Atoi: parsing "x": invalid syntax."""
+    if not _is_int(text):
+        raise PyrunError(f'{what}: strconv.Atoi: parsing "{text}": invalid syntax')
+    return int(text)
 
 
 def _connect(path: str) -> unixsock.Socket:

@@ -34,6 +34,8 @@ def run(req: CreateRequest, keep: bool = False) -> int:
             copy_size(master)
         start(req.root, req.id)
         status = proxy_terminal(master, pid) if master is not None else wait(pid)
+        from pyrun import log
+        log.debug(f"run {req.id}: process {pid} exited, status {status}")
     finally:
         if not keep:
             delete(req.root, req.id, force=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import select
 
-from pyrun import faults
+from pyrun import faults, log
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import CREATED, STOPPED, status_of
@@ -32,6 +32,7 @@ def start(root: str, container_id: str) -> None:
         if not data:
             raise PyrunError("cannot start an already running container")
         cdir.remove_fifo()
+        log.debug(f"start {container_id}: init {pid} released")
         faults.point("start: released")
         if data[:1] != b"0":        # a startContainer hook failed; the init has exited
             raise PyrunError(data[1:].decode(errors="replace"))

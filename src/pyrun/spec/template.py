@@ -10,6 +10,9 @@ _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
 def default_spec() -> dict[str, Any]:
+    """runc's example spec; like runc's, a cgroup namespace only on a pure
+    cgroup v2 host (specconv.Example: IsCgroup2UnifiedMode)."""
+    namespaces = ["pid", "network", "ipc", "uts", "mount"] + (["cgroup"] if _unified_cgroup() else [])
     return {
         "ociVersion": SPEC_VERSION,
         "process": {
@@ -42,7 +45,7 @@ def default_spec() -> dict[str, Any]:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": t} for t in namespaces],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                             "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
@@ -54,15 +57,13 @@ def default_spec() -> dict[str, Any]:
 
 def rootless_spec() -> dict[str, Any]:
     """runc's ToRootless: the caller mapped to root in a new user namespace, no
-    network namespace (a cgroup one only where runc's example has one, on a
-    pure cgroup v2 host), /sys replaced in place by a read-only rbind of the
+    network namespace, /sys replaced in place by a read-only rbind of the
     host's, uid=/gid= mount options dropped (those ids are not mapped), no
     resources."""
     spec = default_spec()
     linux = spec["linux"]
     linux.pop("resources")
-    dropped = ("network", "user") if _unified_cgroup() else ("network", "user", "cgroup")
-    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in dropped] + [{"type": "user"}]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")] + [{"type": "user"}]
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
     mounts = []

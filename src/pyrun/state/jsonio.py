@@ -50,16 +50,18 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def dumps(obj: Any, indent: int | None = None) -> str:
+def dumps(obj: Any, indent: int | None = None, compact: bool = False) -> str:
+    """json.dumps(obj, indent=indent); compact: separators=(",", ":"), Go's
+    json.Marshal layout (`list --format json`)."""
     try:
         if _quote is None:
             raise _Unusual
         out: list[str] = []
-        _encode(obj, out, _quote, indent, 0)
+        _encode(obj, out, _quote, -1 if compact else indent, 0)
         return "".join(out)
     except _Unusual:
         import json
-        return json.dumps(obj, indent=indent)
+        return json.dumps(obj, indent=indent, separators=(",", ":") if compact else None)
 
 
 class _Unusual(Exception):
@@ -101,7 +103,7 @@ def _encode(o: Any, out: list[str], quote: Any, indent: int | None, level: int) 
                 raise _Unusual
             if i:
                 out.append(sep)
-            out.append(quote(k) + ": ")
+            out.append(quote(k) + (":" if indent == -1 else ": "))
             _encode(v, out, quote, indent, level + 1)
         out.append(end + "}")
     else:
@@ -109,7 +111,10 @@ def _encode(o: Any, out: list[str], quote: Any, indent: int | None, level: int) 
 
 
 def _layout(indent: int | None, level: int) -> tuple[str, str, str]:
-    """(item separator, after the opening bracket, before the closing one)."""
+    """(item separator, after the opening bracket, before the closing one);
+    indent -1 is compact."""
+    if indent == -1:
+        return ",", "", ""
     if indent is None:
         return ", ", "", ""
     inner = "\n" + " " * (indent * (level + 1))

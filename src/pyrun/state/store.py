@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyrun import errors
-from pyrun.errors import PyrunError
+from pyrun.errors import PyrunError, strerror
 from pyrun.state import jsonio      # not json: re and enum for every command (~3 ms)
 
 _NOT_OURS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})   # missing, or a symlink
@@ -221,13 +221,24 @@ def write_pid_file(path: str, pid: int) -> None:
     path = os.path.abspath(path)
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except FileExistsError:
-        os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, 0o666)
+    except OSError as e:       # runc's wording: open /missing/dir/.x: no such file or directory
+        raise PyrunError(f"open {tmp}: {strerror(e.errno)}") from None
     try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise PyrunError(f"rename {tmp} {path}: {strerror(e.errno)}") from None

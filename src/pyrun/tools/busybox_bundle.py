@@ -40,6 +40,11 @@ def make_config(args: list[str], hostname: str = "pyrun") -> dict[str, Any]:
     spec["process"]["args"] = args
     spec["root"]["readonly"] = False
     spec["hostname"] = hostname
+    # The tests' containers keep a cgroup namespace on every host (`pyrun spec`,
+    # like runc's, has one only on a pure cgroup v2 host).
+    namespaces = spec["linux"]["namespaces"]
+    if {"type": "cgroup"} not in namespaces:
+        namespaces.append({"type": "cgroup"})
     return spec
 
 
