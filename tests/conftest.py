@@ -308,6 +308,26 @@ def status_fields(text: str) -> dict[str, str]:
     return out
 
 
+def untouched_by_signals(pid: int) -> dict[str, str]:
+    """What /proc says about pid's fate, for asserting "no signal landed" at once.
+
+    A fatal signal is recorded when it is sent, before kill(2) returns: the kernel
+    queues SIGKILL to every thread of the doomed process (SigPnd 0x100) and leaves
+    the signal in the shared set (ShdPnd); an ignored signal is dropped on the
+    spot. So right after `kill` returns, a process it would have killed is gone,
+    a zombie or has a signal pending; no sleep is needed, and none could help.
+    Compare the result with NO_SIGNAL_LANDED."""
+    try:
+        fields = status_fields(Path(f"/proc/{pid}/status").read_text())
+    except FileNotFoundError:
+        return {"gone": "yes"}
+    return {"alive": "no" if fields["State"][0] in "ZX" else "yes",
+            "SigPnd": fields["SigPnd"], "ShdPnd": fields["ShdPnd"]}
+
+
+NO_SIGNAL_LANDED = {"alive": "yes", "SigPnd": "0" * 16, "ShdPnd": "0" * 16}
+
+
 def failed_run(pyrun: "Pyrun", bundle: Bundle) -> str:
     """`run` of the bundle as written, which must fail before the container
     starts and leave no state: its one error message (JSON log, so unescaped)."""
