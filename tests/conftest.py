@@ -308,6 +308,14 @@ def status_fields(text: str) -> dict[str, str]:
     return out
 
 
+def proc_state(pid: int) -> str:
+    """The state letter of /proc/pid/stat ("Z" for a zombie), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def untouched_by_signals(pid: int) -> dict[str, str]:
     """What /proc says about pid's fate, for asserting "no signal landed" at once.
 
