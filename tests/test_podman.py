@@ -34,6 +34,7 @@ import pytest
 
 from conftest import PYRUN
 from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
+from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
 PODMAN = shutil.which("podman")
@@ -279,11 +280,8 @@ def test_detached_exec_stop_rm(podman: Podman, runtime: str) -> None:
            "sh", "-c", "trap 'exit 42' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done",
            runtime=runtime)
     try:
-        deadline = time.monotonic() + 10
-        while podman("exec", name, "test", "-e", "/tmp/ready", runtime=runtime,
-                     check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the container never became ready"
-            time.sleep(0.1)
+        eventually(lambda: podman("exec", name, "test", "-e", "/tmp/ready", runtime=runtime,
+                                  check=False).returncode == 0, 10, "the container to become ready", interval=0.1)
         r = podman("exec", name, "sh", "-c", "echo exec-out; cat /tmp/ready; echo exec-err >&2; exit 5",
                    runtime=runtime, check=False)
         assert r.returncode == 5, r

@@ -26,6 +26,7 @@ import pytest
 
 from conftest import PYRUN
 from rootless_user import RootlessUser, create_user, remove_user
+from waiting import eventually
 
 pytestmark = [
     pytest.mark.docker,
@@ -165,10 +166,8 @@ def test_detached_exec_stop_rm(pm):
     pm("run", "-d", "--network", "none", "--name", name, IMAGE,
        "sh", "-c", "trap 'exit 42' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done")
     try:
-        deadline = time.monotonic() + 15
-        while pm("exec", name, "test", "-e", "/tmp/ready", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the container never became ready"
-            time.sleep(0.1)
+        eventually(lambda: pm("exec", name, "test", "-e", "/tmp/ready", check=False).returncode == 0,
+                   15, "the container to become ready", interval=0.1)
         info = json.loads(pm("inspect", name).stdout)[0]
         assert info["State"]["Status"] == "running" and info["OCIRuntime"] == str(PYRUN), info["State"]
         host_pid = info["State"]["Pid"]
