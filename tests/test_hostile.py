@@ -163,9 +163,8 @@ def test_occupied_cgroup_is_refused(pyrun, bundle):
     """cgroupsPath naming a cgroup that already holds a process (here: ours,
     a sleep) must be refused at create: otherwise `delete` would SIGKILL
     whatever lives there (with "/" as the path: the whole host).
-    Checked: with create._refuse_occupied checking nothing, create succeeds
-    and the first assert fails (and the fixture's delete --force then puts
-    the container's cgroup, our sleeper's, through the kill)."""
+    Checked: with create._refuse_occupied checking nothing, create exits 0
+    into the occupied cgroup and the first assert fails."""
     name = f"{ID_PREFIX}occupied-{uuid.uuid4().hex[:6]}"
     hierarchy = Path("/sys/fs/cgroup/pids") if Path("/sys/fs/cgroup/pids").is_dir() else Path("/sys/fs/cgroup/unified")
     sleeper = subprocess.Popen(["sleep", "60"])
