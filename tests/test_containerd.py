@@ -39,7 +39,6 @@ import signal
 import subprocess
 import tarfile
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -163,16 +162,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
+        def answers() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"containerd exited {self.proc.returncode}\n{self.log_tail()}")
-            if os.path.exists(self.address) and \
-                    self.ctr("version", check=False, timeout=10).returncode == 0:
-                return self
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"containerd did not answer within {timeout} s\n{self.log_tail()}")
-            time.sleep(0.1)
+            return os.path.exists(self.address) and \
+                self.ctr("version", check=False, timeout=10).returncode == 0
+        try:
+            eventually(answers, timeout, "containerd to answer", interval=0.1)
+        except AssertionError:
+            raise RuntimeError(f"containerd did not answer within {timeout} s\n{self.log_tail()}") from None
+        return self
 
     def log_tail(self, lines: int = 30) -> str:
         try:
