@@ -11,6 +11,7 @@ stay at 1024 (containers.conf default_ulimits).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,13 +128,16 @@ def podman(rootfs_template: Path) -> Iterator[RootlessPodman]:
 def pm(podman: RootlessPodman) -> Iterator[RootlessPodman]:
     """The module's podman, with a check that no container or runtime state is left."""
     yield podman
-    deadline = time.monotonic() + 10
-    while True:
+    left: list[str] = []
+    state: list[str] = []
+
+    def nothing_left() -> bool:
+        nonlocal left, state
         left = podman("ps", "--all", "--quiet", check=False).stdout.split()
         state = [n for n in _listdir(podman.user.state_root) if not n.startswith("@")]
-        if not (left or state) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return not (left or state)
+    with contextlib.suppress(AssertionError):       # the assert below names what is left
+        eventually(nothing_left, 10, "podman's cleanup", interval=0.2)
     podman("rm", "--all", "--force", "--time", "0", check=False)
     assert not (left or state), f"left behind: containers={left} pyrun state={state}"
 
