@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import statements as spec_statements  # noqa: E402
 from deviations import DEVIATIONS  # noqa: E402
+from waiting import eventually  # noqa: E402
 from pyrun.tools.busybox_bundle import make_rootfs  # noqa: E402
 
 CHECKER = HERE / "oci-check.sh"
@@ -168,12 +168,9 @@ class Runtime:
         return json.loads(self("state", cid).stdout)
 
     def wait_status(self, cid: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.state(cid)
-            if st["status"] == status or time.monotonic() > deadline:
-                return st
-            time.sleep(0.02)
+        """The state once its status is `status`; AssertionError if it never gets there."""
+        return eventually(lambda: (st := self.state(cid))["status"] == status and st,
+                          timeout, f"{cid} {status}")
 
     def exists(self, cid: str) -> bool:
         return self("state", cid, check=False).rc == 0
@@ -301,17 +298,19 @@ def runtime(runtime_path: str, state_root: Path, pytestconfig: pytest.Config) ->
     before_cgroups, before_procs = _cgroup_dirs(), _processes()
     yield rt
     rt.cleanup()       # what a failed test left; then nothing of it may remain
-    deadline = time.monotonic() + 5
-    leaks = {}
-    while time.monotonic() < deadline:
+    found: dict[str, Any] = {}
+
+    def nothing_left() -> bool:
         _reap()
-        leaks = {k: v for k, v in (("containers", [c for c in rt.created if rt.exists(c)]),
-                                    ("cgroups", _cgroup_dirs() - before_cgroups),
-                                    ("processes", _processes() - before_procs)) if v}
-        if not leaks:
-            break
-        time.sleep(0.1)
-    assert not leaks, f"left behind after delete --force: {leaks}"
+        found.clear()
+        found.update({k: v for k, v in (("containers", [c for c in rt.created if rt.exists(c)]),
+                                        ("cgroups", _cgroup_dirs() - before_cgroups),
+                                        ("processes", _processes() - before_procs)) if v})
+        return not found
+    try:
+        eventually(nothing_left, 5, "nothing left", interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"left behind after delete --force: {found}") from None
 
 
 @pytest.fixture(scope="session")

@@ -59,9 +59,8 @@ def test_new_and_inherited_namespaces(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["linux"]["namespaces"] = [{"type": t} for t in NS_FILE if t != "time"]
     os.chown(bundle.rootfs, 100000, 100000)
     info = run_check(runtime, bundle)
-    for kind, f in NS_FILE.items():
-        if kind != "time":
-            assert info["namespaces"][f] != host_ns(f), f"{kind}: no new namespace"
+    shared = [kind for kind, f in NS_FILE.items() if kind != "time" and info["namespaces"][f] == host_ns(f)]
+    assert shared == [], f"no new namespace: {shared}"
 
 
 @spec("configLinuxNamespaces", "The following namespace types SHOULD be supported")
@@ -287,7 +286,9 @@ def test_escaping_cgroups_path_is_refused(runtime: Runtime, bundle: Bundle) -> N
         outside.rmdir()
     _rmdirs(f"/{name}")
     assert not escaped, f"{outside} was created outside every cgroup hierarchy"
-    assert res.rc == 0 or res.errors, res.stderr
+    # either outcome the spec allows, named: runc 1.1.5 and pyrun both run it inside
+    outcome = "ran" if res.rc == 0 else "refused with an error" if res.errors else "failed silently"
+    assert outcome in ("ran", "refused with an error"), res.stderr
 
 
 @spec("configLinuxCgroupsPath", "Runtimes SHOULD NOT change the ownership of container cgroups when cgroups v1 is in use")

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "src"))
 
 from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
+from waiting import eventually  # noqa: E402
 
 PYRUN = Path(sys.executable).parent / "pyrun"
 ID_PREFIX = f"pyrun-t{os.getpid()}-"   # per run: parallel runs do not see each other as leaks
@@ -197,12 +197,17 @@ def _new_processes(before: set[str], after: set[str]) -> set[str]:
 
 def wait_for_no_leaks(root: Path, before: Snapshot, timeout: float = 5.0) -> dict[str, set[str]]:
     """Exiting processes take a moment to leave; anything still there after that leaked."""
-    deadline = time.monotonic() + timeout
-    while True:
+    leaks: dict[str, set[str]] = {}
+
+    def gone() -> bool:
+        nonlocal leaks
         leaks = Snapshot.take(root).leaks_since(before)
-        if not leaks or time.monotonic() > deadline:
-            return leaks
-        time.sleep(0.05)
+        return not leaks
+    try:
+        eventually(gone, timeout, "no leaks", interval=0.05)
+    except AssertionError:
+        pass            # the caller reports what is left
+    return leaks
 
 
 # --- running pyrun -----------------------------------------------------------
@@ -240,12 +245,9 @@ class Pyrun:
         return json.loads(self("state", cid).stdout)
 
     def wait_status(self, cid: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.state(cid)
-            if st["status"] == status or time.monotonic() > deadline:
-                return st
-            time.sleep(0.02)
+        """The state once its status is `status`; AssertionError if it never gets there."""
+        return eventually(lambda: (st := self.state(cid))["status"] == status and st,
+                          timeout, f"{cid} {status}")
 
     def cleanup(self) -> None:
         for cid in self.created:
@@ -304,6 +306,34 @@ def status_fields(text: str) -> dict[str, str]:
         if sep:
             out[key] = value.strip()
     return out
+
+
+def proc_state(pid: int) -> str:
+    """The state letter of /proc/pid/stat ("Z" for a zombie), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def untouched_by_signals(pid: int) -> dict[str, str]:
+    """What /proc says about pid's fate, for asserting "no signal landed" at once.
+
+    A fatal signal is recorded when it is sent, before kill(2) returns: the kernel
+    queues SIGKILL to every thread of the doomed process (SigPnd 0x100) and leaves
+    the signal in the shared set (ShdPnd); an ignored signal is dropped on the
+    spot. So right after `kill` returns, a process it would have killed is gone,
+    a zombie or has a signal pending; no sleep is needed, and none could help.
+    Compare the result with NO_SIGNAL_LANDED."""
+    try:
+        fields = status_fields(Path(f"/proc/{pid}/status").read_text())
+    except FileNotFoundError:
+        return {"gone": "yes"}
+    return {"alive": "no" if fields["State"][0] in "ZX" else "yes",
+            "SigPnd": fields["SigPnd"], "ShdPnd": fields["ShdPnd"]}
+
+
+NO_SIGNAL_LANDED = {"alive": "yes", "SigPnd": "0" * 16, "ShdPnd": "0" * 16}
 
 
 def failed_run(pyrun: "Pyrun", bundle: Bundle) -> str:

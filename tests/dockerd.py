@@ -37,13 +37,13 @@ import signal
 import subprocess
 import tarfile
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
+from waiting import eventually
 
 IMAGE = "pyrun-busybox:test"
 CGROUP_PARENT = f"pyrun-dockertest-{os.getpid()}"
@@ -167,21 +167,24 @@ class Dockerd:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env=self.env(),
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
         last = ""
-        while True:
-            if self.proc.poll() is not None:
+
+        def answers() -> bool:
+            nonlocal last
+            if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"dockerd exited {self.proc.returncode} while starting\n"
                                    f"{self.describe()}")
-            if self.socket.exists():
-                r = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
-                if r.returncode == 0:
-                    return self
-                last = r.stderr.strip()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not answer `docker version` within {timeout:.0f} s"
-                                   f" (last error: {last or 'no socket yet'})\n{self.describe()}")
-            time.sleep(0.1)
+            if not self.socket.exists():
+                return False
+            r = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+            last = r.stderr.strip()
+            return r.returncode == 0
+        try:
+            eventually(answers, timeout, "dockerd to answer", interval=0.1)
+        except AssertionError:
+            raise RuntimeError(f"dockerd did not answer `docker version` within {timeout:.0f} s"
+                               f" (last error: {last or 'no socket yet'})\n{self.describe()}") from None
+        return self
 
     def describe(self, lines: int = 40) -> str:
         return f"command: {' '.join(self.argv())}\n--- last {lines} lines of {self.log_path} ---\n" \

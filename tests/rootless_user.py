@@ -9,12 +9,12 @@ shadow-utils backup files (passwd- ...) back byte for byte.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 from conftest import PYRUN, Bundle, _mounts
 from pyrun.tools.busybox_bundle import make_config
+from waiting import eventually
 
 _DB = ("passwd", "group", "shadow", "gshadow", "subuid", "subgid")
 _BACKUPS = [f"/etc/{name}-" for name in _DB]
@@ -229,9 +230,12 @@ class UserSnapshot:
 
 
 def wait_for_no_user_leaks(user: RootlessUser, before: UserSnapshot, timeout: float = 5.0) -> dict[str, set[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    leaks: dict[str, set[str]] = {}
+
+    def gone() -> bool:
+        nonlocal leaks
         leaks = UserSnapshot.take(user).leaks_since(before)
-        if not leaks or time.monotonic() > deadline:
-            return leaks
-        time.sleep(0.05)
+        return not leaks
+    with contextlib.suppress(AssertionError):      # the caller reports what is left
+        eventually(gone, timeout, "no leaks", interval=0.05)
+    return leaks

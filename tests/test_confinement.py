@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from pyrun.cgroups.manager import container_paths
+from waiting import eventually
 
 
 def run_out(pyrun, bundle, *args: str) -> str:
@@ -216,10 +216,8 @@ def test_io_priority_best_effort(pyrun, bundle, tmp_path):
     pyrun("create", "-b", str(bundle.path), "--pid-file", str(pid_file), cid)
     pid = pid_file.read_text().strip()
     pyrun("start", cid)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep",
+               what="the init to exec sleep")
     seen = subprocess.run(["ionice", "-p", pid], capture_output=True, text=True, check=True).stdout
     pyrun("delete", "--force", cid)
     assert seen.strip() == "best-effort: prio 4"
@@ -285,12 +283,7 @@ def veth() -> Iterator[tuple[str, str]]:
 
 def _wait_gone(name: str, timeout: float = 10.0) -> bool:
     """A namespace is freed by a kernel worker, a moment after its last process."""
-    deadline = time.monotonic() + timeout
-    while _link_exists(name):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return eventually(lambda: not _link_exists(name), timeout, f"{name} to go", interval=0.05)
 
 
 def test_net_device_is_moved_renamed_addressed_and_up(pyrun, bundle, tmp_path, veth):

@@ -107,7 +107,9 @@ def test_init_step_failure_names_the_step_and_cleans_up(pyrun, bundle, tmp_path)
                                     "source": str(tmp_path / "no-such-source"), "options": ["bind"]})
     bundle.write()
     line, _ = _fail(pyrun, tmp_path, "create", "-b", str(bundle.path), pyrun.new_id())
-    assert "no-such-source" in line or "prepare rootfs" in line
+    src = tmp_path / "no-such-source"
+    assert line == ("pyrun create failed: error during container init: prepare rootfs: "
+                    f"error mounting '{src}' to rootfs at '/data': no such file or directory: {src}")
 
 
 def test_missing_executable_uses_runcs_wording(pyrun, bundle, tmp_path):

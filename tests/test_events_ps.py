@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ID_PREFIX, PYRUN
+from conftest import ID_PREFIX, NO_SIGNAL_LANDED, PYRUN, proc_state, untouched_by_signals
 from pyrun.cgroups.layout import detect
+from waiting import eventually
 
 pytestmark = pytest.mark.cgroup
 
@@ -37,12 +37,8 @@ def _cgroup_paths(pyrun, cid) -> dict[str, str]:
 
 
 def _wait_pids(pyrun, cid, count: int) -> list[int]:
-    deadline = time.monotonic() + 5
-    while True:
-        pids = _pids(pyrun, cid)
-        if len(pids) >= count or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.02)
+    return eventually(lambda: len(pids := _pids(pyrun, cid)) >= count and pids,
+                      what=f"{count} processes in {cid}")
 
 
 @pytest.fixture
@@ -117,10 +113,10 @@ def test_events_stats_has_runcs_shape_and_moves_with_work(pyrun, bundle):
         if set(paths) != {""} or os.path.exists(os.path.join(paths[""], "pids.current")):
             assert first["pids"]["current"] == 1
         assert first["cpuset"]["cpus"]
-        time.sleep(0.5)
-        second = _stats(pyrun, cid)
-        grown = second["cpu"]["usage"]["total"] - first["cpu"]["usage"]["total"]
-        assert grown > 100_000_000, (first["cpu"], second["cpu"])   # >0.1 s of CPU in 0.5 s
+        # the busy loop's CPU time must show up: wait for >0.1 s more of it
+        second = eventually(lambda: (s := _stats(pyrun, cid))["cpu"]["usage"]["total"]
+                            - first["cpu"]["usage"]["total"] > 100_000_000 and s,
+                            what="cpu.usage.total to grow by 0.1 s")
         assert second["cpu"]["usage"]["user"] >= first["cpu"]["usage"]["user"]
     finally:
         pyrun("delete", "--force", cid)
@@ -201,7 +197,10 @@ def test_events_reports_an_oom(pyrun, bundle):
         proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "events", "--interval", "60s", cid],
                                 stdout=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.3)             # the OOM source is registered before the hog starts
+            # the OOM source is registered before the hog starts: `events` sits
+            # in poll(2) only once it is (x86_64 poll=7, ppoll=271)
+            eventually(lambda: Path(f"/proc/{proc.pid}/syscall").read_text().split()[0] in ("7", "271"),
+                       what="events to wait in poll")
             pyrun("start", cid)
             line = proc.stdout.readline()
             assert json.loads(line) == {"type": "oom", "id": cid}
@@ -222,13 +221,13 @@ def test_kill_all_signals_every_process_not_just_the_init(pyrun, sleeper):
     pids = _pids(pyrun, cid)
     init = pyrun.state(cid)["pid"]
     pyrun("kill", cid, "TERM")
-    time.sleep(0.2)
+    # a TERM that reached a sleep is pending or has killed it by the time kill
+    # returns (see untouched_by_signals): no sleep needed
+    assert {p: untouched_by_signals(p) for p in pids if p != init} == \
+        {p: NO_SIGNAL_LANDED for p in pids if p != init}
     assert _pids(pyrun, cid) == pids
     pyrun("kill", "--all", cid, "TERM")
-    deadline = time.monotonic() + 5
-    while _pids(pyrun, cid) != [init] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _pids(pyrun, cid) == [init]
+    eventually(lambda: _pids(pyrun, cid) == [init], what="only the init left")
     assert pyrun.state(cid)["status"] == "running"      # the freezer was thawed again
     pyrun("kill", "-a", cid, "9")
     assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
@@ -274,7 +273,7 @@ def test_delete_removes_the_cgroup_in_every_hierarchy_even_with_sub_cgroups(pyru
     pyrun("delete", cid)
     assert _leftovers(cid) == []
     assert not any(os.path.exists(p) for p in paths.values())
-    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] in "ZX"
+    assert proc_state(child) in ("gone", "Z", "X")
 
 
 def test_delete_force_of_a_busy_container_leaves_no_cgroup(pyrun, bundle):

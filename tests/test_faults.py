@@ -5,16 +5,17 @@ mount, cgroup, process, state directory or fifo behind (the `pyrun`
 fixture's leak check, plus an explicit one right after the delete)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import time
 
 import pytest
 
 from conftest import COUNTS, Pyrun, Snapshot, wait_for_no_leaks
 from pyrun.faults import POINTS
 from pyrun.process.init import EXEC_STEPS, STEPS
+from waiting import eventually
 
 
 def _until_ready(steps: list) -> list[str]:
@@ -70,12 +71,14 @@ def _proc_state(pid: int) -> str | None:
 
 def _settled_state(pyrun: Pyrun, cid: str, timeout: float = 5.0) -> str:
     """A half-created init notices its parent died and exits: let it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = _truthful_state(pyrun, cid)
-        if status in ("absent", "stopped") or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+    seen = [""]
+
+    def settled() -> bool:
+        seen[0] = _truthful_state(pyrun, cid)
+        return seen[0] in ("absent", "stopped")
+    with contextlib.suppress(AssertionError):      # the caller asserts on what was seen last
+        eventually(settled, timeout, f"{cid} absent or stopped", interval=0.05)
+    return seen[0]
 
 
 def _force_delete_leaves_nothing(pyrun: Pyrun, cid: str, before: Snapshot) -> None:

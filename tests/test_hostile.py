@@ -5,16 +5,17 @@ exec'd processes live on, or name a cgroup that is not theirs.  `kill`,
 fixture's leak check: mounts, cgroups, processes, fds, state, netns, links)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import COUNTS, ID_PREFIX
+from conftest import COUNTS, ID_PREFIX, NO_SIGNAL_LANDED, untouched_by_signals
+from waiting import eventually
 
 FORKS = 300
 
@@ -36,15 +37,6 @@ def _cgroup_procs(pyrun, cid: str) -> set[int]:
     return pids
 
 
-def _wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def _hostile(pyrun, bundle, script: str) -> str:
     bundle.set_args("sh", "-c", script)
     cid = pyrun.new_id()
@@ -61,9 +53,12 @@ def _all_gone(pyrun, cid: str) -> None:
 @pytest.mark.parametrize("how", ["kill KILL", "delete --force"])
 def test_ignores_sigterm(pyrun, bundle, how):
     cid = _hostile(pyrun, bundle, "trap '' TERM INT HUP; while :; do sleep 1; done")
+    init = pyrun.state(cid)["pid"]
     pyrun("kill", cid, "TERM")
-    time.sleep(0.5)
-    assert pyrun.state(cid)["status"] == "running"     # it really ignores TERM
+    # it really ignores TERM: a TERM (or a KILL) that would end it is pending
+    # or has ended it by the time kill returns (see untouched_by_signals)
+    assert untouched_by_signals(init) == NO_SIGNAL_LANDED
+    assert pyrun.state(cid)["status"] == "running"
     if how == "kill KILL":
         pyrun("kill", cid, "KILL")
         assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
@@ -86,16 +81,16 @@ def test_forks_hundreds_and_exits(pyrun, bundle, pidns, how):
         script = f"i=0; while [ $i -lt {FORKS} ]; do sleep 1000 & i=$((i+1)); done; exit 0"
     cid = _hostile(pyrun, bundle, script)
     if how == "kill --all":
-        assert _wait(lambda: len(_cgroup_procs(pyrun, cid)) >= FORKS + 1), len(_cgroup_procs(pyrun, cid))
+        eventually(lambda: len(_cgroup_procs(pyrun, cid)) >= FORKS + 1, 10, f"{FORKS} children forked")
         pyrun("kill", "--all", cid, "KILL")
-        assert _wait(lambda: not _cgroup_procs(pyrun, cid))
+        eventually(lambda: not _cgroup_procs(pyrun, cid), 10, "an empty cgroup")
         assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
         pyrun("delete", cid)
     else:
         assert pyrun.wait_status(cid, "stopped", timeout=20)["status"] == "stopped"
         left = _cgroup_procs(pyrun, cid)
         if pidns:
-            assert _wait(lambda: not _cgroup_procs(pyrun, cid))   # pid 1 took them along
+            eventually(lambda: not _cgroup_procs(pyrun, cid), 10, "an empty cgroup")   # pid 1 took them along
         else:
             assert len(left) >= FORKS, len(left)                  # orphans, still in our cgroup
         pyrun(*how.split(), cid)
@@ -115,7 +110,7 @@ def test_unmounts_and_remounts_inside(pyrun, bundle):
               " touch /mnt/done; sleep 1000")
     cid = _hostile(pyrun, bundle, script)
     pid = json.loads((pyrun.root / cid / "state.json").read_text())["init_process_pid"]
-    assert _wait(lambda: os.path.exists(f"/proc/{pid}/root/mnt/done"))
+    eventually(lambda: os.path.exists(f"/proc/{pid}/root/mnt/done"), 10, "the script to finish")
     targets = {line.split()[1]: line.split()[3] for line in Path(f"/proc/{pid}/mounts").read_text().splitlines()}
     assert "/proc" not in targets and "/dev/pts" not in targets and "/dev/shm" not in targets, targets
     assert targets["/"].startswith("ro"), targets
@@ -132,7 +127,7 @@ def test_fills_its_tmpfs(pyrun, bundle, target):
     script = (f"dd if=/dev/zero of={target}/fill bs=64k count=1500 2>/dev/null;"
               f" echo $? > /tmp/dd.rc; df {target} > /tmp/df; while :; do sleep 1; done")
     cid = _hostile(pyrun, bundle, script)
-    assert _wait(lambda: pyrun("exec", cid, "cat", "/tmp/dd.rc", check=False).stdout.strip() != "")
+    eventually(lambda: pyrun("exec", cid, "cat", "/tmp/dd.rc", check=False).stdout.strip() != "", 10, "dd to finish")
     assert pyrun("exec", cid, "cat", "/tmp/dd.rc").stdout.strip() != "0"      # ENOSPC, not the host's disk
     used = pyrun("exec", cid, "cat", "/tmp/df").stdout.splitlines()[-1].split()
     assert used[-2] == "100%", used
@@ -148,17 +143,17 @@ def test_init_exits_while_exec_lives_on(pyrun, bundle, pidns):
     cid = _hostile(pyrun, bundle, "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 3")
     for _ in range(3):
         pyrun("exec", "-d", cid, "sh", "-c", "trap '' TERM; sleep 1000")
-    assert _wait(lambda: len(_cgroup_procs(pyrun, cid)) >= 4)
+    eventually(lambda: len(_cgroup_procs(pyrun, cid)) >= 4, 10, "init and three execs in the cgroup")
     pyrun("exec", cid, "touch", "/tmp/go")
     assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
     left = _cgroup_procs(pyrun, cid)
     if pidns:
-        assert _wait(lambda: not _cgroup_procs(pyrun, cid))
+        eventually(lambda: not _cgroup_procs(pyrun, cid), 10, "an empty cgroup")
     else:
         assert len(left) >= 3, left          # the exec'd processes outlived the init
         assert pyrun("exec", cid, "true", check=False).returncode != 0   # stopped: no more exec
         pyrun("kill", "--all", cid, "TERM")   # they ignore TERM: nothing changes
-        time.sleep(0.3)
+        assert {pid: untouched_by_signals(pid) for pid in left} == {pid: NO_SIGNAL_LANDED for pid in left}
         assert _cgroup_procs(pyrun, cid) == left
     pyrun("delete", cid)
     _all_gone(pyrun, cid)
@@ -167,7 +162,9 @@ def test_init_exits_while_exec_lives_on(pyrun, bundle, pidns):
 def test_occupied_cgroup_is_refused(pyrun, bundle):
     """cgroupsPath naming a cgroup that already holds a process (here: ours,
     a sleep) must be refused at create: otherwise `delete` would SIGKILL
-    whatever lives there (with "/" as the path: the whole host)."""
+    whatever lives there (with "/" as the path: the whole host).
+    Checked: with create._refuse_occupied checking nothing, create exits 0
+    into the occupied cgroup and the first assert fails."""
     name = f"{ID_PREFIX}occupied-{uuid.uuid4().hex[:6]}"
     hierarchy = Path("/sys/fs/cgroup/pids") if Path("/sys/fs/cgroup/pids").is_dir() else Path("/sys/fs/cgroup/unified")
     sleeper = subprocess.Popen(["sleep", "60"])
@@ -183,12 +180,13 @@ def test_occupied_cgroup_is_refused(pyrun, bundle):
         entries = [json.loads(line) for line in res.stderr.splitlines()]
         assert [e["level"] for e in entries] == ["error"], res.stderr
         assert "linux.cgroupsPath" in entries[0]["msg"] and "not empty" in entries[0]["msg"]
-        assert sleeper.poll() is None                 # untouched
+        assert untouched_by_signals(sleeper.pid) == NO_SIGNAL_LANDED   # delete did not kill it
         assert occupied.is_dir()                      # not removed either
     finally:
         sleeper.kill()
         sleeper.wait()
         for top in Path("/sys/fs/cgroup").iterdir():
             if (top / name).is_dir():
-                _wait(lambda: not (top / name / "cgroup.procs").read_text().split(), 5)
+                with contextlib.suppress(AssertionError):   # the test's own failure matters more
+                    eventually(lambda: not (top / name / "cgroup.procs").read_text().split(), 5, "an empty cgroup")
                 (top / name).rmdir()

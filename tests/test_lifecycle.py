@@ -5,12 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PYRUN
+from conftest import PYRUN, proc_state
+from waiting import eventually
 
 
 def test_run_shows_the_container_its_own_world(pyrun, bundle):
@@ -53,10 +53,8 @@ def test_create_start_kill_delete(pyrun, bundle, tmp_path):
     st = pyrun.state(cid)
     assert st["status"] == "running" and st["pid"] == pid
     assert not (pyrun.root / cid / "exec.fifo").exists()
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep",
+               what="the init to exec sleep")
 
     pyrun("kill", cid, "KILL")
     st = pyrun.wait_status(cid, "stopped")
@@ -85,7 +83,7 @@ def test_delete_refuses_live_containers_without_force(pyrun, bundle):
     pid = pyrun.state(cid)["pid"]
     pyrun("delete", "--force", cid)
     assert not (pyrun.root / cid).exists()
-    assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    assert proc_state(pid) in ("gone", "Z")
 
 
 def test_delete_force_of_a_missing_container_succeeds(pyrun):
@@ -127,10 +125,7 @@ def test_kill_all_signals_every_process(pyrun, bundle):
     pyrun("run", "-d", "-b", str(bundle.path), cid)
     paths = json.loads((pyrun.root / cid / "state.json").read_text())["cgroup_paths"]
     cgroup = paths.get("pids", paths.get(""))       # v1/hybrid: the pids hierarchy; v2: the one
-    deadline = time.monotonic() + 5
-    while len(Path(cgroup, "cgroup.procs").read_text().split()) < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    eventually(lambda: len(Path(cgroup, "cgroup.procs").read_text().split()) >= 3, what="sh and two sleeps")
     pyrun("kill", "--all", cid, "KILL")
     assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
     pyrun("delete", cid)

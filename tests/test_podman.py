@@ -19,13 +19,13 @@ and read a failing create's message from it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +34,7 @@ import pytest
 
 from conftest import PYRUN
 from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
+from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
 PODMAN = shutil.which("podman")
@@ -213,14 +214,18 @@ def podman(podman_env: Podman) -> Iterator[Podman]:
     yield podman_env
     # conmon runs `podman container cleanup` (runtime delete, cgroup removal)
     # after the container exits: give it a moment.
-    deadline = time.monotonic() + 10
-    while True:
+    left: list[str] = []
+    state: list[str] = []
+    cgroups: list[str] = []
+
+    def nothing_left() -> bool:
+        nonlocal left, state, cgroups
         left = podman_env("ps", "--all", "--quiet", check=False).stdout.split()
         state = sorted(_runtime_state() - before)
         cgroups = [d for d in _cgroup_dirs() if os.path.basename(d).startswith("libpod-")]
-        if not (left or state or cgroups) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return not (left or state or cgroups)
+    with contextlib.suppress(AssertionError):       # the assert below names what is left
+        eventually(nothing_left, 10, "podman's cleanup", interval=0.2)
     podman_env.remove_all()
     assert not (left or state or cgroups), \
         f"left behind: containers={left} runtime state={state} cgroups={cgroups}"
@@ -279,11 +284,8 @@ def test_detached_exec_stop_rm(podman: Podman, runtime: str) -> None:
            "sh", "-c", "trap 'exit 42' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done",
            runtime=runtime)
     try:
-        deadline = time.monotonic() + 10
-        while podman("exec", name, "test", "-e", "/tmp/ready", runtime=runtime,
-                     check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the container never became ready"
-            time.sleep(0.1)
+        eventually(lambda: podman("exec", name, "test", "-e", "/tmp/ready", runtime=runtime,
+                                  check=False).returncode == 0, 10, "the container to become ready", interval=0.1)
         r = podman("exec", name, "sh", "-c", "echo exec-out; cat /tmp/ready; echo exec-err >&2; exit 5",
                    runtime=runtime, check=False)
         assert r.returncode == 5, r

@@ -11,6 +11,7 @@ stay at 1024 (containers.conf default_ulimits).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import pytest
 
 from conftest import PYRUN
 from rootless_user import RootlessUser, create_user, remove_user
+from waiting import eventually
 
 pytestmark = [
     pytest.mark.docker,
@@ -126,13 +128,16 @@ def podman(rootfs_template: Path) -> Iterator[RootlessPodman]:
 def pm(podman: RootlessPodman) -> Iterator[RootlessPodman]:
     """The module's podman, with a check that no container or runtime state is left."""
     yield podman
-    deadline = time.monotonic() + 10
-    while True:
+    left: list[str] = []
+    state: list[str] = []
+
+    def nothing_left() -> bool:
+        nonlocal left, state
         left = podman("ps", "--all", "--quiet", check=False).stdout.split()
         state = [n for n in _listdir(podman.user.state_root) if not n.startswith("@")]
-        if not (left or state) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return not (left or state)
+    with contextlib.suppress(AssertionError):       # the assert below names what is left
+        eventually(nothing_left, 10, "podman's cleanup", interval=0.2)
     podman("rm", "--all", "--force", "--time", "0", check=False)
     assert not (left or state), f"left behind: containers={left} pyrun state={state}"
 
@@ -165,10 +170,8 @@ def test_detached_exec_stop_rm(pm):
     pm("run", "-d", "--network", "none", "--name", name, IMAGE,
        "sh", "-c", "trap 'exit 42' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done")
     try:
-        deadline = time.monotonic() + 15
-        while pm("exec", name, "test", "-e", "/tmp/ready", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the container never became ready"
-            time.sleep(0.1)
+        eventually(lambda: pm("exec", name, "test", "-e", "/tmp/ready", check=False).returncode == 0,
+                   15, "the container to become ready", interval=0.1)
         info = json.loads(pm("inspect", name).stdout)[0]
         assert info["State"]["Status"] == "running" and info["OCIRuntime"] == str(PYRUN), info["State"]
         host_pid = info["State"]["Pid"]

@@ -177,7 +177,8 @@ def test_executable_that_is_not_executable(pyrun, bundle):
 
 def test_rlimit_nofile(pyrun, bundle):
     hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    assert hard_now == resource.RLIM_INFINITY or hard_now >= 1024
+    if hard_now != resource.RLIM_INFINITY and hard_now < 1024:
+        pytest.skip(f"our own hard RLIMIT_NOFILE is {hard_now}: this test lowers limits to 1024")
     bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]
     out = run_out(pyrun, bundle, "sh", "-c", "ulimit -n; ulimit -Hn; grep 'Max open files' /proc/self/limits")
     lines = out.splitlines()

@@ -20,6 +20,7 @@ import pytest
 from conftest import PYRUN
 from rootless_user import (RootlessPyrun, RootlessUser, UserSnapshot, create_user, remove_user,
                            user_bundle, wait_for_no_user_leaks)
+from waiting import eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("newuidmap") is None,
                                 reason="needs setpriv and newuidmap (install.sh installs uidmap)")
@@ -212,11 +213,7 @@ def test_multi_range_mappings_go_through_newuidmap(rl, user, rootfs_template):
         status = dict(line.split(":", 1) for line in _proc(pid, "status").splitlines())
         assert status["Uid"].split()[0] == str(sub_uid + 999)       # container 1000 = subordinate 999
         assert status["Groups"].split() == [str(sub_gid + 9)]       # setgroups allowed: newgidmap, not deny
-        for _ in range(100):
-            if (data / "by-1000").exists():
-                break
-            import time
-            time.sleep(0.02)
+        eventually(lambda: (data / "by-1000").exists(), what="the container to write /data/by-1000")
         st = (data / "by-1000").stat()
         assert (st.st_uid, st.st_gid) == (sub_uid + 999, sub_gid + 999)
         # exec joins the same user namespace: the same ids, container root included

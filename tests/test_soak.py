@@ -14,6 +14,7 @@ PYRUN_SOAK_LIFECYCLES changes the count (default 1000).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -101,9 +102,8 @@ def _lifecycle(pyrun, bundles: tuple[str, str], i: int) -> list[tuple[int, float
     else:
         runs = [_timed(pyrun, "create", "-b", bundles[1], cid), _timed(pyrun, "start", cid),
                 _timed(pyrun, "state", cid), _timed(pyrun, "kill", cid, "KILL")]
-        deadline = time.monotonic() + 10
-        while pyrun.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with contextlib.suppress(AssertionError):      # delete's exit code below says if it did not
+            pyrun.wait_status(cid, "stopped", timeout=10)
         runs.append(_timed(pyrun, "delete", cid))
     if any(code != 0 for code, _, _ in runs):
         pyrun.created.append(cid)

@@ -5,9 +5,10 @@ import fcntl
 import json
 import os
 import subprocess
-import time
+from pathlib import Path
 
 from conftest import PYRUN
+from waiting import eventually
 
 
 def test_status_survives_pid_reuse(pyrun, bundle):
@@ -35,7 +36,12 @@ def test_commands_on_one_container_serialize(pyrun, bundle):
         fcntl.flock(fd, fcntl.LOCK_EX)        # another command holds the container
         start = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "start", cid],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        # Positive signal instead of a sleep: the kernel lists `start` as a waiter
+        # on our flock ("->" in /proc/locks). A start that took no lock never
+        # shows up there and runs to the end, so this times out and fails.
+        eventually(lambda: any(line.split()[1:2] == ["->"] and str(start.pid) in line.split()
+                               for line in Path("/proc/locks").read_text().splitlines()),
+                   what="start to block on the container's lock")
         assert start.poll() is None, "start ran while the container was locked"
         assert pyrun.state(cid)["status"] == "created"   # reads need no lock
     finally:
