@@ -33,11 +33,16 @@ cat > "$venv/bin/pyrun.new" <<EOF
 import sys
 sys.path[:0] = ["$here/src", "$site_dir"]
 try:
-    from pyrun.cli.main import exit_now, main
+    from pyrun.selfexe import ensure
 except ImportError:
     import site
     site.main()
-    from pyrun.cli.main import exit_now, main
+    from pyrun.selfexe import ensure
+try:
+    ensure(sys.argv[1:])     # create/run/exec: re-exec from a read-only interpreter
+except Exception:
+    pass                     # main() reports it as the command's error
+from pyrun.cli.main import exit_now, main
 exit_now(main())
 EOF
 chmod 755 "$venv/bin/pyrun.new" && mv "$venv/bin/pyrun.new" "$venv/bin/pyrun"

@@ -1,0 +1,222 @@
+"""The runtime's own executable and processes, attacked from inside containers.
+
+pyrun's stages are forks of the `pyrun` command, so their /proc/<pid>/exe is
+the Python interpreter that command was exec'd from.  These tests run pyrun
+from a private COPY of the interpreter (`python3.11` under the test's tmp
+dir, started as `<copy> -IS <venv>/bin/pyrun ...`): a successful attack
+modifies only that copy, and the test sees it in the copy's bytes.
+
+The container gets the host's /usr/lib and /lib64 read-only (what a Debian
+image holds anyway), so the interpreter re-executed inside it finds its
+loader and standard library.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PYRUN, Bundle, Pyrun, make_config
+
+# A Python script run by whatever /proc/self/exe is when it is exec'd: the
+# interpreter of the process that execs it.  It grabs that file (O_PATH, as
+# in CVE-2019-5736), then becomes busybox sh, so that the grabbed file is no
+# longer executed by anyone in the container, and tries to write through it.
+EVIL = """#!/proc/self/exe
+import os, sys
+fd = os.open("/proc/self/exe", os.O_PATH)
+os.dup2(fd, 7)
+if sys.argv[1:] == ["fork"]:          # a hook: return at once, attack in the background
+    if os.fork():
+        os._exit(0)
+    null = os.open("/dev/null", os.O_RDWR)
+    for n in (0, 1, 2):
+        os.dup2(null, n)                  # the runtime reads the hook's output to its end
+os.execv("/bin/sh", ["sh", "/attack.sh"])
+"""
+
+# Write through fd 7.  "Text file busy" means a pyrun process outside still
+# runs the file: wait for those to exit (runc's attack waits for runc to exit),
+# up to 30 s; any other error ends the attempt.
+ATTACK = """
+i=0
+while [ $i -lt 600 ]; do
+    if { echo PWNED >> /proc/self/fd/7; } 2>/tmp/err; then echo WRITTEN > /result; exit 0; fi
+    grep -q busy /tmp/err || break
+    sleep 0.05
+    i=$((i+1))
+done
+echo "BLOCKED $(cat /tmp/err)" > /result
+"""
+
+
+class CopyPyrun(Pyrun):
+    """pyrun started from a private copy of the interpreter."""
+
+    def __init__(self, root: Path, python: Path, env: dict[str, str]) -> None:
+        super().__init__(root)
+        self.python = python
+        self.env = env
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 30,
+                 global_args: tuple[str, ...] = (), **kw: Any) -> subprocess.CompletedProcess:
+        cmd = [str(self.python), "-IS", str(PYRUN), "--root", str(self.root), *global_args, *args]
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            kw.setdefault("stdout", out)
+            kw.setdefault("stderr", err)
+            proc = subprocess.run(cmd, timeout=timeout, text=True, env=self.env, **kw)
+            out.seek(0)
+            err.seek(0)
+            proc.stdout = out.read() if kw["stdout"] is out else proc.stdout
+            proc.stderr = err.read() if kw["stderr"] is err else proc.stderr
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+
+@pytest.fixture(params=["mount", "memfd"])
+def copy_pyrun(request, pyrun, tmp_path):
+    """pyrun from a copy of the interpreter, protected by either mechanism:
+    the read-only mount clone (the default for root) or the sealed memfd
+    (the fallback where mounting is not allowed, forced by PYRUN_EXE_COPY)."""
+    python = tmp_path / "interp" / "python3.11"
+    python.parent.mkdir()
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    env = dict(os.environ)
+    env.pop("PYRUN_EXE_COPY", None)
+    if request.param == "memfd":
+        env["PYRUN_EXE_COPY"] = "memfd"
+    runner = CopyPyrun(pyrun.root, python, env)
+    runner.created = pyrun.created         # the pyrun fixture's cleanup and leak check cover these
+    runner.digest = _digest(python)        # type: ignore[attr-defined]
+    return runner
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _host_libraries(config: dict) -> None:
+    for dest in ("/usr/lib", "/lib", "/lib64"):
+        src = os.path.realpath(dest)
+        config["mounts"].append({"destination": dest, "type": "bind", "source": src,
+                                 "options": ["rbind", "ro"]})
+
+
+def _armed(bundle: Bundle) -> Bundle:
+    (bundle.rootfs / "evil").write_text(EVIL)
+    (bundle.rootfs / "evil").chmod(0o755)
+    (bundle.rootfs / "attack.sh").write_text(ATTACK)
+    _host_libraries(bundle.config)
+    return bundle.write()
+
+
+def _result(bundle: Bundle, timeout: float = 40.0) -> str:
+    """The attack's verdict, written by the container once it is over."""
+    path = bundle.rootfs / "result"
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().endswith("\n"):
+        assert time.monotonic() < deadline, "the attack never finished"
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def _assert_blocked(copy_pyrun: CopyPyrun, verdict: str) -> None:
+    assert _digest(copy_pyrun.python) == copy_pyrun.digest, "the runtime's interpreter file was modified"
+    assert verdict.startswith("BLOCKED"), verdict
+    # The handle was grabbed and refused for writing, not merely busy.
+    assert "busy" not in verdict, verdict
+
+
+def test_entrypoint_reexecuting_the_runtime(copy_pyrun, bundle):
+    """CVE-2019-5736: the entrypoint is `#!/proc/self/exe`, so the init's
+    execve runs the runtime's interpreter inside the container; that process
+    keeps an O_PATH handle on its own exe and writes through it once `start`
+    has exited.  pyrun's create/run/exec re-exec themselves first through a
+    read-only clone of the interpreter's mount (EROFS) or a sealed memfd copy
+    (the host file is not reached at all), see pyrun/selfexe.py.
+    Checked: with `ensure()` returning at once, the copy gets "PWNED"
+    appended and the verdict is WRITTEN, for both parameters."""
+    _armed(bundle).set_args("/evil")
+    cid = copy_pyrun.new_id()
+    copy_pyrun("create", "-b", str(bundle.path), cid)
+    copy_pyrun("start", cid)
+    verdict = _result(bundle)
+    _assert_blocked(copy_pyrun, verdict)
+    copy_pyrun("delete", "-f", cid)
+
+
+def test_exec_of_a_script_reexecuting_the_runtime(copy_pyrun, bundle):
+    """The same through `pyrun exec -d`: the exec'd process is the forked
+    exec stage, whose exe is the runtime's interpreter when it execs.
+    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    _armed(bundle).set_args("sleep", "300")
+    cid = copy_pyrun.new_id()
+    copy_pyrun("run", "-d", "-b", str(bundle.path), cid)
+    copy_pyrun("exec", "-d", cid, "/evil")
+    verdict = _result(bundle)
+    _assert_blocked(copy_pyrun, verdict)
+    copy_pyrun("delete", "-f", cid)
+
+
+def test_start_container_hook_reexecuting_the_runtime(copy_pyrun, bundle):
+    """A startContainer hook is exec'd by the init inside the container: a
+    `#!/proc/self/exe` hook re-executes the runtime's interpreter there.
+    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    _armed(bundle).set_args("sleep", "300")
+    bundle.config["hooks"] = {"startContainer": [{"path": "/evil", "args": ["evil", "fork"]}]}
+    bundle.write()
+    cid = copy_pyrun.new_id()
+    copy_pyrun("create", "-b", str(bundle.path), cid)
+    copy_pyrun("start", cid)
+    verdict = _result(bundle)
+    _assert_blocked(copy_pyrun, verdict)
+    copy_pyrun("delete", "-f", cid)
+
+
+def _sibling(tmp_path: Path, rootfs_template: Path, pid: int, script: str, *caps: str) -> Bundle:
+    """A container in the pid namespace of the process `pid`, with extra caps."""
+    path = tmp_path / "sibling"
+    shutil.copytree(rootfs_template, path / "rootfs", symlinks=True)
+    b = Bundle(path, make_config(["sh", "-c", script]))
+    b.config["linux"]["namespaces"] = [
+        n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
+        for n in b.config["linux"]["namespaces"]]
+    for kind in ("bounding", "effective", "permitted"):
+        b.config["process"]["capabilities"][kind] += list(caps)
+    (b.rootfs / "attack.sh").write_text(ATTACK)
+    return b.write()
+
+
+def test_proc_exe_of_the_created_init_with_cap_sys_ptrace(copy_pyrun, bundle, tmp_path, rootfs_template):
+    """With CAP_SYS_PTRACE (no user namespace), non-dumpable does not keep a
+    container out of /proc/1/exe of the created init, pyrun's interpreter:
+    a sibling container in its pid namespace opens it, waits until nothing
+    runs it (the test starts the first container) and writes through it.
+    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    bundle.set_args("sleep", "300")
+    a = copy_pyrun.new_id()
+    copy_pyrun("create", "-b", str(bundle.path), a)
+    pid = copy_pyrun.state(a)["pid"]
+    b = _sibling(tmp_path, rootfs_template, pid, "exec 7</proc/1/exe && . /attack.sh", "CAP_SYS_PTRACE")
+    bid = copy_pyrun.new_id()
+    copy_pyrun("run", "-d", "-b", str(b.path), bid)
+    # The sibling holds the handle and waits while the init still runs it.
+    deadline = time.monotonic() + 10
+    while not os.path.exists(b.rootfs / "tmp" / "err"):
+        assert time.monotonic() < deadline, "the sibling never opened /proc/1/exe"
+        time.sleep(0.05)
+    copy_pyrun("start", a)
+    verdict = _result(b)
+    _assert_blocked(copy_pyrun, verdict)
+    copy_pyrun("delete", "-f", bid)
+    copy_pyrun("delete", "-f", a)
