@@ -220,3 +220,45 @@ def test_proc_exe_of_the_created_init_with_cap_sys_ptrace(copy_pyrun, bundle, tm
     _assert_blocked(copy_pyrun, verdict)
     copy_pyrun("delete", "-f", bid)
     copy_pyrun("delete", "-f", a)
+
+
+def _python_attacker(b: Bundle, python: Path, *args: str) -> Bundle:
+    """The sibling runs tests/ptrace_attack.py with a read-only bind of an
+    interpreter copy (and the host's libraries): a real ptrace client."""
+    _host_libraries(b.config)
+    b.config["mounts"].append({"destination": "/usr/bin/python3", "type": "bind", "source": str(python),
+                               "options": ["bind", "ro"]})
+    shutil.copy(Path(__file__).parent / "ptrace_attack.py", b.rootfs / "attack.py")
+    b.set_args("/usr/bin/python3", "-I", "/attack.py", *args)
+    return b
+
+
+def test_seizing_the_created_init_reaches_nothing_on_the_host(pyrun, bundle, tmp_path, rootfs_template):
+    """CVE-2016-9962 class: a container root with CAP_SYS_PTRACE and no user
+    namespace passes every ptrace check on a process in its pid namespace
+    (non-dumpable included: the capability is held in the init user
+    namespace).  A sibling container in the created container's pid
+    namespace PTRACE_SEIZEs its init (pyrun's Python process, waiting for
+    `start`), takes every fd it holds with pidfd_getfd (same permission as
+    the seize), and from any directory among them walks `..` up to the host's
+    root and creates a file there.  The init must hold nothing that leads
+    out: its exe is read-only (test above), and it waits for `start` on an
+    fd of exec.fifo itself, not of the host's state directory.
+    Checked: with the init given the state directory's O_PATH fd again (the
+    code before this change), the attacker prints "ESCAPED via fd 4" and the
+    marker file appears on the host."""
+    bundle.set_args("sleep", "300")
+    a = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), a)
+    pid = pyrun.state(a)["pid"]
+    marker = tmp_path / "escaped"
+    python = tmp_path / "attacker-python3"
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    b = _python_attacker(_sibling(tmp_path, rootfs_template, pid, "", "CAP_SYS_PTRACE"),
+                         python, "1", str(marker))
+    out = pyrun("run", "-b", str(b.path), pyrun.new_id()).stdout
+    assert "SEIZE ok" in out, out           # the kernel lets it seize the init ...
+    assert "FD 0 " in out, out              # ... and take its fds: the attack ran
+    assert "ESCAPED" not in out and not marker.exists(), out
+    assert out.rstrip().endswith("END"), out
+    pyrun("delete", "-f", a)

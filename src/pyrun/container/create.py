@@ -62,7 +62,7 @@ def create(req: CreateRequest) -> Created:
         if process.get("terminal") and not req.detach and not req.console_socket:
             sink = unixsock.socketpair()
         cdir.make_fifo()
-        state_fd = cdir.path_fd()
+        state_fd = cdir.fifo_fd()
         if _wants_idmap(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
@@ -260,7 +260,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, state_fd: in
     if (spec.get("linux") or {}).get("seccomp"):
         from pyrun.seccomp import cache      # compiled here (or reused), outside the container's cgroup
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
-    return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, state_dir_fd=state_fd,
+    return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, exec_fifo_fd=state_fd,
                          cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,

@@ -181,7 +181,7 @@ def _context(req: ExecRequest, state: dict[str, Any], spec: dict[str, Any],
         from pyrun.seccomp import cache
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
     return LaunchContext(container_id=req.id, spec=spec, bundle=state.get("bundle", ""),
-                         rootfs=state.get("rootfs", ""), state_dir_fd=-1,
+                         rootfs=state.get("rootfs", ""), exec_fifo_fd=-1,
                          cgroup=cgroup, cgroup_binds=[], new_namespaces=[],
                          join_namespaces=dict(state.get("namespace_paths") or {}),
                          console_socket=console, preserve_fds=req.preserve_fds,

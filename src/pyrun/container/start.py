@@ -29,6 +29,7 @@ def start(root: str, container_id: str) -> None:
             data = _read_release(fd, pid, started)
         finally:
             os.close(fd)
+        data = data.lstrip(b"\0")     # the init's filler (process/init.py wait_for_start)
         if not data:
             raise PyrunError("cannot start an already running container")
         cdir.remove_fifo()

@@ -20,7 +20,7 @@ class LaunchContext:
     spec: dict[str, Any]
     bundle: str
     rootfs: str
-    state_dir_fd: int                     # O_PATH fd of <root>/<id>, for exec.fifo
+    exec_fifo_fd: int                     # <root>/<id>/exec.fifo, O_RDWR; -1 for exec
     cgroup: CgroupManager | None
     cgroup_binds: list[tuple[str, str]]   # what a "cgroup" mount shows
     new_namespaces: list[str]             # OCI types unshared

@@ -339,14 +339,15 @@ def _die_on_signal(sig: int, _frame: object) -> None:
 
 
 def wait_for_start(it: Init) -> None:
-    """Block until `pyrun start` opens exec.fifo for reading.
+    """Block until `pyrun start` reads exec.fifo.
 
     As pid 1 we would ignore signals we have no handler for; `kill` of a
     created container must end it, as it ends runc's init."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=it.ctx.state_dir_fd)
+    fd = it.ctx.exec_fifo_fd
+    _fill_until_read(fd)
     # `start` was called. startContainer hooks run now, and their verdict goes
     # back through the fifo: "0", or "1" and the error, which `start` reports.
     failure = None
@@ -363,9 +364,26 @@ def wait_for_start(it: Init) -> None:
         os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
     finally:
         os.close(fd)
-    os.close(it.ctx.state_dir_fd)
     if failure is not None:
         os._exit(1)
+
+
+def _fill_until_read(fd: int) -> None:
+    """Our fd is read-write (the parent opened it without blocking and without
+    handing us the state directory), so `start` cannot be noticed by an open
+    returning: fill the pipe (one page), then write one more NUL byte, which
+    blocks until `start` reads.  `start` skips the NULs before the verdict."""
+    import fcntl
+    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
+    os.set_blocking(fd, False)
+    for size in (4096, 1):
+        try:
+            while True:
+                os.write(fd, bytes(size))
+        except BlockingIOError:
+            pass
+    os.set_blocking(fd, True)
+    os.write(fd, b"\0")
 
 
 def exec_process(it: Init) -> None:

@@ -129,8 +129,8 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
     init while it waits for `start` (a pipe the caller reads to EOF would
     hang): keep only stdio, the preserved fds and our own."""
     keep = {0, 1, 2, ch.sock.fileno()} | set(range(3, 3 + ctx.preserve_fds))
-    if ctx.state_dir_fd >= 0:
-        keep.add(ctx.state_dir_fd)
+    if ctx.exec_fifo_fd >= 0:
+        keep.add(ctx.exec_fifo_fd)
     if ctx.console_socket is not None:
         keep.add(ctx.console_socket.fileno())
     keep.update(ctx.idmapped_mounts.values())

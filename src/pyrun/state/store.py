@@ -122,9 +122,11 @@ class ContainerDir:
         except FileNotFoundError:
             pass
 
-    def path_fd(self) -> int:
-        """An O_PATH fd the init uses to reach exec.fifo from inside the container."""
-        return os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    def fifo_fd(self) -> int:
+        """exec.fifo, read-write (so the open does not block), for the init to
+        wait on: the init holds no fd of this host directory, from which `..`
+        would lead anywhere on the host (CVE-2016-9962 class)."""
+        return os.open(FIFO, os.O_RDWR | os.O_CLOEXEC, dir_fd=self.fd)
 
     def remove(self) -> None:
         try:
