@@ -62,14 +62,16 @@ echo "BLOCKED $(cat /tmp/err)" > /result
 class CopyPyrun(Pyrun):
     """pyrun started from a private copy of the interpreter."""
 
-    def __init__(self, root: Path, python: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, command: list[str], python: Path, env: dict[str, str]) -> None:
         super().__init__(root)
+        self.command = command
         self.python = python
         self.env = env
+        self.digest = _digest(python)
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 30,
                  global_args: tuple[str, ...] = (), **kw: Any) -> subprocess.CompletedProcess:
-        cmd = [str(self.python), "-IS", str(PYRUN), "--root", str(self.root), *global_args, *args]
+        cmd = [*self.command, "--root", str(self.root), *global_args, *args]
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             kw.setdefault("stdout", out)
             kw.setdefault("stderr", err)
@@ -83,21 +85,35 @@ class CopyPyrun(Pyrun):
         return proc
 
 
-@pytest.fixture(params=["mount", "memfd"])
+SHIM = Path(sys.executable).parent / "pyrun-python"
+
+
+@pytest.fixture(params=["pyrun-python", "selfexe-mount", "selfexe-memfd"])
 def copy_pyrun(request, pyrun, tmp_path):
-    """pyrun from a copy of the interpreter, protected by either mechanism:
-    the read-only mount clone (the default for root) or the sealed memfd
-    (the fallback where mounting is not allowed, forced by PYRUN_EXE_COPY)."""
-    python = tmp_path / "interp" / "python3.11"
+    """pyrun from a copy of the interpreter, protected by each mechanism:
+    - pyrun-python: the console script's interpreter (launcher/pyrun-python.c,
+      a copy of it beside the interpreter copy) execs it from a read-only
+      clone of its mount: the installed path, no second interpreter start;
+    - selfexe-mount: the interpreter started directly, pyrun.selfexe
+      re-executes it from the same kind of clone (`python -m pyrun`, pip's
+      console script, hosts where pyrun-python could not be built);
+    - selfexe-memfd: the same, from a sealed memfd copy, the fallback where
+      mounting is refused (rootless; forced here by PYRUN_EXE_COPY)."""
+    python = tmp_path / "interp" / "python3"
     python.parent.mkdir()
     shutil.copy2(os.path.realpath(sys.executable), python)
     env = dict(os.environ)
     env.pop("PYRUN_EXE_COPY", None)
-    if request.param == "memfd":
+    command = [str(python), "-IS", str(PYRUN)]
+    if request.param == "pyrun-python":
+        if not SHIM.exists():
+            pytest.skip("install.sh could not build pyrun-python here (no C compiler)")
+        shutil.copy2(SHIM, python.parent / "pyrun-python")
+        command[0] = str(python.parent / "pyrun-python")
+    elif request.param == "selfexe-memfd":
         env["PYRUN_EXE_COPY"] = "memfd"
-    runner = CopyPyrun(pyrun.root, python, env)
+    runner = CopyPyrun(pyrun.root, command, python, env)
     runner.created = pyrun.created         # the pyrun fixture's cleanup and leak check cover these
-    runner.digest = _digest(python)        # type: ignore[attr-defined]
     return runner
 
 
@@ -141,11 +157,14 @@ def test_entrypoint_reexecuting_the_runtime(copy_pyrun, bundle):
     """CVE-2019-5736: the entrypoint is `#!/proc/self/exe`, so the init's
     execve runs the runtime's interpreter inside the container; that process
     keeps an O_PATH handle on its own exe and writes through it once `start`
-    has exited.  pyrun's create/run/exec re-exec themselves first through a
-    read-only clone of the interpreter's mount (EROFS) or a sealed memfd copy
-    (the host file is not reached at all), see pyrun/selfexe.py.
-    Checked: with `ensure()` returning at once, the copy gets "PWNED"
-    appended and the verdict is WRITTEN, for both parameters."""
+    has exited.  pyrun's processes run the interpreter from a read-only clone
+    of its mount (EROFS; launcher/pyrun-python.c, or pyrun/selfexe.py) or a
+    sealed memfd copy (the host file is not reached at all).
+    Checked: with `selfexe.ensure()` returning at once, the selfexe-*
+    cases fail (the copy gets "PWNED" appended, verdict WRITTEN) and the
+    pyrun-python case still passes; with pyrun-python also built without
+    its open_tree branch, the pyrun-python case fails the same way.  The
+    same holds for every test below that takes `copy_pyrun`."""
     _armed(bundle).set_args("/evil")
     cid = copy_pyrun.new_id()
     copy_pyrun("create", "-b", str(bundle.path), cid)
@@ -158,7 +177,7 @@ def test_entrypoint_reexecuting_the_runtime(copy_pyrun, bundle):
 def test_exec_of_a_script_reexecuting_the_runtime(copy_pyrun, bundle):
     """The same through `pyrun exec -d`: the exec'd process is the forked
     exec stage, whose exe is the runtime's interpreter when it execs.
-    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    Checked: without the protections (see the first test), WRITTEN."""
     _armed(bundle).set_args("sleep", "300")
     cid = copy_pyrun.new_id()
     copy_pyrun("run", "-d", "-b", str(bundle.path), cid)
@@ -171,7 +190,7 @@ def test_exec_of_a_script_reexecuting_the_runtime(copy_pyrun, bundle):
 def test_start_container_hook_reexecuting_the_runtime(copy_pyrun, bundle):
     """A startContainer hook is exec'd by the init inside the container: a
     `#!/proc/self/exe` hook re-executes the runtime's interpreter there.
-    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    Checked: without the protections (see the first test), WRITTEN."""
     _armed(bundle).set_args("sleep", "300")
     bundle.config["hooks"] = {"startContainer": [{"path": "/evil", "args": ["evil", "fork"]}]}
     bundle.write()
@@ -202,7 +221,7 @@ def test_proc_exe_of_the_created_init_with_cap_sys_ptrace(copy_pyrun, bundle, tm
     container out of /proc/1/exe of the created init, pyrun's interpreter:
     a sibling container in its pid namespace opens it, waits until nothing
     runs it (the test starts the first container) and writes through it.
-    Checked: with `ensure()` returning at once, the verdict is WRITTEN."""
+    Checked: without the protections (see the first test), WRITTEN."""
     bundle.set_args("sleep", "300")
     a = copy_pyrun.new_id()
     copy_pyrun("create", "-b", str(bundle.path), a)
