@@ -121,10 +121,11 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _host_libraries(config: dict) -> None:
+def _host_libraries(bundle: Bundle) -> None:
     for dest in ("/usr/lib", "/lib", "/lib64"):
         src = os.path.realpath(dest)
-        config["mounts"].append({"destination": dest, "type": "bind", "source": src,
+        (bundle.rootfs / dest[1:]).mkdir(parents=True, exist_ok=True)   # a mapped root could not
+        bundle.config["mounts"].append({"destination": dest, "type": "bind", "source": src,
                                  "options": ["rbind", "ro"]})
 
 
@@ -132,7 +133,7 @@ def _armed(bundle: Bundle) -> Bundle:
     (bundle.rootfs / "evil").write_text(EVIL)
     (bundle.rootfs / "evil").chmod(0o755)
     (bundle.rootfs / "attack.sh").write_text(ATTACK)
-    _host_libraries(bundle.config)
+    _host_libraries(bundle)
     return bundle.write()
 
 
@@ -244,7 +245,9 @@ def test_proc_exe_of_the_created_init_with_cap_sys_ptrace(copy_pyrun, bundle, tm
 def _python_attacker(b: Bundle, python: Path, *args: str) -> Bundle:
     """The sibling runs tests/ptrace_attack.py with a read-only bind of an
     interpreter copy (and the host's libraries): a real ptrace client."""
-    _host_libraries(b.config)
+    _host_libraries(b)
+    (b.rootfs / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+    (b.rootfs / "usr" / "bin" / "python3").touch()
     b.config["mounts"].append({"destination": "/usr/bin/python3", "type": "bind", "source": str(python),
                                "options": ["bind", "ro"]})
     shutil.copy(Path(__file__).parent / "ptrace_attack.py", b.rootfs / "attack.py")
@@ -280,4 +283,35 @@ def test_seizing_the_created_init_reaches_nothing_on_the_host(pyrun, bundle, tmp
     assert "FD 0 " in out, out              # ... and take its fds: the attack ran
     assert "ESCAPED" not in out and not marker.exists(), out
     assert out.rstrip().endswith("END"), out
+    pyrun("delete", "-f", a)
+
+
+def test_runtime_processes_are_not_traceable_from_a_user_namespace(pyrun, open_bundle, tmp_path):
+    """Where the kernel allows it, pyrun's processes in a container cannot be
+    traced at all: the container has a user namespace, and a process exec'd
+    into it (so in its user and pid namespaces) with CAP_SYS_PTRACE tries
+    PTRACE_SEIZE on the created init and pidfd_getfd on its fds.  The
+    stages are non-dumpable (PR_SET_DUMPABLE 0 in stages.bootstrap; the
+    kernel also clears it when the init's uid changes) and their memory
+    belongs to the host's user namespace (they were exec'd there, never in
+    the container), so CAP_SYS_PTRACE in the container's user namespace
+    does not override it: both are refused.
+    Checked: with PR_SET_DUMPABLE 1 called in wait_for_start (removing the
+    prctl in bootstrap alone is not enough: the uid switch clears it too),
+    the attacker prints "SEIZE ok" and the init's fds."""
+    open_bundle.config["linux"]["namespaces"].append({"type": "user"})
+    open_bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    open_bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    python = open_bundle.path / "attacker-python3"
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    _python_attacker(open_bundle, python, "1", str(tmp_path / "escaped"))
+    open_bundle.set_args("sleep", "300")
+    a = pyrun.new_id()
+    pyrun("create", "-b", str(open_bundle.path), a)
+    out = pyrun("exec", "--cap", "CAP_SYS_PTRACE", a,
+                "/usr/bin/python3", "-I", "/attack.py", "1", str(tmp_path / "escaped")).stdout
+    lines = out.splitlines()
+    assert lines[0] == "SEIZE Operation not permitted", out
+    assert lines[-1] == "END", out
+    assert not [line for line in lines if line.startswith(("FD ", "ESCAPED"))], out
     pyrun("delete", "-f", a)
