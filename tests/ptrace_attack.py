@@ -1,3 +1,13 @@
+"""Run inside a container (see test_escape_runtime_exe.py): ptrace attack on a pid.
+
+    python3 attack.py PID HOST_PATH
+
+PTRACE_SEIZE the process (prints "SEIZE ok" or the error), take each of its
+fds 0-63 with pidfd_getfd (the same permission as the seize), and from any
+directory among them walk `..` forty times and create HOST_PATH there: the
+CVE-2016-9962 escape through a runtime process's fd of a host directory.
+Prints "ESCAPED via fd N" if that worked, "END" when done.
+"""
 import ctypes, os, sys, stat
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long

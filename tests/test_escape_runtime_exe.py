@@ -2,9 +2,11 @@
 
 pyrun's stages are forks of the `pyrun` command, so their /proc/<pid>/exe is
 the Python interpreter that command was exec'd from.  These tests run pyrun
-from a private COPY of the interpreter (`python3.11` under the test's tmp
-dir, started as `<copy> -IS <venv>/bin/pyrun ...`): a successful attack
-modifies only that copy, and the test sees it in the copy's bytes.
+from a private COPY of the interpreter (`python3` under the test's tmp dir,
+started as `<copy> -IS <venv>/bin/pyrun ...`, or through a copy of
+pyrun-python beside it): a successful attack modifies only that copy, and
+the test sees it in the copy's bytes.  The host's interpreter is never
+the target, even with every protection removed.
 
 The container gets the host's /usr/lib and /lib64 read-only (what a Debian
 image holds anyway), so the interpreter re-executed inside it finds its
@@ -13,7 +15,6 @@ loader and standard library.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
