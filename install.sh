@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 venv=${PYRUN_VENV:-$here/.venv}
 
 packages=(python3-venv busybox-static runc crun libseccomp2 iproute2 procps docker.io podman uidmap time)
+packages+=(gcc libc6-dev)     # launcher/pyrun-python.c: the console script's read-only interpreter
 packages+=(qemu-system-x86)   # tests/vm/: boots Debian's kernel with pure cgroup v2
 missing=()
 for p in "${packages[@]}"; do
@@ -28,16 +29,34 @@ fi
 # with one that starts the interpreter isolated and without site, naming the two
 # directories site would have found; it falls back to site if they moved.
 site_dir=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+# The script's interpreter: pyrun-python, which execs the venv's python3
+# through a read-only clone of its mount (CVE-2019-5736 class; pyrun.selfexe
+# does the same from Python, at the cost of a second interpreter start,
+# where this cannot be built).
+interp="$venv/bin/python3"
+if cc -O2 -static -s -o "$venv/bin/pyrun-python.new" "$here/launcher/pyrun-python.c" 2>/dev/null \
+        || cc -O2 -s -o "$venv/bin/pyrun-python.new" "$here/launcher/pyrun-python.c"; then
+    mv "$venv/bin/pyrun-python.new" "$venv/bin/pyrun-python"
+    interp="$venv/bin/pyrun-python"
+else
+    echo "install.sh: warning: cannot build launcher/pyrun-python.c; create/run/exec will re-exec" \
+         "through pyrun.selfexe (a second interpreter start)" >&2
+fi
 cat > "$venv/bin/pyrun.new" <<EOF
-#!$venv/bin/python3 -IS
+#!$interp -IS
 import sys
 sys.path[:0] = ["$here/src", "$site_dir"]
 try:
-    from pyrun.cli.main import exit_now, main
+    from pyrun.selfexe import ensure
 except ImportError:
     import site
     site.main()
-    from pyrun.cli.main import exit_now, main
+    from pyrun.selfexe import ensure
+try:
+    ensure(sys.argv[1:])     # create/run/exec: re-exec from a read-only interpreter
+except Exception:
+    pass                     # main() reports it as the command's error
+from pyrun.cli.main import exit_now, main
 exit_now(main())
 EOF
 chmod 755 "$venv/bin/pyrun.new" && mv "$venv/bin/pyrun.new" "$venv/bin/pyrun"

@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         module_name = COMMANDS.get(action)
         if module_name is None:
             raise UsageError(f"No help topic for '{action}'", NO_HELP_TOPIC)
+        if action in ("create", "run", "exec"):
+            _readonly_exe(rest)
         from pyrun.state.store import default_root
         glob = GlobalOptions(root=os.path.abspath(opts["root"] or default_root()),
                              systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"])
@@ -144,6 +146,16 @@ def _incorrect_usage(head: str, command: str | None, error: PyrunError) -> int:
     sys.stdout.flush()
     log.error(str(error))
     return 1
+
+
+def _readonly_exe(rest: list[str]) -> None:
+    """The launcher already re-executed us read-only (pyrun.selfexe); this
+    covers `python -m pyrun` and pip's console script, or reports the failure."""
+    from pyrun import selfexe
+    try:
+        selfexe.ensure(rest)
+    except selfexe.ExeError as e:
+        raise PyrunError(str(e)) from None
 
 
 def exit_now(code: int) -> None:

@@ -403,7 +403,7 @@ def _die_on_signal(sig: int, _frame: object) -> None:
 
 
 def wait_for_start(it: Init) -> None:
-    """Block until `pyrun start` opens exec.fifo for reading.
+    """Block until `pyrun start` reads exec.fifo.
 
     As pid 1 we would ignore signals we have no handler for; `kill` of a
     created container must end it, as it ends runc's init."""
