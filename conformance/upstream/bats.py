@@ -62,10 +62,11 @@ def parse_tap(text: str, file: str, runtime: str) -> list[Outcome]:
 
 
 class Runner:
-    def __init__(self, tree: Path, go_bin: Path, work: Path, logs: Path) -> None:
+    def __init__(self, cache: Path, work: Path, logs: Path) -> None:
+        self.cache = cache
+        tree = cache / "runc-1.1.5"
         self.tree = tree
         self.integration = tree / "tests" / "integration"
-        self.go_bin = go_bin
         self.work = work
         self.logs = logs
         self.lock = threading.Lock()
@@ -93,9 +94,9 @@ class Runner:
         tmp.mkdir(mode=0o755)
         cg = WorkerCgroup(f"pyrun-bats-{os.getpid()}-{tag}")
         cg.create()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNC", "BATS", "PYTEST"))}
-        env.update(RUNC=runtime, TMPDIR=str(tmp), LANG="C.UTF-8",
-                   PATH=f"{self.go_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RUNC", "BATS", "PYTEST", "GO", "GIT"))}
+        env.update(build.bats_env(self.cache), RUNC=runtime, TMPDIR=str(tmp), LANG="C.UTF-8")
         cmd = ["script", "-qefc", f"bats --tap {file}", "/dev/null"]
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=self.integration, env=env, stdin=subprocess.DEVNULL,
@@ -248,7 +249,7 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     parents_before = {p for p in suite_parents() if p.exists()}
     loops_before = loop_devices()
-    runner = Runner(tree, cache / "go" / "bin", work, logs)
+    runner = Runner(cache, work, logs)
     jobs = [(r, f) for f in files for r in runtimes]
     t1 = time.monotonic()
     try:

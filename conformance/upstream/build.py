@@ -14,6 +14,7 @@ debootstrap of bookworm).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -194,8 +195,95 @@ def build_bats_debian(cache: Path) -> None:
     shutil.rmtree(stage)
 
 
+VALIDATE_GO = """\
+// validate: check a JSON document against a JSON schema (written for pyrun's CI;
+// spec.bats builds runtime-spec/schema/validate.go and runs it the same way).
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/xeipuuv/gojsonschema"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: validate <schema.json> <document.json>")
+		os.Exit(2)
+	}
+	schema, _ := filepath.Abs(os.Args[1])
+	doc, _ := filepath.Abs(os.Args[2])
+	res, err := gojsonschema.Validate(gojsonschema.NewReferenceLoader("file://"+schema),
+		gojsonschema.NewReferenceLoader("file://"+doc))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if !res.Valid() {
+		for _, e := range res.Errors() {
+			fmt.Println(e)
+		}
+		os.Exit(1)
+	}
+	fmt.Println("The document is valid")
+}
+"""
+SPEC_URL = "https://github.com/opencontainers/runtime-spec.git"
+
+
+def build_spec_validator(cache: Path) -> None:
+    """What spec.bats fetches from the internet, made locally.
+
+    The test clones runtime-spec, resets to the commit runc's go.mod names,
+    `go get`s gojsonschema and builds schema/validate.go. Here: a local git
+    repository (the schema from ../shared/oci-runtime-spec, a validate.go of our
+    own) tagged with that commit's name, which bats_env() substitutes for the
+    URL; gojsonschema from runtime-tools' vendor/ in a GOPATH; and a `go`
+    wrapper on which `go get` has nothing to fetch.
+    """
+    top = cache / "spec-validator"
+    shutil.rmtree(top, ignore_errors=True)
+    repo = top / "runtime-spec"
+    (repo / "schema").mkdir(parents=True)
+    for f in (UPSTREAM.parent / "oci-runtime-spec" / "schema").glob("*.json"):
+        shutil.copy2(f, repo / "schema" / f.name)
+    (repo / "schema" / "validate.go").write_text(VALIDATE_GO)
+    gomod = (cache / "runc-1.1.5" / "go.mod").read_text()
+    version = next(line.split()[1] for line in gomod.splitlines()
+                   if line.split()[:1] == ["github.com/opencontainers/runtime-spec"])
+    ref = version.split("-")[2] if version.count("-") >= 2 else version
+    git = ["git", "-c", "user.name=pyrun-ci", "-c", "user.email=ci@pyrun.invalid", "-C", str(repo)]
+    run(git + ["init", "-q"])
+    run(git + ["add", "."])
+    run(git + ["commit", "-qm", "runtime-spec schema for spec.bats"])
+    run(git + ["tag", ref])
+    src = top / "gopath" / "src"
+    src.mkdir(parents=True)
+    run(["tar", "-C", str(src), "-xzf", str(UPSTREAM / RTOOLS_TGZ), "--wildcards",
+         "--strip-components=2", "*/vendor/github.com/xeipuuv/*"])
+    (top / "bin").mkdir()
+    wrapper = top / "bin" / "go"
+    wrapper.write_text("#!/bin/sh\n# spec.bats: its dependencies are already in GOPATH (offline CI)\n"
+                       f'[ "$1" = get ] && exit 0\nexec {cache / "go" / "bin" / "go"} "$@"\n')
+    wrapper.chmod(0o755)
+
+
+def bats_env(cache: Path) -> dict[str, str]:
+    """Environment for the bats suite: the go wrapper first on PATH, the local runtime-spec."""
+    top = cache / "spec-validator"
+    return {"PATH": f"{top / 'bin'}:{cache / 'go' / 'bin'}:/usr/local/sbin:/usr/local/bin:"
+                    "/usr/sbin:/usr/bin:/sbin:/bin",
+            "GOPATH": str(top / "gopath"), "GOCACHE": str(cache / "gocache"), "GOPROXY": "off",
+            "GOTOOLCHAIN": "local", "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"url.file://{top / 'runtime-spec'}.insteadOf",
+            "GIT_CONFIG_VALUE_0": SPEC_URL}
+
+
 BATS_STEPS = [("go", build_go), ("runc-tree", build_runc_tree),
-              ("bats-busybox", build_bats_busybox), ("bats-debian", build_bats_debian)]
+              ("bats-busybox", build_bats_busybox), ("bats-debian", build_bats_debian),
+              ("spec-validator", build_spec_validator)]
 
 
 def prune_old(cache: Path) -> None:
@@ -208,6 +296,15 @@ def prune_old(cache: Path) -> None:
 def build(what: str = "all") -> Path:
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    lock = os.open(cache.parent, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(lock, fcntl.LOCK_EX)          # two suites started at once build once
+    try:
+        return _build(cache, what)
+    finally:
+        os.close(lock)
+
+
+def _build(cache: Path, what: str) -> Path:
     prune_old(cache)
     steps = list(BATS_STEPS) if what in ("bats", "all") else [BATS_STEPS[0]]
     if what in ("runtime-tools", "all"):
