@@ -161,6 +161,22 @@ def own_cgroups() -> dict[str, str]:
     return out
 
 
+def top_cgroups() -> set[str]:
+    """Cgroups directly below each hierarchy's root and below our own cgroup.
+
+    Runtimes that do not nest a relative cgroup under their own (runc 1.1.5's
+    cgroup v2 half of a hybrid host) leave theirs here, out of the worker
+    cgroup's sight; comparing this set before and after a run finds them.
+    """
+    out: set[str] = set()
+    for d in set(_hierarchies().values()) | set(own_cgroups().values()):
+        try:
+            out |= {e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)}
+        except OSError:
+            pass
+    return out
+
+
 class WorkerCgroup:
     """A fresh cgroup below our own in every hierarchy, for one suite process.
 
