@@ -48,7 +48,7 @@ ABS_CGROUP = "/cgrouptest"        # runtime-tools' cgroups.AbsCgroupPath
 # programs that use ABS_CGROUP: one at a time, whatever the runtime (and likewise the
 # linux_cgroups_relative_* ones: runc 1.1.5 puts a relative cgroup v2 path at the
 # root of the hybrid host's unified hierarchy, not below its own cgroup)
-ABS_CGROUP_USERS = {"delete_resources", "linux_cgroups_blkio", "linux_cgroups_cpus",
+ABS_CGROUP_USERS = {"delete_only_create_resources", "delete_resources", "linux_cgroups_blkio", "linux_cgroups_cpus",
                     "linux_cgroups_devices", "linux_cgroups_hugetlb", "linux_cgroups_memory",
                     "linux_cgroups_network", "linux_cgroups_pids"}
 
