@@ -331,8 +331,9 @@ def kill_hung(commands: list[str], dirs: list[str], limit: float) -> list[str]:
         for pid in pids:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if not any(a.decode(errors="replace").endswith(tuple(commands)) for a in argv[:3]) \
-                        or _age(pid) < limit:
+                zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+                if zombie or _age(pid) < limit or not any(
+                        a.decode(errors="replace").endswith(tuple(commands)) for a in argv[:3]):
                     continue
             except (OSError, IndexError, ValueError):
                 continue
