@@ -18,6 +18,7 @@ import pytest
 
 from conftest import PYRUN
 from test_terminal import listen, read_pty
+from waiting import eventually
 
 REFUSED = "create /dev/console mount target: open /dev/console: too many levels of symbolic links"
 
@@ -114,12 +115,10 @@ def test_masked_paths_never_use_the_images_dev_null(pyrun, bundle, dev, fake):
     assert sorted(seen) == sorted(masked), res.stdout
     assert seen["/proc/keys"] == "file 0", res.stdout
     assert seen["/proc/timer_list"] == "file 0", res.stdout
-    for path in masked:
-        kind = "dir" if os.path.isdir(path) else "file"
-        if os.path.exists(path):      # the host's procfs and sysfs are the container's too
-            assert seen[path] == f"{kind} 0", (path, res.stdout)
-        else:
-            assert seen[path] == "absent", (path, res.stdout)
+    # The host's procfs and sysfs are the container's too: what exists here exists there, masked.
+    expected = {path: ("absent" if not os.path.exists(path) else
+                       "dir 0" if os.path.isdir(path) else "file 0") for path in masked}
+    assert seen == expected, res.stdout
     # Nothing the image named was touched, and the host kept its own files.
     assert (rootfs / "secret").read_text() == SECRET
     assert _describe(rootfs / "dev" / "null") == null_before
@@ -147,11 +146,8 @@ def victim_container(pyrun, bundle, tmp_path):
                                 "exec sleep 1000")
     cid = pyrun.new_id()
     pyrun("run", "-d", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not (out / "ready").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert (out / "ready").exists()
     try:
+        eventually((out / "ready").exists, timeout=10, what="the container planted its /dev/console symlink")
         yield cid, victim, pyrun.state(cid)["pid"]
     finally:
         pyrun("delete", "--force", cid, check=False)
@@ -340,10 +336,7 @@ def test_create_races_dev_console_swapped_for_a_proc_symlink(pyrun, bundle, tmp_
     outcomes: list[tuple[str, object]] = []
     try:
         pyrun("run", "-d", "-b", str(swapper.path), swapper_id, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not (dev / "ready").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert (dev / "ready").exists()
+        eventually((dev / "ready").exists, timeout=10, what="the swapper started")
         deadline = time.monotonic() + RACE_SECONDS
         for _ in range(RACES):
             if time.monotonic() > deadline:
