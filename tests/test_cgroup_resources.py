@@ -96,15 +96,42 @@ def test_cpuset_and_cpu_idle(pyrun, bundle):
     assert read_inside(pyrun, bundle, files, res) == {"cpus": "0", "idle": "1"}
 
 
+@pytest.mark.skipif(not V2, reason="cgroup v2 only")
+def test_realtime_cpu_is_refused_on_v2(pyrun, bundle):
+    bundle.config["linux"]["resources"] = {"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 100000}}
+    bundle.write()
+    assert "not supported on cgroup v2" in failed_run(pyrun, bundle)
+
+
+def _rt_budget_taken(runtime: int, period: int) -> str:
+    """Why v1 would refuse `runtime`/`period` here: the cpu hierarchy's root
+    (the containers' parent) lends real-time time to its children, and the
+    kernel refuses a child more than what siblings left (EINVAL here).  A
+    leftover cgroup from another run can hold it; "" when there is room."""
+    root = next(h.mountpoint for h in LAYOUT.hierarchies if "cpu" in h.key.split(","))
+
+    def ratio(d: str) -> float:
+        with open(f"{d}/cpu.rt_runtime_us") as f, open(f"{d}/cpu.rt_period_us") as g:
+            return max(int(f.read()), 0) / int(g.read())
+    holders = {e.path: ratio(e.path) for e in os.scandir(root)
+               if e.is_dir() and os.path.exists(f"{e.path}/cpu.rt_runtime_us")}
+    holders = {d: r for d, r in holders.items() if r > 0}
+    if sum(holders.values()) + runtime / period <= ratio(root) + 1e-9:
+        return ""
+    return (f"\nthe real-time budget of {root} ({ratio(root):.3f}) is already taken by sibling cgroups "
+            f"{holders}: the kernel refuses more; that cgroup is not this test's")
+
+
+@pytest.mark.skipif(V2, reason="cgroup v1 only")
 def test_realtime_cpu(pyrun, bundle):
     res = {"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 100000}}
-    if V2:
-        bundle.config["linux"]["resources"] = res
-        bundle.write()
-        assert "not supported on cgroup v2" in failed_run(pyrun, bundle)
-        return
+    busy = _rt_budget_taken(10000, 100000)
     files = {"rt": inner_path("cpu", "cpu.rt_runtime_us"), "period": inner_path("cpu", "cpu.rt_period_us")}
-    assert read_inside(pyrun, bundle, files, res) == {"rt": "10000", "period": "100000"}
+    try:
+        got = read_inside(pyrun, bundle, files, res)
+    except AssertionError as e:
+        raise AssertionError(f"{e}{busy}") from None
+    assert got == {"rt": "10000", "period": "100000"}, busy
 
 
 def _new_cgroup_files(controller: str) -> set[str]:
