@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from conftest import ID_PREFIX, PYRUN, REPO, SHARED, Bundle
+from waiting import eventually
 
 RUNC_115 = "/usr/sbin/runc"
 RUNC_143_GZ = SHARED / "upstream" / "runc-1.4.3-amd64.gz"
@@ -89,10 +89,7 @@ class Runtime:
         return json.loads(self("state", cid).stdout)["status"]
 
     def wait_status(self, cid: str, status: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.status(cid) != status:
-            assert time.monotonic() < deadline, f"{cid} never became {status}"
-            time.sleep(0.02)
+        eventually(lambda: self.status(cid) == status, timeout=timeout, what=f"{cid} became {status}")
 
     def cleanup(self) -> None:
         for cid in self.created:
