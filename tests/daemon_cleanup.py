@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -56,7 +57,16 @@ def empty_and_remove_cgroups(dirs: Callable[[], list[str]], rounds: int = 50) ->
         try:
             os.rmdir(d)
         except OSError:
-            pass
+            _remove_if_not_cgroupfs(d)
+
+
+def _remove_if_not_cgroupfs(d: str) -> None:
+    """On a v1 host without some hierarchy (hugetlb, net_cls...), /sys/fs/cgroup
+    still has a plain tmpfs directory of that name, and conmon makes its
+    `conmon/tasks` there as in a cgroup. A real cgroup directory always has
+    cgroup.procs; what lacks it is ordinary files, removed as such."""
+    if not os.path.exists(os.path.join(d, "cgroup.procs")):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def cgroup_dirs_named(name: str) -> list[str]:
