@@ -38,6 +38,8 @@ class Init:
         self.executable = ""
         self.null: restrict.NullSource | None = None
         self.own_proc = -1          # open_private_procfs: where exec.fifo is reopened
+        self.last_cap = -1          # read_kernel_facts: the highest capability number
+        self.setgroups_denied = False
 
 
 def die_with_parent(ch: Channel) -> None:
@@ -72,6 +74,14 @@ def start_session(it: Init) -> None:
     if it.ctx.mode == "init" or it.ctx.process.get("terminal"):
         os.setsid()
     os.umask(0)
+
+
+def read_kernel_facts(it: Init) -> None:
+    """What `switch user` needs from procfs, read now through the runtime's
+    procfs fd: by then a seccomp profile may be loaded that allows no openat2
+    (runtime-tools' and older Docker profiles do not list it)."""
+    it.last_cap = procfs.last_cap(it.ctx.proc_fd)
+    it.setgroups_denied = _setgroups_denied(it.ctx.proc_fd)
 
 
 def join_session_keyring(it: Init) -> None:
@@ -314,7 +324,7 @@ def switch_user(it: Init) -> None:
     caps = proc.get("capabilities")
     # Never the container's /proc/sys/kernel: a fake cap_last_cap of 31
     # would leave CAP_SYSLOG, CAP_BPF... in the bounding set.
-    last = procfs.last_cap(it.ctx.proc_fd)
+    last = it.last_cap
     if caps is not None:
         try:
             masks = {k: cap_mask(caps.get(k) or [], last)
@@ -327,7 +337,7 @@ def switch_user(it: Init) -> None:
         s.prctl(s.PR_SET_KEEPCAPS, 1)
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids") or []]
-    if not _setgroups_denied(it.ctx.proc_fd):
+    if not it.setgroups_denied:
         os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -483,6 +493,7 @@ def exec_process(it: Init) -> None:
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("arm parent death signal", arm_parent_death),
     ("start session", start_session),
+    ("read kernel facts", read_kernel_facts),
     ("join session keyring", join_session_keyring),
     ("set up network", set_up_network),
     ("prepare rootfs", prepare_rootfs),
