@@ -9,8 +9,9 @@
 #   - net.ipv4.ip_forward = 1 (a Docker daemon switches it on): set to 0 for the run,
 #     put back afterwards;
 #   - running daemons (dockerd, containerd, podman, qemu): refused, stop them first;
-#   - pyrun's caches under /run/pyrun and the qemu kernel cache (/var/cache/pyrun-vm):
-#     the run uses an empty kernel cache of its own and /run/pyrun is moved aside;
+#   - pyrun's caches under /run/pyrun, the qemu kernel cache (/var/cache/pyrun-vm) and
+#     the upstream suites' build cache (/var/tmp/pyrun-upstream): the run uses empty
+#     caches of its own and /run/pyrun is moved aside;
 #   - users and cgroups earlier test runs created (prl*, pyrun-*): refused, listed;
 #   - the project's virtualenv: the clone makes its own.
 # Packages installed by hand are the one thing it cannot take away: install.sh must
@@ -55,7 +56,8 @@ chmod -R a-w "$work/shared"
 echo "fresh run of $(git -C "$work/main" rev-parse --short HEAD) in $work (ip_forward=0, empty caches)"
 start=$(date +%s)
 set +e
-( cd "$work/main" && CI=true PYRUN_VM_CACHE="$work/vm-cache" bash .ci/run </dev/null )
+( cd "$work/main" && CI=true PYRUN_VM_CACHE="$work/vm-cache" \
+      PYRUN_UPSTREAM_CACHE="$work/upstream-cache" bash .ci/run </dev/null )
 rc=$?
 set -e
 echo "fresh run: .ci/run exited $rc after $(( $(date +%s) - start )) s"
