@@ -25,7 +25,8 @@ shared=$(cd "$repo/../shared" && pwd)
 
 problems=()
 for daemon in dockerd containerd podman conmon qemu-system-x86_64; do
-    if pids=$(pgrep -x "$daemon"); then problems+=("$daemon is running (pids $(echo $pids))"); fi
+    # by the executable's name: pgrep -x would compare only 15 characters of it
+    if pids=$(pgrep -f "^(/[^ ]*/)?$daemon( |$)"); then problems+=("$daemon is running (pids $(echo $pids))"); fi
 done
 users=$(awk -F: '$1 ~ /^prl/ {print $1}' /etc/passwd)
 [ -z "$users" ] || problems+=("test users left by an earlier run: $users")
