@@ -108,7 +108,7 @@ def test_init_step_failure_names_the_step_and_cleans_up(pyrun, bundle, tmp_path)
     bundle.write()
     line, _ = _fail(pyrun, tmp_path, "create", "-b", str(bundle.path), pyrun.new_id())
     src = tmp_path / "no-such-source"
-    assert line == ("pyrun create failed: error during container init: prepare rootfs: "
+    assert line == ("pyrun create failed: unable to start container process: error during container init: prepare rootfs: "
                     f"error mounting '{src}' to rootfs at '/data': no such file or directory: {src}")
 
 

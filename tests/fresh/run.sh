@@ -37,6 +37,7 @@ if [ ${#problems[@]} -gt 0 ]; then
 fi
 
 work=$(mktemp -d /tmp/pyrun-fresh.XXXXXX)
+chmod 755 "$work"      # as a checkout is: the rootless tests run pyrun as an ordinary user
 forward=$(sysctl -n net.ipv4.ip_forward)
 moved=""
 restore() {
