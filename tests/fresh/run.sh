@@ -17,6 +17,8 @@
 # Packages installed by hand are the one thing it cannot take away: install.sh must
 # list everything the suites use (a missing one shows up as a failure on a new machine).
 # Prints the wall time and .ci/run's exit status, which it exits with.
+# One compound command, read whole before it runs: editing this file meanwhile is safe.
+{
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -64,3 +66,4 @@ rc=$?
 set -e
 echo "fresh run: .ci/run exited $rc after $(( $(date +%s) - start )) s"
 exit $rc
+}
