@@ -13,7 +13,6 @@ any unexpected pass, failure or skip, or a leak, makes the exit status 1.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build  # noqa: E402
-from common import (HERE, Outcome, WorkerCgroup, compare, default_runtimes, kill_hung, top_cgroups,  # noqa: E402
+from common import (HERE, Outcome, WorkerCgroup, compare, finish, kill_hung, parse_args, print_unexpected, top_cgroups,  # noqa: E402
                     load_expected, loop_devices, mounts_under, runtime_name, unmount_all,
                     write_expected)
 
@@ -233,20 +232,10 @@ def suite_parents() -> list[Path]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runtime", action="append", help="runtime binary (repeatable)")
-    ap.add_argument("--jobs", "-j", type=int, default=int(os.environ.get("PYRUN_BATS_JOBS", "4")),
-                    help="bats processes at once, over all runtimes (default 4)")
-    ap.add_argument("--file", action="append", help="only this bats file (repeatable)")
-    ap.add_argument("--expected", type=Path, default=EXPECTED)
-    ap.add_argument("--update-expected", action="store_true",
-                    help="rewrite the expected list from this run (keeps reasons)")
-    ap.add_argument("--logs", type=Path, help="keep each file's TAP output here")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        return print("bats.py: run as root", file=sys.stderr) or 2
-    runtimes = [str(Path(r).absolute()) if "/" in r else shutil.which(r) or r
-                for r in (args.runtime or default_runtimes())]
+    args, runtimes = parse_args(__doc__, "bats.py", "PYRUN_BATS_JOBS",
+                                "bats processes at once, over all runtimes (default 4)",
+                                "file", "only this bats file (repeatable)")
+    args.expected = args.expected or EXPECTED
 
     t0 = time.monotonic()
     cache = build.build("bats")
@@ -302,32 +291,12 @@ def main() -> int:
     scope = {(runtime_name(r), o) for r in runtimes for (rt, o) in expected
              if rt == runtime_name(r) and o.split(": ", 1)[0] in files}
     cmp = compare(outcomes, expected, scope)
-    for r in runtimes:
-        if runtime_name(r) not in cmp.compared:
-            print(f"  ({runtime_name(r)}: not in {args.expected.name}, results not compared)")
-    by_test = {(o.runtime, o.test): o for o in outcomes}
-    if cmp.unexpected:
-        print(f"\n{len(cmp.unexpected)} unexpected result(s):")
-        for u in cmp.unexpected:
-            print(f"  {u}")
-            rt, _, rest = u.partition(": ")
-            test = rest.split("): ", 1)[-1]
-            o = by_test.get((rt, test))
-            if o is not None and o.detail:
-                print("    " + o.detail.rstrip().replace("\n", "\n    ")[-3000:])
+    print_unexpected(cmp, outcomes, runtimes, args.expected)
     if notes:
         print(f"\n{len(notes)} note(s) (not failures):")
         for note in notes:
             print(f"  {note}")
-    if runner.leaks:
-        print(f"\n{len(runner.leaks)} thing(s) left behind:")
-        for leak in runner.leaks:
-            print(f"  {leak}")
-    shutil.rmtree(work, ignore_errors=True)
-    ok = not cmp.unexpected and not runner.leaks
-    print(f"bats: {'OK' if ok else 'FAILED'}: {len(cmp.unexpected)} unexpected, {len(runner.leaks)} leaks")
-    return 0 if ok else 1
-
+    return finish("bats", cmp, runner.leaks, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ unexpected, and an unexpected result fails the run.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -346,3 +347,57 @@ def kill_hung(commands: list[str], dirs: list[str], limit: float) -> list[str]:
                 _thaw(p)
             killed.append(b" ".join(argv).decode(errors="replace")[:200])
     return killed
+
+
+# --- what both runners' main() does the same way --------------------------------
+
+def parse_args(doc: str, prog: str, jobs_env: str, jobs_help: str, select: str,
+               select_help: str) -> tuple[argparse.Namespace, list[str]]:
+    """The runners' shared command line; exits 2 unless run as root. Returns the
+    arguments and the runtime binaries (absolute paths, or found on PATH)."""
+    import shutil
+    import sys
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runtime", action="append", help="runtime binary (repeatable)")
+    ap.add_argument("--jobs", "-j", type=int, default=int(os.environ.get(jobs_env, "4")), help=jobs_help)
+    ap.add_argument(f"--{select}", action="append", help=select_help)
+    ap.add_argument("--expected", type=Path)
+    ap.add_argument("--update-expected", action="store_true",
+                    help="rewrite the expected list from this run (keeps reasons)")
+    ap.add_argument("--logs", type=Path, help=f"keep each {select}'s output here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print(f"{prog}: run as root", file=sys.stderr)
+        sys.exit(2)
+    runtimes = [str(Path(r).absolute()) if "/" in r else shutil.which(r) or r
+                for r in (args.runtime or default_runtimes())]
+    return args, runtimes
+
+
+def print_unexpected(cmp: Comparison, outcomes: list[Outcome], runtimes: list[str], expected_path: Path) -> None:
+    """Runtimes the list does not know, then each unexpected result with the end of its output."""
+    for r in runtimes:
+        if runtime_name(r) not in cmp.compared:
+            print(f"  ({runtime_name(r)}: not in {expected_path.name}, results not compared)")
+    by_test = {(o.runtime, o.test): o for o in outcomes}
+    if cmp.unexpected:
+        print(f"\n{len(cmp.unexpected)} unexpected result(s):")
+        for u in cmp.unexpected:
+            print(f"  {u}")
+            rt, _, rest = u.partition(": ")
+            o = by_test.get((rt, rest.split("): ", 1)[-1]))
+            if o is not None and o.detail:
+                print("    " + o.detail.rstrip().replace("\n", "\n    ")[-3000:])
+
+
+def finish(prog: str, cmp: Comparison, leaks: list[str], work: Path) -> int:
+    """What was left behind, the work directory removed, the verdict line; the exit status."""
+    import shutil
+    if leaks:
+        print(f"\n{len(leaks)} thing(s) left behind:")
+        for leak in leaks:
+            print(f"  {leak}")
+    shutil.rmtree(work, ignore_errors=True)
+    ok = not cmp.unexpected and not leaks
+    print(f"{prog}: {'OK' if ok else 'FAILED'}: {len(cmp.unexpected)} unexpected, {len(leaks)} leaks")
+    return 0 if ok else 1

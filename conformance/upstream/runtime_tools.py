@@ -16,7 +16,6 @@ the exit status 1.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build  # noqa: E402
-from common import (HERE, Outcome, WorkerCgroup, compare, default_runtimes, load_expected,  # noqa: E402
+from common import (HERE, Outcome, WorkerCgroup, compare, finish, load_expected, parse_args, print_unexpected,  # noqa: E402
                     loop_devices, mounts_under, runtime_list, top_cgroups, runtime_name, unmount_all,
                     write_expected)
 
@@ -176,20 +175,10 @@ def cgroup_leftovers() -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runtime", action="append", help="runtime binary (repeatable)")
-    ap.add_argument("--jobs", "-j", type=int, default=int(os.environ.get("PYRUN_RTOOLS_JOBS", "4")),
-                    help="programs at once, over all runtimes (default 4)")
-    ap.add_argument("--program", action="append", help="only this program (repeatable)")
-    ap.add_argument("--expected", type=Path, default=EXPECTED)
-    ap.add_argument("--update-expected", action="store_true",
-                    help="rewrite the expected list from this run (keeps reasons)")
-    ap.add_argument("--logs", type=Path, help="keep each program's output here")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        return print("runtime_tools.py: run as root", file=sys.stderr) or 2
-    runtimes = [str(Path(r).absolute()) if "/" in r else shutil.which(r) or r
-                for r in (args.runtime or default_runtimes())]
+    args, runtimes = parse_args(__doc__, "runtime_tools.py", "PYRUN_RTOOLS_JOBS",
+                                "programs at once, over all runtimes (default 4)",
+                                "program", "only this program (repeatable)")
+    args.expected = args.expected or EXPECTED
 
     t0 = time.monotonic()
     cache = build.build("runtime-tools")
@@ -250,18 +239,7 @@ def main() -> int:
         expected = load_expected(args.expected)
     scope = {k for k in expected if k[1] in programs and k[0] in {runtime_name(r) for r in runtimes}}
     cmp = compare(outcomes, expected, scope)
-    for r in runtimes:
-        if runtime_name(r) not in cmp.compared:
-            print(f"  ({runtime_name(r)}: not in {args.expected.name}, results not compared)")
-    by_key = {(o.runtime, o.test): o for o in outcomes}
-    if cmp.unexpected:
-        print(f"\n{len(cmp.unexpected)} unexpected result(s):")
-        for u in cmp.unexpected:
-            print(f"  {u}")
-            rt, _, rest = u.partition(": ")
-            o = by_key.get((rt, rest.split("): ", 1)[-1]))
-            if o is not None and o.detail:
-                print("    " + o.detail.rstrip().replace("\n", "\n    ")[-3000:])
+    print_unexpected(cmp, outcomes, runtimes, args.expected)
     # What a program leaves while failing as expected is part of that known failure
     # (cleaned up here, shown as a note); after any other result it fails the run.
     notes = []
@@ -272,16 +250,7 @@ def main() -> int:
         print(f"\n{len(notes)} note(s): left behind by expected failures, removed:")
         for note in notes:
             print(f"  {note}")
-    if runner.leaks:
-        print(f"\n{len(runner.leaks)} thing(s) left behind:")
-        for leak in runner.leaks:
-            print(f"  {leak}")
-    shutil.rmtree(work, ignore_errors=True)
-    ok = not cmp.unexpected and not runner.leaks
-    print(f"runtime-tools: {'OK' if ok else 'FAILED'}: {len(cmp.unexpected)} unexpected, "
-          f"{len(runner.leaks)} leaks")
-    return 0 if ok else 1
-
+    return finish("runtime-tools", cmp, runner.leaks, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -47,6 +47,16 @@ HIDDEN_GLOBALS = ("criu",)       # accepted for runc's callers, used by nothing
 ID = '"<container-id>" names the container'
 
 # command: (one-line summary, arguments text, description, {flag: words})
+# create's flags, which run has too
+CREATE_FLAGS = {
+    "bundle": "the bundle directory (default: the current directory)",
+    "console-socket": "an AF_UNIX socket that receives the master end of the container's pseudoterminal",
+    "pidfd-socket": "an AF_UNIX socket that receives a pidfd of the container's init",
+    "pid-file": "write the init's pid to this file",
+    "no-pivot": "change root with MS_MOVE and chroot, not pivot_root (for a rootfs on a ramdisk)",
+    "no-new-keyring": "keep the caller's session keyring instead of a new one",
+    "preserve-fds": "pass N more file descriptors to the container (stdio + $LISTEN_FDS + N in all)"}
+
 COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "create": (
         "create a container",
@@ -54,13 +64,7 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "create sets a container up from the bundle (namespaces, cgroup, root filesystem,\n"
         "hooks) and leaves its process waiting; \"pyrun start\" then runs process.args\n"
         "from config.json. See \"pyrun spec --help\" for writing a config.json.",
-        {"bundle": "the bundle directory (default: the current directory)",
-         "console-socket": "an AF_UNIX socket that receives the master end of the container's pseudoterminal",
-         "pidfd-socket": "an AF_UNIX socket that receives a pidfd of the container's init",
-         "pid-file": "write the init's pid to this file",
-         "no-pivot": "change root with MS_MOVE and chroot, not pivot_root (for a rootfs on a ramdisk)",
-         "no-new-keyring": "keep the caller's session keyring instead of a new one",
-         "preserve-fds": "pass N more file descriptors to the container (stdio + $LISTEN_FDS + N in all)"}),
+        CREATE_FLAGS),
     "start": (
         "run the process of a created container",
         f"<container-id>\n\n{ID}, as given to \"pyrun create\".",
@@ -72,13 +76,7 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "run creates a container from the bundle and starts it: \"pyrun create\" then\n"
         "\"pyrun start\". In the foreground (the default) pyrun waits for the container's\n"
         "process, forwards signals to it, exits with its status and deletes the container.",
-        {"bundle": "the bundle directory (default: the current directory)",
-         "console-socket": "an AF_UNIX socket that receives the master end of the container's pseudoterminal",
-         "pidfd-socket": "an AF_UNIX socket that receives a pidfd of the container's init",
-         "pid-file": "write the init's pid to this file",
-         "no-pivot": "change root with MS_MOVE and chroot, not pivot_root (for a rootfs on a ramdisk)",
-         "no-new-keyring": "keep the caller's session keyring instead of a new one",
-         "preserve-fds": "pass N more file descriptors to the container (stdio + $LISTEN_FDS + N in all)",
+        {**CREATE_FLAGS,
          "detach": "start the container and return; do not wait for it",
          "keep": "do not delete the container once its process has exited",
          "no-subreaper": "do not make pyrun a child subreaper while it waits"}),
