@@ -218,6 +218,8 @@ class Pyrun:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.created: list[str] = []
+        self.command = [str(PYRUN)]            # argv before --root (a subclass may run another pyrun)
+        self.env: dict[str, str] | None = None   # None: ours
 
     def new_id(self) -> str:
         cid = ID_PREFIX + uuid.uuid4().hex[:10]
@@ -226,12 +228,13 @@ class Pyrun:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 30,
                  global_args: tuple[str, ...] = (), **kw: Any) -> subprocess.CompletedProcess:
-        cmd = [str(PYRUN), "--root", str(self.root), *global_args, *args]
+        cmd = [*self.command, "--root", str(self.root), *global_args, *args]
         # Files, not pipes: a created container keeps its stdio open, as under a shim.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             kw.setdefault("text", True)
             kw.setdefault("stdout", out)
             kw.setdefault("stderr", err)
+            kw.setdefault("env", self.env)
             proc = subprocess.run(cmd, timeout=timeout, **kw)
             out.seek(0)
             err.seek(0)

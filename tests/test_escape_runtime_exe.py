@@ -17,11 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -70,21 +67,6 @@ class CopyPyrun(Pyrun):
         self.env = env
         self.digest = _digest(python)
         self.refusal = ""      # the attack's expected error, set by the fixture
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 30,
-                 global_args: tuple[str, ...] = (), **kw: Any) -> subprocess.CompletedProcess:
-        cmd = [*self.command, "--root", str(self.root), *global_args, *args]
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            kw.setdefault("stdout", out)
-            kw.setdefault("stderr", err)
-            proc = subprocess.run(cmd, timeout=timeout, text=True, env=self.env, **kw)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout = out.read() if kw["stdout"] is out else proc.stdout
-            proc.stderr = err.read() if kw["stderr"] is err else proc.stderr
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
 
 
 SHIM = Path(sys.executable).parent / "pyrun-python"
