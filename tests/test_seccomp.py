@@ -605,3 +605,67 @@ def test_profile_without_openat2_before_the_user_switch(pyrun, bundle):
     bundle.config["process"]["noNewPrivileges"] = False
     st = status_fields(run_out(pyrun, bundle, "cat", "/proc/self/status"))
     assert (st["Seccomp"], int(st["CapBnd"], 16)) == ("2", 0x20000420), st
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_profile_without_close_range(pyrun, bundle, tmp_path, nnp):
+    """runtime-tools' profile (and older Docker ones) lists no close_range:
+    the init marks its fds close-on-exec before any filter is loaded, so the
+    container still runs, created then started, its output reaching the
+    files `create` was given after `create` has exited, and the preserved
+    fd is still the only one above stdio. Before: the init died in its exec
+    step with no word (EPERM from close_range) and runtimetest's output never
+    reached runtime-tools (default, mounts, process... all failed)."""
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    allow = [n for n in busybox_allow_list() if n != "close_range"]
+    set_profile(bundle, "SCMP_ACT_ERRNO", [{"names": allow, "action": "SCMP_ACT_ALLOW"}])
+    bundle.set_args("sh", "-c", "echo out; echo err >&2; ls /proc/self/fd; readlink /proc/self/fd/3")
+    cid = pyrun.new_id()
+    r, w = os.pipe()
+    pipe = f"pipe:[{os.fstat(r).st_ino}]"
+    try:
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+            pyrun("create", "-b", str(bundle.path), "--preserve-fds", "1", cid, stdout=out, stderr=err,
+                  preexec_fn=lambda: os.dup2(r, 3), pass_fds=(3,))
+        pyrun("start", cid)
+        pyrun.wait_status(cid, "stopped")
+    finally:
+        os.close(r)
+        os.close(w)
+    # 3: the preserved fd; 4: the directory ls reads
+    assert (tmp_path / "out").read_text().splitlines() == ["out", "0", "1", "2", "3", "4", pipe]
+    assert (tmp_path / "err").read_text() == "err\n"
+    pyrun("delete", cid)
+
+
+def _deny_close_range() -> None:
+    """preexec_fn: this process and its children get EPERM from close_range,
+    as pyrun does when it runs under a container engine's profile lacking it."""
+    import pyseccomp
+    f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    f.add_rule(pyseccomp.ERRNO(errno.EPERM), "close_range")
+    f.load()
+    os.dup2(PRESERVED_PIPE[0], 3)
+
+
+PRESERVED_PIPE: list[int] = []
+
+
+def test_runtime_without_close_range_marks_fds_one_by_one(pyrun, bundle):
+    """pyrun itself confined by a filter that denies close_range: the init
+    falls back to marking its fds close-on-exec one by one (listed from the
+    runtime's procfs), as runc >= 1.2 does. The container still runs and sees
+    stdio and the preserved fd only. Checked: with the fallback removed
+    (close_range's EPERM raised), run fails in step 'mark fds close-on-exec'."""
+    r, w = os.pipe()
+    PRESERVED_PIPE[:] = [r]
+    try:
+        bundle.set_args("sh", "-c", "ls /proc/self/fd; readlink /proc/self/fd/3")
+        res = pyrun("run", "-b", str(bundle.path), "--preserve-fds", "1", pyrun.new_id(),
+                    preexec_fn=_deny_close_range, pass_fds=(3,))
+        pipe = f"pipe:[{os.fstat(r).st_ino}]"
+    finally:
+        PRESERVED_PIPE.clear()
+        os.close(r)
+        os.close(w)
+    assert res.stdout.splitlines() == ["0", "1", "2", "3", "4", pipe]     # 4: ls's directory

@@ -75,6 +75,16 @@ def write(proc_fd: int, rel: str, data: str) -> None:
         os.close(fd)
 
 
+def open_fds(proc_fd: int) -> list[int]:
+    """The fds this process has open, from its fd directory under `proc_fd`
+    (including the one used to list them, closed by then)."""
+    fd = open_file(proc_fd, "self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return [int(name) for name in os.listdir(fd)]
+    finally:
+        os.close(fd)
+
+
 def last_cap(proc_fd: int) -> int:
     return int(read(proc_fd, "sys/kernel/cap_last_cap"))
 

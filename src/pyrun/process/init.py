@@ -281,6 +281,29 @@ def _load_seccomp(it: Init) -> None:
         os.close(listener)
 
 
+def mark_fds_close_on_exec(it: Init) -> None:
+    """Nothing but stdio and the preserved fds may cross into the container
+    (CVE-2024-21626 class).  Done before any seccomp filter is loaded: a
+    profile need not allow close_range (runtime-tools' and older Docker
+    profiles do not), and then the fds are marked one by one, as runc >= 1.2
+    does, from the runtime's procfs (the container's /proc is not trusted).
+    Every fd opened after this is close-on-exec by construction (PEP 446)."""
+    first = 3 + it.ctx.preserve_fds
+    try:
+        s.close_range_cloexec(first)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+            raise
+        for fd in procfs.open_fds(it.ctx.proc_fd):
+            if fd >= first:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:     # the listing's own fd, closed by now
+                    pass
+    for fd in range(3, first):
+        os.set_inheritable(fd, True)
+
+
 def load_seccomp_before_user_switch(it: Init) -> None:
     """Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     while we still have it (runc does the same)."""
@@ -475,13 +498,6 @@ def exec_process(it: Init) -> None:
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # Nothing but stdio and the preserved fds may cross into the container.
-    s.close_range_cloexec(3 + it.ctx.preserve_fds)
-    for fd in range(3, 3 + it.ctx.preserve_fds):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
     args = it.ctx.process.get("args") or []
     try:
         os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
@@ -513,6 +529,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
+    ("mark fds close-on-exec", mark_fds_close_on_exec),
     ("load seccomp (no_new_privs off)", load_seccomp_before_user_switch),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
