@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 
 def _run(pyrun, bundle, script: str, check: bool = True):
     bundle.set_args("sh", "-c", script)
@@ -166,3 +168,65 @@ def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):
         assert out.split() == ["rro-sub-ro", "ro-sub-writable", "rro-top-ro"]
     finally:
         subprocess.run(["umount", str(host / "sub")], check=False)
+
+
+# What runtime-tools' runtimetest checks of linux.rootfsPropagation, from inside:
+# bind / (recursively) elsewhere, then mount something under /: a shared root
+# shows it through the bind as well; slave and private roots do not; an
+# unbindable root cannot be bound at all.
+PROPAGATION_PROBE = (
+    "mkdir /target /mnt2 /src; touch /src/f; "
+    "mount --rbind / /target 2>&1 || exit 0; mount --bind /src /mnt2; "
+    "test -e /target/mnt2/f && echo exposed || echo hidden")
+
+
+def _admin(bundle) -> None:
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted(set(caps.get(kind, [])) | {"CAP_SYS_ADMIN"})
+    bundle.config["linux"].pop("seccomp", None)
+
+
+@pytest.mark.parametrize("mode,seen", [
+    ("shared", "exposed"), ("slave", "hidden"), ("private", "hidden"),
+    ("unbindable", "mount: mounting / on /target failed: Invalid argument"),
+])
+def test_rootfs_propagation_is_the_container_roots(pyrun, bundle, mode, seen):
+    """The container's / has the propagation asked for. Before: "shared"
+    failed create (pivot_root: invalid argument: the rootfs's parent mount was
+    shared) and "unbindable" too (the rootfs could not be bound onto itself);
+    runc 1.1.5 creates "shared" but leaves the root private (hidden)."""
+    _admin(bundle)
+    bundle.config["linux"]["rootfsPropagation"] = mode
+    assert _run(pyrun, bundle, PROPAGATION_PROBE).stdout.strip() == seen
+
+
+def test_shared_rootfs_propagation_reaches_not_the_host(pyrun, bundle, tmp_path):
+    """The bundle on a host mount that is shared (as on systemd hosts): with
+    rootfsPropagation "shared" the container's mounts are made in peer groups
+    joined with the host's, so the rootfs's own bind would appear on the host
+    but for the parent mount being made private first (runc's
+    rootfsParentMountPrivate). The host sees no new mount while the
+    container is created."""
+    import shutil
+    import subprocess
+    base = tmp_path / "sharedbase"
+    base.mkdir()
+    subprocess.run(["mount", "--bind", str(base), str(base)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(base)], check=True)
+        shutil.copytree(bundle.path, base / "b", symlinks=True)
+        bundle.path = base / "b"
+        _admin(bundle)
+        bundle.config["linux"]["rootfsPropagation"] = "shared"
+        bundle.set_args("sleep", "60")
+        cid = pyrun.new_id()
+        pyrun("create", "-b", str(bundle.path), cid)
+        try:
+            under = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                     if line.split()[4].startswith(str(base))]
+            assert under == [str(base)]
+        finally:
+            pyrun("delete", "--force", cid)
+    finally:
+        subprocess.run(["umount", "-l", str(base)], check=False)

@@ -103,6 +103,8 @@ def prepare_rootfs(it: Init) -> None:
     propagation = ctx.linux.get("rootfsPropagation")
     flags = PROPAGATION[propagation] if propagation else s.MS_SLAVE | s.MS_REC
     s.mount(None, "/", None, flags)
+    if propagation:
+        switch.make_parent_mount_private(ctx.rootfs, ctx.proc_fd)
     s.mount(ctx.rootfs, ctx.rootfs, None, s.MS_BIND | s.MS_REC)
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -238,6 +240,16 @@ def restrict_paths(it: Init) -> None:
     finally:
         null.close()
         it.null = None
+
+
+def set_rootfs_propagation(it: Init) -> None:
+    """rootfsPropagation is the container's root mount's own: set on `/`
+    once it is the root, and last, after every bind of the set-up (an
+    unbindable root could be the source of none). Before the switch it only
+    governed the host side, as in runc, whose container root stays private."""
+    propagation = it.ctx.linux.get("rootfsPropagation")
+    if propagation and ("mount" in it.ctx.new_namespaces or "mount" in it.ctx.join_namespaces):
+        s.mount(None, "/", None, PROPAGATION[propagation])
 
 
 def apply_lsm_labels(it: Init) -> None:
@@ -523,6 +535,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set hostname", set_hostname),
     ("apply sysctls", apply_sysctls),
     ("restrict paths", restrict_paths),
+    ("set rootfs propagation", set_rootfs_propagation),
     ("apply LSM labels", apply_lsm_labels),
     ("set no_new_privs", set_no_new_privileges),
     ("set scheduling", set_scheduling),
@@ -547,7 +560,8 @@ EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
     if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, open_private_procfs,
                     switch_root, create_cwd,
-                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, wait_for_start)
+                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, set_rootfs_propagation,
+                    wait_for_start)
 ]
 
 
