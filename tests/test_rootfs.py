@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import failed_run as conftest_failed_run
+
 
 def _run(pyrun, bundle, script: str, check: bool = True):
     bundle.set_args("sh", "-c", script)
@@ -230,3 +232,40 @@ def test_shared_rootfs_propagation_reaches_not_the_host(pyrun, bundle, tmp_path)
             pyrun("delete", "--force", cid)
     finally:
         subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+def _without_mount_namespace(bundle) -> None:
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "mount"]
+    for key in ("maskedPaths", "readonlyPaths"):
+        linux.pop(key, None)
+    bundle.config["mounts"] = []
+
+
+def test_no_mount_namespace_runs_chrooted(pyrun, bundle):
+    """A config sharing the host's mount namespace: the container is chrooted
+    into its rootfs, with no mount made (none is ours to undo in the host's
+    namespace), and root.readonly not applied, as runc (its / is a host
+    directory, no mount point). Before: 'finalize rootfs: mount: invalid
+    argument: /' for any config with root.readonly."""
+    _without_mount_namespace(bundle)
+    bundle.config["root"]["readonly"] = True
+    before = Path("/proc/self/mountinfo").read_text().count("\n")
+    listing = sorted(os.listdir(bundle.rootfs))
+    out = _run(pyrun, bundle, "ls /; touch /made-here && echo written").stdout.split()
+    assert out == listing + ["written"]
+    assert (bundle.rootfs / "made-here").is_file()
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == before
+
+
+@pytest.mark.parametrize("key", ["maskedPaths", "readonlyPaths"])
+def test_no_mount_namespace_refuses_path_restrictions(pyrun, bundle, key):
+    """Masking and read-only paths are bind mounts, which in the host's mount
+    namespace would land on the host's own files: refused, in runc's words
+    (runc 1.1.5 and 1.4.3: 'unable to restrict sys entries without a private
+    MNT namespace'). Before: accepted, and nothing was masked."""
+    _without_mount_namespace(bundle)
+    bundle.config["linux"][key] = ["/proc/kcore"]
+    bundle.write()
+    assert conftest_failed_run(pyrun, bundle) == \
+        f"pyrun run failed: linux.{key}: unable to restrict sys entries without a private MNT namespace"

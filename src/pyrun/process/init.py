@@ -203,7 +203,13 @@ def set_up_console(it: Init) -> None:
 
 
 def finalize_rootfs(it: Init) -> None:
-    root = it.ctx.spec.get("root") or {}
+    """Without a mount namespace of its own the container's / is a directory
+    of the host's (chroot), no mount to remount: as runc, which finalizes the
+    rootfs only in a mount namespace, root.readonly is then not applied."""
+    ctx = it.ctx
+    if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
+        return
+    root = ctx.spec.get("root") or {}
     if root.get("readonly"):
         switch.remount_root_readonly()
 
