@@ -269,3 +269,18 @@ def test_no_mount_namespace_refuses_path_restrictions(pyrun, bundle, key):
     bundle.write()
     assert conftest_failed_run(pyrun, bundle) == \
         f"pyrun run failed: linux.{key}: unable to restrict sys entries without a private MNT namespace"
+
+
+def test_read_only_dev_is_populated_first(pyrun, bundle):
+    """"ro" on the /dev tmpfs: mounted read-write, the devices, symlinks and
+    the devpts, shm and mqueue mounts put in, then made read-only (runc's
+    mounts.bats "ro /dev mount"). Before: devpts on /dev/pts failed (EROFS)."""
+    dev = next(m for m in bundle.config["mounts"] if m["destination"] == "/dev")
+    dev["options"].append("ro")
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo; readlink /dev/ptmx; stat -c '%t:%T' /dev/null; "
+               "touch /dev/x 2>&1; echo hi > /dev/null && echo null-ok; touch /dev/shm/y && echo shm-ok").stdout
+    mounts = _mountinfo(out)
+    assert mounts["/dev"][0].split(",")[0] == "ro"
+    assert mounts["/dev/pts"][1] == "devpts" and mounts["/dev/shm"][0].split(",")[0] == "rw"
+    assert out.splitlines()[-5:] == ["pts/ptmx", "1:3", "touch: /dev/x: Read-only file system",
+                                     "null-ok", "shm-ok"]

@@ -21,7 +21,7 @@ from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.rootfs import devices, restrict, switch
-from pyrun.rootfs.mounts import mount_entry
+from pyrun.rootfs.mounts import dev_read_only, mount_entry
 from pyrun.rootfs.options import PROPAGATION
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -212,6 +212,8 @@ def finalize_rootfs(it: Init) -> None:
     root = ctx.spec.get("root") or {}
     if root.get("readonly"):
         switch.remount_root_readonly()
+    if dev_read_only(ctx.spec.get("mounts") or []):
+        switch.remount_root_readonly("/dev")
 
 
 def set_hostname(it: Init) -> None:

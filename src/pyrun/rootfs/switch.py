@@ -63,9 +63,10 @@ def make_parent_mount_private(rootfs: str, proc_fd: int) -> None:
         s.mount(None, best, None, s.MS_PRIVATE)
 
 
-def remount_root_readonly() -> None:
+def remount_root_readonly(path: str = "/") -> None:
+    """`path` (the root, or /dev) read-only, keeping its other flags."""
     from pyrun.rootfs.mounts import current_flags
-    s.mount(None, "/", None, s.MS_BIND | s.MS_REMOUNT | s.MS_RDONLY | current_flags("/"))
+    s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | s.MS_RDONLY | current_flags(path))
 
 
 def _hide_host_proc_and_sys(rootfs: str, proc_fd: int) -> None:
