@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import failed_run as conftest_failed_run
+from waiting import eventually
 
 
 def _run(pyrun, bundle, script: str, check: bool = True):
@@ -284,3 +285,38 @@ def test_read_only_dev_is_populated_first(pyrun, bundle):
     assert mounts["/dev/pts"][1] == "devpts" and mounts["/dev/shm"][0].split(",")[0] == "rw"
     assert out.splitlines()[-5:] == ["pts/ptmx", "1:3", "touch: /dev/x: Read-only file system",
                                      "null-ok", "shm-ok"]
+
+
+def test_user_namespace_binds_sources_only_host_root_reaches(pyrun, open_bundle):
+    """Bind sources behind a directory of mode 700 owned by host root: the
+    container's root (host uid 100000) could never look them up; the runtime,
+    host root, clones them before the init enters the user namespace, as
+    runc opens its mount sources beforehand (runc bats userns.bats
+    "inaccessible mounts"). Both the process and a later exec see them.
+    Before: 'error mounting ...: permission denied' (EACCES)."""
+    bundle = open_bundle
+    private = bundle.path / "private"
+    for name in ("one", "two"):
+        (private / name).mkdir(parents=True)
+        (private / name / "foo.txt").write_text(name + "\n")
+        (bundle.rootfs / name).mkdir()
+    private.chmod(0o700)
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.config["mounts"] += [
+        {"destination": "/one", "type": "bind", "source": "private/one", "options": ["bind"]},
+        {"destination": "/two", "type": "bind", "source": str(private / "two"), "options": ["rbind", "ro"]},
+    ]
+    bundle.set_args("sh", "-c", "cat /one/foo.txt /two/foo.txt; touch /two/x 2>&1; exec sleep 60")
+    cid = pyrun.new_id()
+    with open(bundle.path / "out", "w") as out:
+        pyrun("run", "-d", "-b", str(bundle.path), cid, stdout=out)
+    try:
+        eventually(lambda: (bundle.path / "out").read_text().count("\n") == 3, what="the container's output")
+        assert (bundle.path / "out").read_text().splitlines() == \
+            ["one", "two", "touch: /two/x: Read-only file system"]
+        assert pyrun("exec", cid, "cat", "/one/foo.txt", "/two/foo.txt").stdout.split() == ["one", "two"]
+    finally:
+        pyrun("delete", "--force", cid)

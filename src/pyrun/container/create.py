@@ -65,7 +65,7 @@ def create(req: CreateRequest) -> Created:
             sink = unixsock.socketpair()
         cdir.make_fifo()
         fifo_fd = cdir.fifo_path_fd()
-        if _wants_idmap(spec):
+        if _wants_idmap(spec) or _userns_binds(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
         cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
@@ -174,6 +174,14 @@ def _check_host_support(spec: dict[str, Any]) -> None:
 def _wants_idmap(spec: dict[str, Any]) -> bool:
     return any("idmap" in (m.get("options") or []) or "ridmap" in (m.get("options") or [])
                or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
+
+
+def _userns_binds(spec: dict[str, Any]) -> bool:
+    """Bind mounts in a user namespace: the parent clones their sources (rootfs/idmapped.py)."""
+    linux = spec.get("linux") or {}
+    return any(ns.get("type") == "user" for ns in linux.get("namespaces") or []) and any(
+        m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
+        for m in spec.get("mounts") or [])
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
