@@ -81,8 +81,8 @@ def prepare(spec: dict[str, Any], bundle: str) -> dict[int, int]:
         for i, entry in enumerate(spec.get("mounts") or []):
             if wanted(entry):
                 out[i] = _detached(entry, linux, i, bundle)
-            elif userns and _is_bind(entry):
-                source = entry.get("source") or ""
+            elif userns and _is_bind(entry) and entry.get("source"):
+                source = entry["source"]
                 try:
                     out[i] = s.open_tree(os.path.join(bundle, source),
                                          recursive="rbind" in (entry.get("options") or []))
