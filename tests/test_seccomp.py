@@ -656,7 +656,7 @@ def test_runtime_without_close_range_marks_fds_one_by_one(pyrun, bundle):
     falls back to marking its fds close-on-exec one by one (listed from the
     runtime's procfs), as runc >= 1.2 does. The container still runs and sees
     stdio and the preserved fd only. Checked: with the fallback removed
-    (close_range's EPERM raised), run fails in step 'mark fds close-on-exec'."""
+    (the OSError raised), run fails in step 'mark fds close-on-exec'."""
     r, w = os.pipe()
     PRESERVED_PIPE[:] = [r]
     try:
