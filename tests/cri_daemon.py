@@ -25,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
 from oci_image import Image, build_image, layer_from, write_archive
@@ -101,11 +102,12 @@ class CriContainerd:
     """containerd 1.6 with the CRI plugin; handlers `pyrun` and `runc`."""
 
     def __init__(self, workdir: Path, pyrun: str, default_handler: str = "pyrun",
-                 registry: str | None = None) -> None:
+                 mirror: str | None = None, preexec: Callable[[], None] | None = None) -> None:
         self.workdir = workdir
         self.pyrun = pyrun
+        self.preexec = preexec              # e.g. joining a cgroup of the caller's
         self.default_handler = default_handler
-        self.registry = registry            # "127.0.0.1:<port>", served over plain http
+        self.mirror = mirror                # "127.0.0.1:<port>": registry.k8s.io and gcr.io, over http
         self.address = str(workdir / "c.sock")
         self.config = workdir / "config.toml"
         self.log_path = workdir / "containerd.log"
@@ -133,9 +135,9 @@ class CriContainerd:
   SystemdCgroup = false
 """
         mirror = ""
-        if self.registry:
-            mirror = (f'[{cri}.registry.mirrors."{self.registry}"]\n'
-                      f'  endpoint = ["http://{self.registry}"]\n')
+        for host in ("registry.k8s.io", "gcr.io") if self.mirror else ():
+            mirror += (f'[{cri}.registry.mirrors."{host}"]\n'
+                       f'  endpoint = ["http://{self.mirror}"]\n')
         self.config.write_text(f"""version = 2
 root = "{w}/root"
 state = "{w}/state"
@@ -192,7 +194,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=self.preexec)
 
         def answers() -> bool:
             if self.proc is not None and self.proc.poll() is not None:

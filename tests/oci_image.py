@@ -32,12 +32,17 @@ class Image:
         return {"digest": digest, "size": len(data)}
 
 
-def layer_from(rootfs: Path) -> bytes:
-    """An uncompressed tar of `rootfs`'s contents."""
+def layer_from(rootfs: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    """An uncompressed tar of `rootfs`'s contents, then the `extra` files (path:
+    content, mode 0644), which replace any of the same name when unpacked."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as layer:
         for entry in sorted(os.listdir(rootfs)):
             layer.add(os.path.join(rootfs, entry), arcname=entry)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            layer.addfile(info, io.BytesIO(data))
     return raw.getvalue()
 
 
