@@ -32,16 +32,18 @@ class Image:
         return {"digest": digest, "size": len(data)}
 
 
-def layer_from(rootfs: Path, extra: dict[str, bytes] | None = None) -> bytes:
+def layer_from(rootfs: Path, extra: dict[str, bytes | tuple[bytes, int]] | None = None) -> bytes:
     """An uncompressed tar of `rootfs`'s contents, then the `extra` files (path:
-    content, mode 0644), which replace any of the same name when unpacked."""
+    content, or (content, mode); owned by root, mode 0644 unless given), which
+    replace any of the same name when unpacked."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as layer:
         for entry in sorted(os.listdir(rootfs)):
             layer.add(os.path.join(rootfs, entry), arcname=entry)
-        for name, data in (extra or {}).items():
+        for name, content in (extra or {}).items():
+            data, mode = content if isinstance(content, tuple) else (content, 0o644)
             info = tarfile.TarInfo(name.lstrip("/"))
-            info.size, info.mode = len(data), 0o644
+            info.size, info.mode = len(data), mode
             layer.addfile(info, io.BytesIO(data))
     return raw.getvalue()
 
