@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 
 def _run(pyrun, bundle, script: str, check: bool = True):
     bundle.set_args("sh", "-c", script)
@@ -146,6 +148,20 @@ def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
     line = next(line for line in out.splitlines() if line.split()[4] == "/prop")
     assert "shared:" not in line and "master:" not in line
     assert Path(host).is_dir()
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate"])
+def test_recursive_rootfs_propagation_is_accepted(pyrun, bundle, propagation):
+    """The recursive forms runc takes and containerd's CRI sends (rshared for
+    Kubernetes' Bidirectional mountPropagation, rslave for HostToContainer).
+    With rshared every mount is shared, the one holding the rootfs too, and
+    pivot_root refuses a new root whose parent mount is shared: seen failing
+    ("pivot_root: invalid argument") without make_parent_mount_private."""
+    bundle.config["linux"]["rootfsPropagation"] = propagation
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
+    root = [line for line in out.splitlines() if line.split()[4] == "/"][-1]
+    assert ("shared:" in root) is False, root          # the rootfs's own mount: private, as in runc
+    assert ("master:" in root) is False, root
 
 
 def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):

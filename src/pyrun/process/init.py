@@ -103,6 +103,9 @@ def prepare_rootfs(it: Init) -> None:
     propagation = ctx.linux.get("rootfsPropagation")
     flags = PROPAGATION[propagation] if propagation else s.MS_SLAVE | s.MS_REC
     s.mount(None, "/", None, flags)
+    if flags & s.MS_SHARED:
+        from pyrun.rootfs.switch import make_parent_mount_private
+        make_parent_mount_private(ctx.rootfs)
     s.mount(ctx.rootfs, ctx.rootfs, None, s.MS_BIND | s.MS_REC)
     # Opened after the self-bind: every later lookup starts at the new mount.
     it.root_fd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

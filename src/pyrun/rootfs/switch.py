@@ -24,6 +24,24 @@ def pivot(rootfs: str) -> None:
     os.chdir("/")
 
 
+def make_parent_mount_private(rootfs: str) -> None:
+    """pivot_root refuses (EINVAL) a new root whose parent mount is shared. A
+    `rshared` rootfsPropagation (containerd's CRI sends it for Kubernetes'
+    Bidirectional mountPropagation) makes every mount shared, the one holding
+    the rootfs too: that one, and only it, becomes private, as runc does."""
+    target = os.path.realpath(rootfs)
+    holder, shared = "", False
+    with open("/proc/self/mountinfo") as f:        # our own mount namespace, before any container mount
+        for line in f:
+            fields = line.split()
+            point = _unescape(fields[4])
+            if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(holder):
+                holder = point                     # the last listed of equal length is on top
+                shared = any(o.startswith("shared:") for o in fields[6:fields.index("-")])
+    if shared:
+        s.mount(None, holder, None, s.MS_PRIVATE)
+
+
 def move_and_chroot(rootfs: str, proc_fd: int) -> None:
     """--no-pivot: for rootfs on ramfs, where pivot_root is refused.
 
