@@ -416,7 +416,8 @@ def test_exit_codes(cri: Crictl, pods: list[Pod], handler: str) -> None:
     assert (st["exitCode"], st["reason"]) == (3, "Error"), st
     st = wait_state(cri, ok, "CONTAINER_EXITED")
     assert (st["exitCode"], st["reason"]) == (0, "Completed"), st
-    assert cri("ps", "-a", "-q", "--state", "exited", "--pod", pod.id).stdout.split() != []
+    assert sorted(cri("ps", "-a", "-q", "--state", "exited", "--pod", pod.id).stdout.split()) == \
+        sorted([failing, ok])
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
