@@ -150,13 +150,13 @@ def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
     assert Path(host).is_dir()
 
 
-@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate"])
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate", "shared"])
 def test_recursive_rootfs_propagation_is_accepted(pyrun, bundle, propagation):
     """The recursive forms runc takes and containerd's CRI sends (rshared for
     Kubernetes' Bidirectional mountPropagation, rslave for HostToContainer).
-    With rshared every mount is shared, the one holding the rootfs too, and
-    pivot_root refuses a new root whose parent mount is shared: seen failing
-    ("pivot_root: invalid argument") without make_parent_mount_private."""
+    With (r)shared the mount holding the rootfs is shared too, and pivot_root
+    refuses a new root whose parent mount is shared: seen failing ("pivot_root:
+    invalid argument") without make_parent_mount_private."""
     bundle.config["linux"]["rootfsPropagation"] = propagation
     out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
     root = [line for line in out.splitlines() if line.split()[4] == "/"][-1]
