@@ -275,6 +275,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for path in self._netns:
             if not os.path.lexists(path):
                 continue
+            path = os.path.realpath(path)          # /var/run/netns is /run/netns in mountinfo
             unmount_below(path)
             with contextlib.suppress(OSError):
                 os.unlink(path)
