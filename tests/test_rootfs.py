@@ -153,6 +153,22 @@ def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
     assert Path(host).is_dir()
 
 
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate", "shared"])
+def test_recursive_rootfs_propagation_is_accepted(pyrun, bundle, propagation):
+    """The recursive forms runc takes and containerd's CRI sends (rshared for
+    Kubernetes' Bidirectional mountPropagation, rslave for HostToContainer).
+    With (r)shared the mount holding the rootfs is shared too, and pivot_root
+    refuses a new root whose parent mount is shared: seen failing ("pivot_root:
+    invalid argument") without make_parent_mount_private.  The container's
+    root then has the propagation asked for (the spec's reading; runc leaves it
+    private), in a peer group of its own (test_shared_rootfs_propagation_reaches_not_the_host)."""
+    bundle.config["linux"]["rootfsPropagation"] = propagation
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
+    root = [line for line in out.splitlines() if line.split()[4] == "/"][-1]
+    assert ("shared:" in root) is propagation.endswith("shared"), root
+    assert ("master:" in root) is False, root          # the parent went private first: no master to follow
+
+
 def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):
     """`rro` is mount_setattr(AT_RECURSIVE): the submounts of an rbind become
     read-only too, where plain `ro` only reaches the top mount."""
