@@ -6,7 +6,6 @@ to `pyrun create` with the step's name, and the container is torn down.
 """
 from __future__ import annotations
 
-import errno
 import os
 import _signal as signal    # not signal: its enums cost ~1.5 ms
 import stat
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
 from pyrun import faults
-from pyrun.errors import InitError, PyrunError, oserror_text, strerror
+from pyrun.errors import START_FAILED, InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -32,7 +31,7 @@ class Init:
 
     def __init__(self, ctx: LaunchContext, ch: Channel) -> None:
         self.ctx = ctx
-        self.ch = ch
+        self.ch: Channel | None = ch    # None once report_ready let `pyrun create` go
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
@@ -40,6 +39,7 @@ class Init:
         self.own_proc = -1          # open_private_procfs: where exec.fifo is reopened
         self.last_cap = -1          # read_kernel_facts: the highest capability number
         self.setgroups_denied = False
+        self.verdict_fd = -1        # wait_for_start: exec.fifo, open for writing while `start` reads
 
 
 def die_with_parent(ch: Channel) -> None:
@@ -391,6 +391,16 @@ def look_up_executable(it: Init) -> None:
     raise InitError("look up executable", f'exec: "{name}": executable file not found in $PATH')
 
 
+def mark_fds_cloexec(it: Init) -> None:
+    """Nothing but stdio and the preserved fds may cross into the container
+    (CVE-2024-21626). Done before the container's seccomp filter, which may
+    list neither close_range nor openat2 (runtime-tools' default profile);
+    where close_range is refused anyway (an older kernel, a filter pyrun
+    itself runs under) fd by fd, as runc does. Every fd opened after this
+    is Python's, and so close-on-exec."""
+    procfs.cloexec_from(it.ctx.proc_fd, 3 + it.ctx.preserve_fds)
+
+
 def report_ready(it: Init) -> None:
     """The parent records state and writes the pid file; if it died, so do we.
     The parent-death signal is disarmed first: the parent exits normally
@@ -405,7 +415,12 @@ def report_ready(it: Init) -> None:
         it.ch.expect(Msg.ACK)
     except (ChannelClosed, OSError):
         os._exit(1)
-    it.ch.close()
+    if it.ctx.mode == "init":
+        # `pyrun create` exits now; `start` hears from us through exec.fifo.
+        # An exec'd process keeps the channel (close-on-exec) until execve:
+        # `pyrun exec` reads it to EOF, so a failure of `exec` reaches it.
+        it.ch.close()
+        it.ch = None
 
 
 def _die_on_signal(sig: int, _frame: object) -> None:
@@ -420,25 +435,15 @@ def wait_for_start(it: Init) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
-    # `start` was called. startContainer hooks run now, and their verdict goes
-    # back through the fifo: "0", or "1" and the error, which `start` reports.
-    failure = None
+    # `start` was called and reads the fifo to EOF. The fd is close-on-exec:
+    # `exec` writes "0" just before execve, which closes it; a failing step
+    # writes "1" and its error instead (run() below), which `start` reports.
+    it.verdict_fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
     hooks = (it.ctx.spec.get("hooks") or {}).get("startContainer")
     if hooks:
-        from pyrun.errors import PyrunError
         from pyrun.hooks import hook_state, run_hooks
-        try:
-            run_hooks("startContainer", hooks,
-                      hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
-        except PyrunError as e:
-            failure = str(e)
-    try:
-        os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
-    finally:
-        os.close(fd)
-    if failure is not None:
-        os._exit(1)
+        run_hooks("startContainer", hooks,
+                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
 
 
 def _reopen_exec_fifo(path_fd: int, own_proc: int) -> int:
@@ -475,19 +480,20 @@ def exec_process(it: Init) -> None:
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # Nothing but stdio and the preserved fds may cross into the container.
-    s.close_range_cloexec(3 + it.ctx.preserve_fds)
+    # Every other fd is close-on-exec already (mark_fds_cloexec).
     for fd in range(3, 3 + it.ctx.preserve_fds):
         try:
             os.set_inheritable(fd, True)
         except OSError:
             pass
     args = it.ctx.process.get("args") or []
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env)
+    if it.verdict_fd >= 0:
+        os.write(it.verdict_fd, b"0")
     try:
-        os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
+        os.execve(it.executable, args, env)
     except OSError as e:
-        os.write(2, f"exec {it.executable}: {strerror(e.errno)}\n".encode())
-        os._exit(127 if e.errno == errno.ENOENT else 126)
+        raise OSError(e.errno, f"exec {it.executable}: {strerror(e.errno)}") from None
 
 
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
@@ -513,6 +519,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
+    ("mark fds close-on-exec", mark_fds_cloexec),
     ("load seccomp (no_new_privs off)", load_seccomp_before_user_switch),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
@@ -557,17 +564,40 @@ def preload(ctx: LaunchContext) -> None:
 def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
     for name, step in (EXEC_STEPS if ctx.mode == "exec" else STEPS):
-        faults.step(name, ch)
+        if it.ch is not None:
+            faults.step(name, ch)
         try:
-            step(it)
-        except InitError:
+            try:
+                step(it)
+            except InitError:
+                raise
+            except OSError as e:
+                raise InitError(name, oserror_text(e)) from None
+            except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
+                raise InitError(name, str(e)) from None
+            except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
+                raise InitError(name, "cannot allocate memory") from None
+        except InitError as e:
+            if it.ch is None:
+                _last_word(it, e)
             raise
-        except OSError as e:
-            raise InitError(name, oserror_text(e)) from None
-        except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
-            raise InitError(name, str(e)) from None
-        except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
-            raise InitError(name, "cannot allocate memory") from None
+
+
+def _last_word(it: Init, e: InitError) -> None:
+    """A step failed after `pyrun create` left: no init failure may be
+    silent. `start` is reading exec.fifo once we hold it open for writing
+    and reports what we write there; before that (the reopen itself
+    failed), only our stderr is left, as current runc's init prints its
+    error there as a last resort. `start` then finds us dead."""
+    text = f"{e.step}: {str(e).split(': ', 1)[1]}"
+    try:
+        if it.verdict_fd >= 0:
+            os.write(it.verdict_fd, b"1" + text.encode(errors="replace")[:4000])
+        else:
+            os.write(2, f"{START_FAILED}: error during container init: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(255)
 
 
 # Bytes of the container's /etc/passwd read for HOME at most: a real one is a
