@@ -64,6 +64,9 @@ def exec_process(req: ExecRequest) -> int:
 def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     config = state["config"]
     process = _process(req, config)
+    if process.get("capabilities"):     # what create dropped (or a --process file asks for)
+        from pyrun.container.capsets import drop_ungrantable
+        drop_ungrantable(process)
     terminal = bool(process.get("terminal"))
     if terminal and req.detach and not req.console_socket:
         raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
