@@ -6,6 +6,7 @@ to `pyrun create` with the step's name, and the container is torn down.
 """
 from __future__ import annotations
 
+import errno
 import os
 import _signal as signal    # not signal: its enums cost ~1.5 ms
 import stat
@@ -190,6 +191,18 @@ def set_up_console(it: Init) -> None:
         return
     from pyrun.process import terminal     # preloaded
     master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    # The process's own console, as runc: its user owns the pty (the group
+    # stays devpts' gid=5), else a non-root process cannot reopen it
+    # (/dev/stdin, `tty`, ssh-style password prompts).
+    uid = int((it.ctx.process.get("user") or {}).get("uid", 0))
+    if uid:
+        try:
+            os.fchown(slave, uid, -1)
+        except OSError as e:
+            # As runc: an unmapped uid (EINVAL), an owner we may not change
+            # in a user namespace (EPERM), a read-only /dev: leave it be.
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
     if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
         terminal.mount_console(slave)
     terminal.send_master(sock, master)
@@ -335,6 +348,11 @@ def switch_user(it: Init) -> None:
             if not masks["bounding"] & (1 << cap):
                 s.prctl(s.PR_CAPBSET_DROP, cap)
         s.prctl(s.PR_SET_KEEPCAPS, 1)
+    # As runc: chdir while we are still root, so a cwd the runtime may enter
+    # but the user may not works; where root may not (a directory of an
+    # unmapped owner, NFS root squash), again as the user.
+    cwd = proc.get("cwd") or "/"
+    chdir_later = not _chdir(cwd, still_root=True)
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids") or []]
     if not it.setgroups_denied:
@@ -350,8 +368,8 @@ def switch_user(it: Init) -> None:
                 s.prctl(s.PR_CAP_AMBIENT, s.PR_CAP_AMBIENT_RAISE, cap)
     umask = user.get("umask")
     os.umask(0o022 if umask is None else int(umask))
-    cwd = proc.get("cwd") or "/"
-    os.chdir(cwd)
+    if chdir_later:
+        _chdir(cwd, still_root=False)
     # CVE-2024-21626: a leaked host directory as cwd shows up as unreachable.
     try:
         inside = os.getcwd().startswith("/")
@@ -360,6 +378,17 @@ def switch_user(it: Init) -> None:
     if not inside:
         raise InitError("switch user", "current working directory is outside of container mount "
                         "namespace root -- possible container breakout detected")
+
+
+def _chdir(cwd: str, still_root: bool) -> bool:
+    """chdir(cwd); False if only permission was lacking and we are still root."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        if still_root and e.errno == errno.EACCES:
+            return False
+        raise OSError(e.errno, f'chdir to cwd ("{cwd}") set in config.json failed: {strerror(e.errno)}') from None
+    return True
 
 
 def look_up_executable(it: Init) -> None:
