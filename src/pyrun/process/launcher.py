@@ -35,6 +35,8 @@ class Launched:
                 msg = self.channel.recv()
                 if msg.type == Msg.ERROR:
                     raise PyrunError(f"error during container init: {msg.data.get('step')}: {msg.data.get('msg', '')}")
+                if msg.type == Msg.FAULT:
+                    faults.die()
         except ChannelClosed:
             pass
         finally:
