@@ -50,7 +50,9 @@ def create(req: CreateRequest) -> Created:
     spec = bundle.config
     _check_host_support(spec)
     _check_id_mappings(spec)
-    _drop_ungrantable_caps(spec)
+    if spec["process"].get("capabilities"):
+        from pyrun.container.capsets import drop_ungrantable
+        drop_ungrantable(spec["process"])
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
@@ -125,24 +127,6 @@ def init_steps(mode: str) -> str:
     from pyrun.process.init import EXEC_STEPS, STEPS
     names = [name for name, _step in (EXEC_STEPS if mode == "exec" else STEPS)]
     return ", ".join(names[:names.index("report ready") + 1] if "report ready" in names else names)
-
-
-def _drop_ungrantable_caps(spec: dict[str, Any]) -> None:
-    """config.md: capabilities that cannot be granted (not in our own bounding set,
-    e.g. in a restricted sandbox) MUST be logged as a warning; a runtime SHOULD NOT fail."""
-    caps = (spec.get("process") or {}).get("capabilities")
-    if not caps:
-        return
-    from pyrun.linux.capabilities import CAPABILITIES
-    with open("/proc/self/status") as f:
-        bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
-    missing = sorted({n for names in caps.values() for n in names or []
-                      if n in CAPABILITIES and not bounding >> CAPABILITIES[n] & 1})
-    if missing:
-        from pyrun import log
-        log.warning(f"ignoring capabilities this process cannot grant: {', '.join(missing)}")
-        for kind, names in caps.items():
-            caps[kind] = [n for n in names or [] if n not in missing]
 
 
 def _check_host_support(spec: dict[str, Any]) -> None:

@@ -64,6 +64,9 @@ def exec_process(req: ExecRequest) -> int:
 def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     config = state["config"]
     process = _process(req, config)
+    if process.get("capabilities"):     # what create dropped (or a --process file asks for)
+        from pyrun.container.capsets import drop_ungrantable
+        drop_ungrantable(process)
     terminal = bool(process.get("terminal"))
     if terminal and req.detach and not req.console_socket:
         raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
@@ -104,13 +107,26 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         master = receive_master(sink_parent)
         sink_parent.close()
         copy_size(master)
-    launched.release()
+    try:
+        launched.release(until_exec=True)
+    except PyrunError as e:
+        if master is not None:
+            os.close(master)
+        _reap(launched.pid)
+        raise PyrunError(f"{START_FAILED}: {e}", exit_code=255) from None
     log.debug(f"exec {req.id}: process {launched.pid} released")
     if req.detach:
         return 0
     if master is not None:
         return proxy_terminal(master, launched.pid)
     return wait(launched.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _abandon(launched: Any) -> None:

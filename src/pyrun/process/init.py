@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
 from pyrun import faults
-from pyrun.errors import InitError, PyrunError, oserror_text, strerror
+from pyrun.errors import START_FAILED, InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -32,7 +32,7 @@ class Init:
 
     def __init__(self, ctx: LaunchContext, ch: Channel) -> None:
         self.ctx = ctx
-        self.ch = ch
+        self.ch: Channel | None = ch    # None once report_ready let `pyrun create` go
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
@@ -40,6 +40,7 @@ class Init:
         self.own_proc = -1          # open_private_procfs: where exec.fifo is reopened
         self.last_cap = -1          # read_kernel_facts: the highest capability number
         self.setgroups_denied = False
+        self.verdict_fd = -1        # wait_for_start: exec.fifo, open for writing while `start` reads
 
 
 def die_with_parent(ch: Channel) -> None:
@@ -192,6 +193,18 @@ def set_up_console(it: Init) -> None:
         return
     from pyrun.process import terminal     # preloaded
     master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    # The process's own console, as runc: its user owns the pty (the group
+    # stays devpts' gid=5), else a non-root process cannot reopen it
+    # (/dev/stdin, `tty`, ssh-style password prompts).
+    uid = int((it.ctx.process.get("user") or {}).get("uid", 0))
+    if uid:
+        try:
+            os.fchown(slave, uid, -1)
+        except OSError as e:
+            # As runc: an unmapped uid (EINVAL), an owner we may not change
+            # in a user namespace (EPERM), a read-only /dev: leave it be.
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
     if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
         terminal.mount_console(slave)
     terminal.send_master(sock, master)
@@ -301,27 +314,6 @@ def _load_seccomp(it: Init) -> None:
         os.close(listener)
 
 
-def mark_fds_close_on_exec(it: Init) -> None:
-    """Nothing but stdio and the preserved fds may cross into the container
-    (CVE-2024-21626 class).  Done before any seccomp filter is loaded: a
-    profile need not allow close_range (runtime-tools' and older Docker
-    profiles do not), and then the fds are marked one by one, as runc >= 1.2
-    does, from the runtime's procfs (the container's /proc is not trusted).
-    Every fd opened after this is close-on-exec by construction (PEP 446)."""
-    first = 3 + it.ctx.preserve_fds
-    try:
-        s.close_range_cloexec(first)
-    except OSError:     # ENOSYS before 5.9; any errno a filter pyrun runs under chose
-        for fd in procfs.open_fds(it.ctx.proc_fd):
-            if fd >= first:
-                try:
-                    os.set_inheritable(fd, False)
-                except OSError:     # the listing's own fd, closed by now
-                    pass
-    for fd in range(3, first):
-        os.set_inheritable(fd, True)
-
-
 def load_seccomp_before_user_switch(it: Init) -> None:
     """Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     while we still have it (runc does the same)."""
@@ -376,6 +368,11 @@ def switch_user(it: Init) -> None:
             if not masks["bounding"] & (1 << cap):
                 s.prctl(s.PR_CAPBSET_DROP, cap)
         s.prctl(s.PR_SET_KEEPCAPS, 1)
+    # As runc: chdir while we are still root, so a cwd the runtime may enter
+    # but the user may not works; where root may not (a directory of an
+    # unmapped owner, NFS root squash), again as the user.
+    cwd = proc.get("cwd") or "/"
+    chdir_later = not _chdir(cwd, still_root=True)
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids") or []]
     if not it.setgroups_denied:
@@ -391,8 +388,8 @@ def switch_user(it: Init) -> None:
                 s.prctl(s.PR_CAP_AMBIENT, s.PR_CAP_AMBIENT_RAISE, cap)
     umask = user.get("umask")
     os.umask(0o022 if umask is None else int(umask))
-    cwd = proc.get("cwd") or "/"
-    os.chdir(cwd)
+    if chdir_later:
+        _chdir(cwd, still_root=False)
     # CVE-2024-21626: a leaked host directory as cwd shows up as unreachable.
     try:
         inside = os.getcwd().startswith("/")
@@ -401,6 +398,17 @@ def switch_user(it: Init) -> None:
     if not inside:
         raise InitError("switch user", "current working directory is outside of container mount "
                         "namespace root -- possible container breakout detected")
+
+
+def _chdir(cwd: str, still_root: bool) -> bool:
+    """chdir(cwd); False if only permission was lacking and we are still root."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        if still_root and e.errno == errno.EACCES:
+            return False
+        raise OSError(e.errno, f'chdir to cwd ("{cwd}") set in config.json failed: {strerror(e.errno)}') from None
+    return True
 
 
 def look_up_executable(it: Init) -> None:
@@ -432,6 +440,16 @@ def look_up_executable(it: Init) -> None:
     raise InitError("look up executable", f'exec: "{name}": executable file not found in $PATH')
 
 
+def mark_fds_cloexec(it: Init) -> None:
+    """Nothing but stdio and the preserved fds may cross into the container
+    (CVE-2024-21626). Done before the container's seccomp filter, which may
+    list neither close_range nor openat2 (runtime-tools' default profile);
+    where close_range is refused anyway (an older kernel, a filter pyrun
+    itself runs under) fd by fd, as runc does. Every fd opened after this
+    is Python's, and so close-on-exec."""
+    procfs.cloexec_from(it.ctx.proc_fd, 3 + it.ctx.preserve_fds)
+
+
 def report_ready(it: Init) -> None:
     """The parent records state and writes the pid file; if it died, so do we.
     The parent-death signal is disarmed first: the parent exits normally
@@ -446,7 +464,12 @@ def report_ready(it: Init) -> None:
         it.ch.expect(Msg.ACK)
     except (ChannelClosed, OSError):
         os._exit(1)
-    it.ch.close()
+    if it.ctx.mode == "init":
+        # `pyrun create` exits now; `start` hears from us through exec.fifo.
+        # An exec'd process keeps the channel (close-on-exec) until execve:
+        # `pyrun exec` reads it to EOF, so a failure of `exec` reaches it.
+        it.ch.close()
+        it.ch = None
 
 
 def _die_on_signal(sig: int, _frame: object) -> None:
@@ -461,25 +484,15 @@ def wait_for_start(it: Init) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
-    # `start` was called. startContainer hooks run now, and their verdict goes
-    # back through the fifo: "0", or "1" and the error, which `start` reports.
-    failure = None
+    # `start` was called and reads the fifo to EOF. The fd is close-on-exec:
+    # `exec` writes "0" just before execve, which closes it; a failing step
+    # writes "1" and its error instead (run() below), which `start` reports.
+    it.verdict_fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
     hooks = (it.ctx.spec.get("hooks") or {}).get("startContainer")
     if hooks:
-        from pyrun.errors import PyrunError
         from pyrun.hooks import hook_state, run_hooks
-        try:
-            run_hooks("startContainer", hooks,
-                      hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
-        except PyrunError as e:
-            failure = str(e)
-    try:
-        os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
-    finally:
-        os.close(fd)
-    if failure is not None:
-        os._exit(1)
+        run_hooks("startContainer", hooks,
+                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
 
 
 def _reopen_exec_fifo(path_fd: int, own_proc: int) -> int:
@@ -516,12 +529,20 @@ def exec_process(it: Init) -> None:
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Every other fd is close-on-exec already (mark_fds_cloexec).
+    for fd in range(3, 3 + it.ctx.preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
     args = it.ctx.process.get("args") or []
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env)
+    if it.verdict_fd >= 0:
+        os.write(it.verdict_fd, b"0")
     try:
-        os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
+        os.execve(it.executable, args, env)
     except OSError as e:
-        os.write(2, f"exec {it.executable}: {strerror(e.errno)}\n".encode())
-        os._exit(127 if e.errno == errno.ENOENT else 126)
+        raise OSError(e.errno, f"exec {it.executable}: {strerror(e.errno)}") from None
 
 
 STEPS: list[tuple[str, Callable[[Init], None]]] = [
@@ -548,7 +569,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
-    ("mark fds close-on-exec", mark_fds_close_on_exec),
+    ("mark fds close-on-exec", mark_fds_cloexec),
     ("load seccomp (no_new_privs off)", load_seccomp_before_user_switch),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
@@ -594,17 +615,40 @@ def preload(ctx: LaunchContext) -> None:
 def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
     for name, step in (EXEC_STEPS if ctx.mode == "exec" else STEPS):
-        faults.step(name, ch)
+        if it.ch is not None:
+            faults.step(name, ch)
         try:
-            step(it)
-        except InitError:
+            try:
+                step(it)
+            except InitError:
+                raise
+            except OSError as e:
+                raise InitError(name, oserror_text(e)) from None
+            except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
+                raise InitError(name, str(e)) from None
+            except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
+                raise InitError(name, "cannot allocate memory") from None
+        except InitError as e:
+            if it.ch is None:
+                _last_word(it, e)
             raise
-        except OSError as e:
-            raise InitError(name, oserror_text(e)) from None
-        except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
-            raise InitError(name, str(e)) from None
-        except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
-            raise InitError(name, "cannot allocate memory") from None
+
+
+def _last_word(it: Init, e: InitError) -> None:
+    """A step failed after `pyrun create` left: no init failure may be
+    silent. `start` is reading exec.fifo once we hold it open for writing
+    and reports what we write there; before that (the reopen itself
+    failed), only our stderr is left, as current runc's init prints its
+    error there as a last resort. `start` then finds us dead."""
+    text = f"{e.step}: {str(e).split(': ', 1)[1]}"
+    try:
+        if it.verdict_fd >= 0:
+            os.write(it.verdict_fd, b"1" + text.encode(errors="replace")[:4000])
+        else:
+            os.write(2, f"{START_FAILED}: error during container init: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(255)
 
 
 # Bytes of the container's /etc/passwd read for HOME at most: a real one is a

@@ -25,10 +25,22 @@ class Launched:
     pid: int
     channel: Channel
 
-    def release(self) -> None:
-        """State is recorded: let the init go on to wait for `start`."""
+    def release(self, until_exec: bool = False) -> None:
+        """State is recorded: let the init go on to wait for `start`.  An
+        exec'd process holds its end (close-on-exec) until execve: with
+        `until_exec`, read to that EOF, and a failing last step is raised."""
         self.channel.send(Msg.ACK)
-        self.channel.close()
+        try:
+            while until_exec:
+                msg = self.channel.recv()
+                if msg.type == Msg.ERROR:
+                    raise PyrunError(f"error during container init: {msg.data.get('step')}: {msg.data.get('msg', '')}")
+                if msg.type == Msg.FAULT:
+                    faults.die()
+        except ChannelClosed:
+            pass
+        finally:
+            self.channel.close()
 
 
 def launch(ctx: LaunchContext) -> Launched:
