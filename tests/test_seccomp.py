@@ -451,7 +451,18 @@ def test_notify_without_an_agent_fails_create_cleanly(pyrun, bundle, agent_path)
     notify_profile(bundle, agent_path, MKDIR)
     bundle.write()
     msg = failed_create(pyrun, bundle)
-    assert str(agent_path) in msg and "seccomp" in msg
+    # runc's words (callers and runc's bats grep them), with Go's dial error
+    assert msg.endswith("failed to connect with seccomp agent specified in the seccomp profile: "
+                        f"dial unix {agent_path}: connect: no such file or directory"), msg
+
+
+def test_notify_on_write_is_refused_in_runcs_words(pyrun, bundle, agent_path):
+    """The listener fd is announced with write(2): NOTIFY on write can never work."""
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(agent_path),
+                                         "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}
+    bundle.write()
+    msg = failed_create(pyrun, bundle)
+    assert msg.endswith("linux.seccomp.syscalls[0]: SCMP_ACT_NOTIFY cannot be used for the write syscall"), msg
 
 
 # --- Docker's default profile --------------------------------------------------------

@@ -208,6 +208,7 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
         if own is not None:
             return None, own
     _refuse_occupied(paths)
+    _refuse_frozen(paths)
     manager = CgroupManager(paths)
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
@@ -240,18 +241,26 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
 def _refuse_occupied(paths: dict[str, str]) -> None:
     """A cgroupsPath naming a cgroup that already holds processes (the root
     cgroup, a slice, another container's) would have `kill --all` and
-    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    `delete` SIGKILL them: refuse it, as runc >= 1.2 does (1.1 only warned),
+    in its words."""
+    pids: set[str] = set()      # a process shows in every v1 hierarchy: count it once
     for path in paths.values():
-        count = 0
         for dirpath, _dirs, _files in os.walk(path):
             try:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                    count += len(f.read().split())
+                    pids.update(f.read().split())
             except OSError:
                 continue
-        if count:
-            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
-                             f"{count} process(es) found")
+    if pids:
+        raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
+
+
+def _refuse_frozen(paths: dict[str, str]) -> None:
+    """A pre-existing frozen cgroup would freeze the init as it joins, and
+    create would wait for it forever: refuse it at once, as runc does."""
+    from pyrun.cgroups.freezer import is_frozen
+    if is_frozen(paths):
+        raise PyrunError("container's cgroup unexpectedly frozen")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,

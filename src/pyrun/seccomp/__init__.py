@@ -192,8 +192,7 @@ def _add_rule(pyseccomp: Any, filt: Any, rule: dict[str, Any], default: int, whe
     if action == _ACT_NOTIFY:
         for name in names:
             if name in _NOTIFY_FORBIDDEN:
-                raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for {name}: "
-                                  f"pyrun announces the seccomp fd with it")
+                raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for the {name} syscall")
     if action == default:
         return False
     # Two comparisons of one argument cannot be ANDed by libseccomp: as runc
