@@ -464,6 +464,39 @@ def test_debug_lines_go_to_the_log_only(runtime, bundle, tmp_path, fmt):
         assert any(m.startswith("start ") and m.endswith(" released") for m in messages)
 
 
+RUNC_DEBUG_LINES = {"run": ["=> nsexec container setup", "child process in init()",
+                            "init: closing the pipe to signal completion"],
+                    "exec": ["=> nsexec container setup", "child process in init()", "setns_init: about to exec"]}
+
+
+def test_debug_names_the_set_up_points_in_runcs_words(runtime, bundle, tmp_path):
+    """runc's debug.bats and exec.bats grep --debug output for runc's lines
+    at the namespace set-up, the start of the init and its ready/exec point;
+    pyrun logs them, in that order, where its stages reach the same points.
+    Seen failing: pyrun's --debug log had none of them."""
+    runtime.prepare(bundle).set_args("sleep", "300")
+    cid = runtime.new_id()
+    logs = {}
+    for command, args in (("run", ("run", "-d", "-b", str(bundle.path), cid)), ("exec", ("exec", cid, "true"))):
+        log = tmp_path / f"{command}.log"
+        res = runtime(*args, global_args=("--debug", "--log", str(log), "--log-format", "json"))
+        assert (res.stdout, res.stderr) == ("", "")
+        messages = [json.loads(line)["msg"] for line in log.read_text().splitlines()]
+        # runc prefixes its nsexec lines ("nsexec[PID]: => nsexec container setup")
+        found = [line for m in messages for line in RUNC_DEBUG_LINES[command] if m.endswith(line)]
+        logs[command] = list(dict.fromkeys(found))     # first sighting of each, in order
+    runtime("delete", "--force", cid)
+    assert logs == RUNC_DEBUG_LINES
+
+
+def test_debug_lines_cost_nothing_without_debug(runtime, bundle, tmp_path):
+    """Without --debug the same run writes nothing to the log."""
+    log = tmp_path / "runtime.log"
+    runtime.prepare(bundle).set_args("true")
+    runtime("run", "-b", str(bundle.path), runtime.new_id(), global_args=("--log", str(log)))
+    assert log.read_text() == ""
+
+
 def test_version_and_help_import_nothing_heavy(pyrun, tmp_path):
     """--version and the help screens stay as cheap as `state` (tests/test_imports.py's list)."""
     from test_imports import heavy_in, imports_of
