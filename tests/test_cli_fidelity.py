@@ -497,6 +497,32 @@ def test_debug_lines_cost_nothing_without_debug(runtime, bundle, tmp_path):
     assert log.read_text() == ""
 
 
+def test_installed_as_runc_it_calls_itself_runc(pyrun, bundle, tmp_path):
+    """A drop-in is installed under runc's name (a symlink named runc): help,
+    --version and the create/run error prefix then say runc, as runc's
+    help.bats and version.bats and callers parsing `runc version X` expect.
+    Seen failing: pyrun called itself pyrun whatever it was run as."""
+    (tmp_path / "bin").mkdir()
+    runc = tmp_path / "bin" / "runc"
+    runc.symlink_to(PYRUN)
+    pyrun.command = [str(runc)]
+    lines = pyrun("-h").stdout.splitlines()
+    assert lines[:2] == ["NAME:", "   runc - Open Container Initiative runtime, written in Python"]
+    assert pyrun("--version").stdout.splitlines()[0] == f"runc version {pyrun_version()}"
+    assert pyrun("delete", "-h").stdout.splitlines()[:2] == ["NAME:", "   runc delete - delete a container and everything it holds"]
+    bundle.set_args("/nonexistent")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1
+    assert json.loads(res.stderr)["msg"].startswith("runc run failed: unable to start container process: "), res.stderr
+    pyrun.command = [str(PYRUN)]        # as the pyrun fixture's own name
+    assert pyrun("-h").stdout.splitlines()[1] == "   pyrun - Open Container Initiative runtime, written in Python"
+
+
+def pyrun_version() -> str:
+    import pyrun as package
+    return package.__version__
+
+
 def test_version_and_help_import_nothing_heavy(pyrun, tmp_path):
     """--version and the help screens stay as cheap as `state` (tests/test_imports.py's list)."""
     from test_imports import heavy_in, imports_of

@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION, faults, log
+from pyrun import SPEC_VERSION, faults, log, program
 from pyrun.errors import START_FAILED, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
@@ -178,9 +178,9 @@ def _wants_idmap(spec: dict[str, Any]) -> bool:
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
 
 
 def _check_id_mappings(spec: dict[str, Any]) -> None:
