@@ -198,7 +198,7 @@ def test_frozen_cgroup_is_refused_at_once(pyrun, bundle, command):
     """A cgroupsPath naming a cgroup someone froze beforehand: the init would
     freeze as it joins and `run -d`/`create` wait for it forever.  runc
     refuses it at once: exit 1, "container's cgroup unexpectedly frozen",
-    and the cgroup (not ours) stays.  Checked: without create._refuse_frozen,
+    and the cgroup (not ours) stays.  Checked: without create's manager.frozen() check,
     `run -d` hangs until this test's timeout (TimeoutExpired)."""
     freezer = Path("/sys/fs/cgroup/freezer")
     if not freezer.is_dir():

@@ -208,8 +208,9 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
         if own is not None:
             return None, own
     _refuse_occupied(paths)
-    _refuse_frozen(paths)
     manager = CgroupManager(paths)
+    if manager.frozen():        # frozen beforehand: the init would freeze as it joins, create wait forever
+        raise PyrunError("container's cgroup unexpectedly frozen")
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
         manager.create(owner)
@@ -253,14 +254,6 @@ def _refuse_occupied(paths: dict[str, str]) -> None:
                 continue
     if pids:
         raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
-
-
-def _refuse_frozen(paths: dict[str, str]) -> None:
-    """A pre-existing frozen cgroup would freeze the init as it joins, and
-    create would wait for it forever: refuse it at once, as runc does."""
-    from pyrun.cgroups.freezer import is_frozen
-    if is_frozen(paths):
-        raise PyrunError("container's cgroup unexpectedly frozen")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,
