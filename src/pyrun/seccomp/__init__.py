@@ -290,7 +290,7 @@ def _enosys_stub(pyseccomp: Any, cfg: dict[str, Any], default: int) -> bytes:
         return b""
     names = {str(n) for rule in cfg.get("syscalls") or [] for n in rule.get("names") or []}
     tokens = {ARCHES[a] for a in cfg.get("architectures") or []}
-    tokens.add(pyseccomp.system_arch())      # as runc >= 1.1.6: the native one always
+    tokens.add(pyseccomp.system_arch())      # as current runc: the native one always
     largest: dict[int, dict[int, int]] = {}  # audit arch -> {libseccomp arch token: largest nr}
     for token in sorted(tokens):
         numbers = [pyseccomp.resolve_syscall(token, n) for n in names]
