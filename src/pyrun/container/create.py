@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION, faults, log
+from pyrun import SPEC_VERSION, faults, log, program
 from pyrun.errors import START_FAILED, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
@@ -170,9 +170,9 @@ def _userns_binds(spec: dict[str, Any]) -> bool:
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
 
 
 def _check_id_mappings(spec: dict[str, Any]) -> None:
@@ -201,6 +201,8 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
             return None, own
     _refuse_occupied(paths)
     manager = CgroupManager(paths)
+    if manager.frozen():        # frozen beforehand: the init would freeze as it joins, create wait forever
+        raise PyrunError("container's cgroup unexpectedly frozen")
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
         manager.create(owner)
@@ -232,18 +234,18 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
 def _refuse_occupied(paths: dict[str, str]) -> None:
     """A cgroupsPath naming a cgroup that already holds processes (the root
     cgroup, a slice, another container's) would have `kill --all` and
-    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    `delete` SIGKILL them: refuse it, as runc >= 1.2 does (1.1 only warned),
+    in its words."""
+    pids: set[str] = set()      # a process shows in every v1 hierarchy: count it once
     for path in paths.values():
-        count = 0
         for dirpath, _dirs, _files in os.walk(path):
             try:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                    count += len(f.read().split())
+                    pids.update(f.read().split())
             except OSError:
                 continue
-        if count:
-            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
-                             f"{count} process(es) found")
+    if pids:
+        raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,

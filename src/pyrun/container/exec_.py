@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import faults, log
+from pyrun import faults, log, program
 from pyrun.errors import START_FAILED, ConfigError, FlagError, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.state import jsonio       # not json (re) nor copy
@@ -69,9 +69,9 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         drop_ungrantable(process)
     terminal = bool(process.get("terminal"))
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
     if req.pid_file:
         req.pid_file = os.path.abspath(req.pid_file)
 
