@@ -35,6 +35,7 @@ class LaunchContext:
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
     idmapped_mounts: dict[int, int] = field(default_factory=dict)   # mounts[i] -> detached idmapped mount fd
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
+    guard_fd: int = -1                    # stage 1 reads "go" here once the guard traces it (process/guard.py)
 
     @property
     def process(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 from pyrun import faults
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
-from pyrun.process import channel as chan
+from pyrun.process import channel as chan, guard
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
@@ -40,11 +40,22 @@ def launch(ctx: LaunchContext) -> Launched:
     """
     s.prctl(s.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = chan.pair()
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         parent.close()
+        os.close(go_w)
+        ctx.guard_fd = go_r
         child_main(ctx, child, bootstrap)
-    child.close()
+    os.close(go_r)
+    try:
+        guard.spawn(pid, go_w, child)     # stage 1 waits until it is traced by the guard
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(go_w)
+        child.close()
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0

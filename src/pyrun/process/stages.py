@@ -23,7 +23,7 @@ from pyrun.errors import InitError, oserror_text
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
-from pyrun.process import init
+from pyrun.process import guard, init
 from pyrun.process.context import LaunchContext
 
 
@@ -76,6 +76,8 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     The init, forked by us, is armed against its parent's death only once
     we are reaped (init.py's first step): our own normal exit must not kill it."""
     init.die_with_parent(ch)
+    guard.wait_for_guard(ctx.guard_fd)
+    ctx.guard_fd = -1
     for fd in ctx.parent_fds:
         os.close(fd)   # an inherited flock would keep `start` waiting forever
     ctx.parent_fds = []
