@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Bundle, make_config
+from conftest import Bundle, make_config, proc_state, status_fields
 from waiting import eventually
 
 GCC = shutil.which("gcc")
@@ -166,3 +166,62 @@ def test_the_container_never_seizes_a_runtime_process(pyrun, bundle, tmp_path, r
     seized = [line.split() for line in lines if line.startswith("SEIZED ")]
     assert [s for s in seized if s[2] == runtime or s[3] == runtime_comm] == [], "\n".join(lines)
     assert lines[-1].startswith("END "), lines
+
+
+def _tracer(pid: int) -> int:
+    return int(status_fields(Path(f"/proc/{pid}/status").read_text())["TracerPid"])
+
+
+def test_the_guard_holds_the_created_init_then_lets_the_program_go(pyrun, bundle):
+    """While `created`, the init's tracer is the guard: outside the
+    container's cgroup, holding no fd at all (not the caller's stdio: a shim
+    reading create's output to its end would wait for it).  SIGSTOP and
+    SIGCONT from `kill` stop and resume the init as they would untraced.  At
+    `start` the guard detaches as the program is exec'd, and exits."""
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL)
+    try:
+        pid = pyrun.state(cid)["pid"]
+        guard = _tracer(pid)
+        assert guard != 0
+        assert Path(f"/proc/{guard}/cgroup").read_text() != Path(f"/proc/{pid}/cgroup").read_text()
+        eventually(lambda: os.listdir(f"/proc/{guard}/fd") == [], timeout=10, what="the guard holding no fd")
+        pyrun("kill", cid, "STOP")
+        eventually(lambda: proc_state(pid) in ("T", "t"), timeout=10, what="the init stopped")
+        pyrun("kill", cid, "CONT")
+        eventually(lambda: proc_state(pid) == "S", timeout=10, what="the init waiting for start again")
+        assert pyrun.state(cid)["status"] == "created"
+        pyrun("start", cid)
+        eventually(lambda: Path(f"/proc/{pid}/comm").read_text() == "sleep\n", timeout=10, what="sleep running")
+        assert _tracer(pid) == 0
+        eventually(lambda: proc_state(guard) in ("gone", "Z"), timeout=10, what="the guard exited")
+    finally:
+        pyrun("delete", "-f", cid)
+
+
+def test_a_signal_still_ends_a_created_init(pyrun, bundle):
+    """The init's handlers see SIGTERM through the guard, which passes every
+    signal on: `kill` of a created container stops it, as without a tracer."""
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("create", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL)
+    pid = pyrun.state(cid)["pid"]
+    assert _tracer(pid) != 0
+    pyrun("kill", cid, "TERM")
+    pyrun.wait_status(cid, "stopped", timeout=10)
+    pyrun("delete", cid)
+
+
+def test_seccomp_trace_rules_still_fail_with_enosys(pyrun, bundle):
+    """SCMP_ACT_TRACE without a tracer that asked for seccomp stops gives
+    ENOSYS; the guard asks for none, so the init's own execve under the
+    filter fails as it would untraced (runc: the same error).
+    Checked: with PTRACE_O_TRACESECCOMP added to the guard's options, the
+    guard resumes the seccomp stop and `true` runs: exit 0."""
+    bundle.config["process"]["noNewPrivileges"] = True     # the filter is loaded last, right before exec
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["execve", "execveat"], "action": "SCMP_ACT_TRACE"}]}
+    bundle.set_args("/bin/true")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, stdin=subprocess.DEVNULL)
+    assert (res.returncode, res.stderr) == (126, "exec /bin/true: function not implemented\n"), res
