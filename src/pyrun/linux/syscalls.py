@@ -148,10 +148,21 @@ PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_STOP = 128
 
 
+PTRACE_GETSIGINFO = 0x4202
+
+
 def ptrace(request: int, pid: int, data: int = 0) -> None:
     """ptrace(2) for the requests that take no address (seize, cont, detach, listen)."""
     _check(_libc.ptrace(ctypes.c_long(request), ctypes.c_long(pid), None, ctypes.c_void_p(data)),
            "ptrace")
+
+
+def ptrace_si_code(pid: int) -> int:
+    """si_code of the signal a tracee is stopped for (PTRACE_GETSIGINFO):
+    > 0 when the kernel raised it (a fault), <= 0 when someone sent it."""
+    info = ctypes.create_string_buffer(128)
+    _check(_libc.ptrace(ctypes.c_long(PTRACE_GETSIGINFO), ctypes.c_long(pid), None, info), "ptrace")
+    return int.from_bytes(info.raw[8:12], "little", signed=True)
 
 
 class _OpenHow(ctypes.Structure):

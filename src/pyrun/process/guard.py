@@ -36,6 +36,7 @@ OPTIONS = (s.PTRACE_O_TRACEFORK | s.PTRACE_O_TRACEVFORK | s.PTRACE_O_TRACECLONE
            | s.PTRACE_O_TRACEEXEC | s.PTRACE_O_EXITKILL)
 _WALL = 0x40000000          # __WALL: every tracee, however it was cloned
 _GROUP_STOPS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_FAULTS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP})
 GO = b"g"
 
 
@@ -110,10 +111,24 @@ def hold() -> None:
                 s.ptrace(s.PTRACE_LISTEN if sig in _GROUP_STOPS else s.PTRACE_CONT, pid)
             elif event:
                 s.ptrace(s.PTRACE_CONT, pid)        # fork/vfork/clone: the child is ours already
+            elif sig in _FAULTS and _fatal_fault(pid, sig):
+                # Untraced, it would die of it, even as pid 1 of its namespace:
+                # the kernel leaves a traced init unkillable by its own faults,
+                # and it would fault again forever.
+                _kill(pid)
             else:
                 s.ptrace(s.PTRACE_CONT, pid, sig)   # a signal for it: deliver it as it came
         except ProcessLookupError:
             pass            # killed meanwhile
+
+
+def _fatal_fault(pid: int, sig: int) -> bool:
+    """The kernel raised `sig` (a fault, a seccomp trap) and nothing catches it."""
+    if s.ptrace_si_code(pid) <= 0:
+        return False
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return not caught >> (sig - 1) & 1
 
 
 def _kill(pid: int) -> None:
