@@ -4,12 +4,15 @@ A container process with CAP_SYS_PTRACE in the host's user namespace passes
 every check of ptrace(2) on a process in its pid namespace; non-dumpable does
 not stop it (CVE-2016-9962 class).  What the kernel does enforce is one
 tracer per task.  So a small process outside the container, the guard,
-PTRACE_SEIZEs stage 1 before stage 1 does anything (stage 1 lives in the
-caller's pid namespace and waits on a pipe until the guard says it holds it),
-with PTRACE_O_TRACEFORK/VFORK/CLONE: the kernel makes every process stage 1
-forks (the init, or the process of `exec`) and everything those fork (hook
-children) the guard's tracee in the same step that makes it visible, so no
-one can seize them first.  At PTRACE_EVENT_EXEC, when pyrun's code gives way
+PTRACE_SEIZEs stage 1 before stage 1 joins any namespace (stage 1 lives in
+the caller's pid namespace and waits on a pipe until the guard says it holds
+it), with PTRACE_O_TRACEFORK/VFORK/CLONE: the kernel makes every process
+stage 1 forks (the init, or the process of `exec`) and everything those fork
+(hook children) the guard's tracee in the same step that makes it visible, so
+no one can seize them first; stage 1 itself is let go once it has forked.
+A fault nothing catches (SIGSEGV...) gets SIGKILL from the guard: the kernel
+keeps a traced pid 1 unkillable by its own faults, and it would spin.
+At PTRACE_EVENT_EXEC, when pyrun's code gives way
 to the container's program, the guard detaches: that program runs untraced.
 In between it only resumes its tracees, passing every signal on as it came
 (group-stops are kept with PTRACE_LISTEN), so signals, `kill`, SIGSTOP and
@@ -78,7 +81,7 @@ def _guard(stage1: int, go: int, report: Channel) -> int:
     os.write(go, GO)
     os.close(go)
     report.close()
-    hold()
+    hold(stage1)
     return 0
 
 
@@ -92,8 +95,11 @@ def _set_name(name: bytes) -> None:
         pass
 
 
-def hold() -> None:
-    """Resume every stop of our tracees until none is left."""
+def hold(stage1: int) -> None:
+    """Resume every stop of our tracees until none is left.  Stage 1 is let
+    go once it has forked (its child is ours already): it lives in the
+    caller's pid namespace, and its exit then needs no turn of ours before
+    the command can reap it."""
     while True:
         try:
             pid, status = os.waitpid(-1, _WALL)
@@ -109,8 +115,8 @@ def hold() -> None:
                 # A group-stop (SIGSTOP...) stays a stop until SIGCONT; any
                 # other (a new tracee's first stop) is resumed.
                 s.ptrace(s.PTRACE_LISTEN if sig in _GROUP_STOPS else s.PTRACE_CONT, pid)
-            elif event:
-                s.ptrace(s.PTRACE_CONT, pid)        # fork/vfork/clone: the child is ours already
+            elif event:                             # fork/vfork/clone: the child is ours already
+                s.ptrace(s.PTRACE_DETACH if pid == stage1 else s.PTRACE_CONT, pid)
             elif sig in _FAULTS and _fatal_fault(pid, sig):
                 # Untraced, it would die of it, even as pid 1 of its namespace:
                 # the kernel leaves a traced init unkillable by its own faults,
