@@ -18,13 +18,14 @@ that is the proof the attack itself works here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Bundle, make_config, proc_state, status_fields
+from conftest import PYRUN, Bundle, make_config, proc_state, status_fields
 from waiting import eventually
 
 GCC = shutil.which("gcc")
@@ -225,3 +226,21 @@ def test_seccomp_trace_rules_still_fail_with_enosys(pyrun, bundle):
     bundle.set_args("/bin/true")
     res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, stdin=subprocess.DEVNULL)
     assert (res.returncode, res.stderr) == (126, "exec /bin/true: function not implemented\n"), res
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace holds the stages first")
+def test_a_stage_someone_else_traces_fails_the_command_cleanly(pyrun, bundle):
+    """If the guard cannot seize stage 1 (someone traced it first, as an
+    attacker who won the race would), stage 1 is killed and the command fails
+    with one clear line, leaving nothing behind.  `strace -f` on pyrun holds
+    every process pyrun forks before the guard can."""
+    cid = pyrun.new_id()
+    res = subprocess.run(["strace", "-f", "-o", "/dev/null", str(PYRUN), "--root", str(pyrun.root),
+                          "run", "-b", str(bundle.path), cid],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res
+    assert res.stderr.count("\n") == 1, res
+    assert re.search(r"pyrun run failed: unable to start container process: error during container init: "
+                     r"guard against ptrace: cannot trace the runtime's stage 1 \(pid \d+\): operation not permitted",
+                     res.stderr), res
+    assert pyrun("state", cid, check=False).returncode == 1

@@ -137,6 +137,7 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 # ptrace(2), for the guard that holds pyrun's own processes (process/guard.py)
 PTRACE_CONT = 7
 PTRACE_DETACH = 17
+PTRACE_GETSIGINFO = 0x4202
 PTRACE_SEIZE = 0x4206
 PTRACE_LISTEN = 0x4208
 PTRACE_O_TRACEFORK = 0x02
@@ -146,9 +147,6 @@ PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_EXITKILL = 0x100000
 PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_STOP = 128
-
-
-PTRACE_GETSIGINFO = 0x4202
 
 
 def ptrace(request: int, pid: int, data: int = 0) -> None:

@@ -145,8 +145,9 @@ def _kill(pid: int) -> None:
 
 
 def wait_for_guard(go: int) -> None:
-    """Stage 1, first thing: block until the guard traces us.  Yama's
-    ptrace_scope 1 lets only ancestors trace: name our parent, the guard's."""
+    """Stage 1, before it joins anything: block until the guard traces us.
+    Yama's ptrace_scope 1 lets only ancestors trace: name our parent, the
+    guard's parent too."""
     try:
         s.prctl(s.PR_SET_PTRACER, os.getppid())
     except OSError:
