@@ -58,16 +58,8 @@ def spawn(stage1: int, go: int, report: Channel) -> None:
 def _guard(stage1: int, go: int, report: Channel) -> int:
     import sys
     sys.stdout = sys.stderr = None  # type: ignore[assignment]
-    os.setsid()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    low, high = sorted((go, report.sock.fileno()))
-    os.closerange(0, low)
-    os.closerange(low + 1, high)
-    os.closerange(high + 1, 1 << 20)
-    _set_name(b"pyrun-guard")
     try:
-        s.ptrace(s.PTRACE_SEIZE, stage1, OPTIONS)
+        s.ptrace(s.PTRACE_SEIZE, stage1, OPTIONS)     # first: stage 1 waits for it
     except OSError as e:
         # Someone traces it already (or we may not): it must not go on.
         _kill(stage1)
@@ -79,8 +71,12 @@ def _guard(stage1: int, go: int, report: Channel) -> int:
             pass
         return 1
     os.write(go, GO)
-    os.close(go)
-    report.close()
+    # Then leave the command's session and every fd it had (its stdio, its lock).
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    os.closerange(0, 1 << 20)
+    _set_name(b"pyrun-guard")
     hold(stage1)
     return 0
 
