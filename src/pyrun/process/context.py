@@ -36,6 +36,7 @@ class LaunchContext:
     # mounts[i] -> detached mount fd: idmapped, or a bind source cloned for a user namespace
     idmapped_mounts: dict[int, int] = field(default_factory=dict)
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
+    guard_fd: int = -1                    # stage 1 reads "go" here once the guard traces it (process/guard.py)
 
     @property
     def process(self) -> dict[str, Any]:

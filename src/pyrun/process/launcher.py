@@ -9,7 +9,7 @@ from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 from pyrun import faults, log
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
-from pyrun.process import channel as chan
+from pyrun.process import channel as chan, guard
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
@@ -52,11 +52,22 @@ def launch(ctx: LaunchContext) -> Launched:
     """
     s.prctl(s.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = chan.pair()
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         parent.close()
+        os.close(go_w)
+        ctx.guard_fd = go_r
         child_main(ctx, child, bootstrap)
-    child.close()
+    os.close(go_r)
+    try:
+        guard.spawn(pid, go_w, child)     # stage 1 waits until it is traced by the guard
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(go_w)
+        child.close()
     # --debug: runc's words at the points that correspond (its bats suite and
     # people reading runc logs look for them): the stages now set up the
     # namespaces, as runc's nsexec does; the init exists in them and runs its

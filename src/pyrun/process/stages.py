@@ -23,7 +23,7 @@ from pyrun.errors import InitError, oserror_text
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
-from pyrun.process import init
+from pyrun.process import guard, init
 from pyrun.process.context import LaunchContext
 
 TYPE_CHECKING = False
@@ -85,6 +85,10 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     ctx.parent_fds = []
     _close_inherited_fds(ctx, ch)
     init.preload(ctx)
+    # Meanwhile the guard has started: it must hold us before anything is
+    # forked, and (without CAP_SYS_PTRACE) while we are still dumpable.
+    guard.wait_for_guard(ctx.guard_fd)
+    ctx.guard_fd = -1
     # Before any namespace is joined, keep container processes away from this
     # host interpreter's /proc/<pid>/exe and memory (CVE-2019-5736 class).
     s.prctl(s.PR_SET_DUMPABLE, 0)
@@ -144,6 +148,8 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
     keep = {0, 1, 2, ch.sock.fileno()} | set(range(3, 3 + ctx.preserve_fds))
     if ctx.fifo_fd >= 0:
         keep.add(ctx.fifo_fd)
+    if ctx.guard_fd >= 0:
+        keep.add(ctx.guard_fd)
     if ctx.console_socket is not None:
         keep.add(ctx.console_socket.fileno())
     keep.update(ctx.idmapped_mounts.values())
