@@ -83,7 +83,8 @@ def common_opts(copts: CriuOptions, fds: dict[str, int], log_file: str) -> dict[
 def _dump_opts(state: dict[str, Any], spec: dict[str, Any], pid: int, copts: CriuOptions,
                fds: dict[str, int]) -> list[Any]:
     opts = common_opts(copts, fds, LOG)
-    opts.update(pid=pid, root=state["rootfs"], leave_running=copts.leave_running)
+    opts.update(pid=pid, root=state["rootfs"], leave_running=copts.leave_running,
+                tcp_skip_in_flight=copts.tcp_skip_in_flight, link_remap=copts.link_remap)
     external = []
     for ns_type, path in mounts.joined_namespaces(spec).items():
         if ns_type in ("network", "pid"):     # the caller's: kept out of the image

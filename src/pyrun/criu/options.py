@@ -21,6 +21,8 @@ class CriuOptions:
     parent_path: str = ""
     leave_running: bool = False
     tcp_established: bool = False
+    tcp_skip_in_flight: bool = False
+    link_remap: bool = False
     ext_unix_sk: bool = False
     shell_job: bool = False
     file_locks: bool = False
@@ -63,6 +65,8 @@ def from_flags(opts: dict[str, Any]) -> CriuOptions:
     return CriuOptions(image_path=image_path, work_path=os.path.abspath(work) if work else "",
                        parent_path=parent, leave_running=bool(opts.get("leave_running")),
                        tcp_established=bool(opts.get("tcp_established")),
+                       tcp_skip_in_flight=bool(opts.get("tcp_skip_in_flight")),
+                       link_remap=bool(opts.get("link_remap")),
                        ext_unix_sk=bool(opts.get("ext_unix_sk")), shell_job=bool(opts.get("shell_job")),
                        file_locks=bool(opts.get("file_locks")), pre_dump=bool(opts.get("pre_dump")),
                        manage_cgroups_mode=mode, empty_ns=empty, auto_dedup=bool(opts.get("auto_dedup")),

@@ -32,9 +32,9 @@ OPTS = {
     "images_dir_fd": 1, "pid": 2, "leave_running": 3, "ext_unix_sk": 4, "tcp_established": 5,
     "evasive_devices": 6, "shell_job": 7, "file_locks": 8, "log_level": 9, "log_file": 10,
     "ps": 11, "notify_scripts": 12, "root": 13, "parent_img": 14, "track_mem": 15,
-    "auto_dedup": 16, "work_dir_fd": 17, "ext_mnt": 23, "manage_cgroups": 24, "cg_root": 25,
+    "auto_dedup": 16, "work_dir_fd": 17, "link_remap": 18, "ext_mnt": 23, "manage_cgroups": 24, "cg_root": 25,
     "rst_sibling": 26, "inherit_fd": 27, "external": 37, "empty_ns": 38, "join_ns": 39,
-    "freeze_cgroup": 44, "lazy_pages": 48, "status_fd": 49, "orphan_pts_master": 50,
+    "freeze_cgroup": 44, "tcp_skip_in_flight": 46, "lazy_pages": 48, "status_fd": 49, "orphan_pts_master": 50,
     "manage_cgroups_mode": 34,
 }
 
