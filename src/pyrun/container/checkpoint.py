@@ -16,6 +16,7 @@ from pyrun.state.store import ContainerDir
 
 DESCRIPTORS = "descriptors.json"      # the init's fds 0-2, for restore's inherit-fd (runc's file)
 LOG = "dump.log"
+DEFAULT_CONFIG = "/etc/criu/runc.conf"   # CRIU ignores a missing file
 
 
 def checkpoint(root: str, container_id: str, flags: dict[str, Any]) -> None:
@@ -69,9 +70,11 @@ def _open_dirs(copts: CriuOptions) -> dict[str, int]:
     return fds
 
 
-def common_opts(copts: CriuOptions, fds: dict[str, int], log_file: str) -> dict[str, Any]:
+def common_opts(copts: CriuOptions, fds: dict[str, int], log_file: str,
+                spec: dict[str, Any]) -> dict[str, Any]:
     """The criu_opts checkpoint and restore share (runc sets the same ones)."""
     opts: dict[str, Any] = dict(fds)
+    opts["config_file"] = config_file(spec)
     opts.update(log_level=4, log_file=log_file, manage_cgroups=True,
                 manage_cgroups_mode=rpc.CG_MODES[copts.manage_cgroups_mode], notify_scripts=True,
                 shell_job=copts.shell_job, tcp_established=copts.tcp_established,
@@ -80,9 +83,19 @@ def common_opts(copts: CriuOptions, fds: dict[str, int], log_file: str) -> dict[
     return opts
 
 
+def config_file(spec: dict[str, Any]) -> str | None:
+    """CRIU's configuration file, which overrides the RPC's options: the
+    `org.criu.config` annotation's (empty: none), else runc's default file, so
+    a host set up for runc (podman writes it) configures pyrun's CRIU alike."""
+    annotations = spec.get("annotations") or {}
+    if "org.criu.config" in annotations:
+        return annotations["org.criu.config"] or None
+    return DEFAULT_CONFIG
+
+
 def _dump_opts(state: dict[str, Any], spec: dict[str, Any], pid: int, copts: CriuOptions,
                fds: dict[str, int]) -> list[Any]:
-    opts = common_opts(copts, fds, LOG)
+    opts = common_opts(copts, fds, LOG, spec)
     opts.update(pid=pid, root=state["rootfs"], leave_running=copts.leave_running,
                 tcp_skip_in_flight=copts.tcp_skip_in_flight, link_remap=copts.link_remap)
     external = []

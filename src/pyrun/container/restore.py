@@ -83,7 +83,7 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
         os.mkdir(root, 0o755)
         syscalls.mount(bundle.rootfs, root, None, syscalls.MS_BIND | syscalls.MS_REC)
         mounted = True
-        opts = common_opts(copts, fds, LOG)
+        opts = common_opts(copts, fds, LOG, spec)
         opts.update(evasive_devices=True, rst_sibling=True, root=root)
         ext = mounts.external_mounts(spec, bundle.rootfs, cgroup.paths if cgroup else {}, restore=True)
         if (spec.get("linux") or {}).get("maskedPaths"):

@@ -34,7 +34,7 @@ OPTS = {
     "ps": 11, "notify_scripts": 12, "root": 13, "parent_img": 14, "track_mem": 15,
     "auto_dedup": 16, "work_dir_fd": 17, "link_remap": 18, "ext_mnt": 23, "manage_cgroups": 24, "cg_root": 25,
     "rst_sibling": 26, "inherit_fd": 27, "external": 37, "empty_ns": 38, "join_ns": 39,
-    "freeze_cgroup": 44, "tcp_skip_in_flight": 46, "lazy_pages": 48, "status_fd": 49, "orphan_pts_master": 50,
+    "freeze_cgroup": 44, "tcp_skip_in_flight": 46, "lazy_pages": 48, "status_fd": 49, "orphan_pts_master": 50, "config_file": 51,
     "manage_cgroups_mode": 34,
 }
 
