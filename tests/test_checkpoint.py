@@ -233,6 +233,11 @@ def test_criu_failure_is_reported_with_its_log(rt, bundle, stdio, tmp_path):
 @pytest.mark.criu
 @needs_criu_kernel
 def test_counter_continues_after_restore(rt, bundle, stdio, tmp_path):
+    """Also the hooks, as runc runs them: prestart at create and again at
+    restore with the restored init's pid; poststop when checkpoint destroys."""
+    hooks = tmp_path / "hooks.log"
+    bundle.config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", f"(echo {kind}; cat; echo) >> {hooks}"]}]
+                              for kind in ("prestart", "poststop")}
     counter_bundle(bundle)
     log = bundle.rootfs / "count.log"
     cid = rt.new_id()
@@ -243,8 +248,14 @@ def test_counter_continues_after_restore(rt, bundle, stdio, tmp_path):
     assert_gone(rt, cid, pid)
     before = counts(log)
     restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
-    restored_state(rt, cid, tmp_path / "pid")
+    st = restored_state(rt, cid, tmp_path / "pid")
     assert_continues(log, before)
+    entries = hooks.read_text().split("\n")
+    kinds = entries[0::2][:3]
+    assert kinds == ["prestart", "poststop", "prestart"], entries
+    states = [json.loads(e) for e in entries[1::2][:3]]
+    assert states[0]["pid"] == pid and states[2]["pid"] == st["pid"], states
+    assert states[1]["status"] == "stopped", states
     assert rt("exec", cid, "cat", "/count.log").returncode == 0     # exec joins the restored container
     rt("delete", "-f", cid)
 

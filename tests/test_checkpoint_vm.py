@@ -23,7 +23,7 @@ def _inner_script() -> str:
     return "\n".join([
         'out="$PYRUN_VM_OUT"',
         'criu check > "$out/criu-check.out" 2>&1; echo $? > "$out/criu-check.status"',
-        '.venv/bin/python -m pytest -p no:cacheprovider -q -rfEs -m criu tests/test_checkpoint.py '
+        '.venv/bin/python -m pytest -p no:cacheprovider -q -rfEs -m criu tests/test_checkpoint.py tests/test_podman.py '
         '> "$out/criu.out" 2>&1',
         'echo $? > "$out/criu.status"',
     ])
