@@ -228,6 +228,25 @@ def test_criu_failure_is_reported_with_its_log(rt, bundle, stdio, tmp_path):
     rt("delete", "-f", cid)
 
 
+@pytest.mark.skipif(IN_VM, reason="on the host's kernel CRIU fails; in the VM it works")
+def test_criu_failure_at_restore_leaves_nothing(pyrun, bundle, tmp_path):
+    """CRIU fails after pyrun made the cgroup, the state directory and the
+    bind of the rootfs CRIU needs as its root: all of it goes (the leak check
+    looks at mounts, cgroups and state), and the rootfs is untouched."""
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "descriptors.json").write_text('["pipe:[1]", "pipe:[2]", "pipe:[3]"]')
+    before = sorted(os.listdir(bundle.rootfs))
+    cid = pyrun.new_id()
+    res = pyrun("restore", "-d", "--image-path", str(image), "-b", str(bundle.path), cid, check=False)
+    assert res.returncode == 1, res
+    error = [line for line in res.stderr.splitlines() if "level=error" in line]
+    assert len(error) == 1 and "criu failed: type RESTORE errno 0: " in error[0], res.stderr
+    assert f"(log: {image}/restore.log)" in error[0]
+    assert not (pyrun.root / cid).exists()
+    assert sorted(os.listdir(bundle.rootfs)) == before
+
+
 # --- in the VM: real checkpoints ---------------------------------------------
 
 @pytest.mark.criu

@@ -160,8 +160,9 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
             except OSError:
                 pass
         if mounted:
-            _unmount(root)
             mounted = False
+            if not _unmount(root):     # removing the tree would reach into the rootfs
+                raise
         cdir.remove()
         if progress.master >= 0:
             os.close(progress.master)
@@ -195,16 +196,21 @@ def _foreground(req: CreateRequest, progress: _Restoring) -> int:
         delete(req.root, req.id, force=True)
 
 
-def _unmount(root: str) -> None:
+def _unmount(root: str) -> bool:
+    """Detach CRIU's root and remove its directory; False if it is still a
+    mount (then nothing may remove the state directory's tree through it)."""
     from pyrun.linux import syscalls
     try:
         syscalls.umount2(root, 2)     # MNT_DETACH
-    except OSError:
-        pass
+    except OSError as e:
+        log.warning(f"unmount {root}: {oserror_text(e)}")
+    if os.path.ismount(root):
+        return False
     try:
         os.rmdir(root)
     except OSError:
         pass
+    return True
 
 
 def _own_cgroups(pid: int) -> list[tuple[str, str]]:
