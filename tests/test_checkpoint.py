@@ -228,6 +228,27 @@ def test_criu_failure_is_reported_with_its_log(rt, bundle, stdio, tmp_path):
     rt("delete", "-f", cid)
 
 
+def test_stdio_on_dev_null_is_the_containers_own(pyrun, bundle, tmp_path):
+    """conmon gives a detached container the host's /dev/null as stdin; CRIU
+    cannot dump a file on a mount outside the container ("Can't lookup mount
+    ... path=/dev/null", seen under podman in the VM before the init reopened
+    it), so the init's /dev/null stdio must be on one of the container's mounts."""
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    with open(tmp_path / "out", "w") as out:
+        pyrun("run", "-d", "-b", str(bundle.path), cid, stdin=-3, stdout=out, stderr=-3)
+    pid = pyrun.state(cid)["pid"]
+    own_mounts = {line.split()[0] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()}
+    for fd in (0, 2):
+        mnt = next(line.split()[1] for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                   if line.startswith("mnt_id:"))
+        assert mnt in own_mounts, (fd, mnt)
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+        assert (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 3)
+    assert os.readlink(f"/proc/{pid}/fd/1") == str(tmp_path / "out")     # a real file stays as given
+    pyrun("delete", "-f", cid)
+
+
 @pytest.mark.skipif(IN_VM, reason="on the host's kernel CRIU fails; in the VM it works")
 def test_criu_failure_at_restore_leaves_nothing(pyrun, bundle, tmp_path):
     """CRIU fails after pyrun made the cgroup, the state directory and the
