@@ -31,6 +31,7 @@ HEAVY = {
     "hashlib", "_hashlib",                        # OpenSSL, ~2 ms
     "pathlib", "urllib",                          # ~2 ms
     "subprocess", "threading", "traceback", "argparse", "asyncio",
+    "pyrun.criu", "pyrun.container.checkpoint", "pyrun.container.restore",   # checkpoint/restore only
 }
 
 # Runs one pyrun command in-process, as the launcher does, then writes the
@@ -115,7 +116,8 @@ def test_create_skips_what_the_config_does_not_need(pyrun, bundle, tmp_path):
     assert heavy_in(modules_second, {"jsonschema", "referencing", "rpds", "pyseccomp",
                                      "pyrun.seccomp", "pyroute2", "dataclasses", "inspect",
                                      "hashlib", "_hashlib", "pathlib", "shutil", "traceback",
-                                     "threading", "subprocess"}) == []
+                                     "threading", "subprocess", "pyrun.criu", "pyrun.container.checkpoint",
+                                     "pyrun.container.restore"}) == []
     # ...nor the stdlib modules that only wrap what pyrun takes from C modules
     # (_socket, _signal, _json) or that only annotations would need
     assert heavy_in(modules_second, {"typing", "re", "enum", "socket", "signal", "json",

@@ -57,6 +57,19 @@ CREATE_FLAGS = {
     "no-new-keyring": "keep the caller's session keyring instead of a new one",
     "preserve-fds": "pass N more file descriptors to the container (stdio + $LISTEN_FDS + N in all)"}
 
+# checkpoint's and restore's common flags
+CRIU_FLAGS = {
+    "image-path": "the directory of CRIU's image files (default: ./checkpoint)",
+    "work-path": "the directory of CRIU's work files and its log (default: the image directory)",
+    "tcp-established": "allow open TCP connections",
+    "ext-unix-sk": "allow external unix sockets",
+    "shell-job": "allow shell jobs (a terminal from outside the container)",
+    "lazy-pages": "restore memory pages lazily, through userfaultfd",
+    "file-locks": "handle file locks",
+    "manage-cgroups-mode": "cgroups mode: soft|full|strict|ignore (default: soft)",
+    "empty-ns": "create this namespace, but do not restore its properties (network only)",
+    "auto-dedup": "deduplicate memory images as they are written"}
+
 COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "create": (
         "create a container",
@@ -177,6 +190,35 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
          "pids-limit": "the most processes the container may have",
          "l3-cache-schema": "Intel RDT L3 cache schema",
          "mem-bw-schema": "Intel RDT memory bandwidth schema"}),
+    "checkpoint": (
+        "checkpoint a running container",
+        f"<container-id>\n\n{ID}, a running (or paused) container.",
+        "checkpoint saves the container's processes with CRIU into the image directory;\n"
+        "the container is then destroyed, unless --leave-running or --pre-dump.",
+        CRIU_FLAGS | {
+            "parent-path": "the previous (pre-dump) image directory, relative to --image-path",
+            "leave-running": "leave the container running after the checkpoint",
+            "tcp-skip-in-flight": "skip in-flight TCP connections",
+            "link-remap": "link unlinked files back where possible",
+            "status-fd": "with --lazy-pages: CRIU writes \\0 to this fd once the page server is ready",
+            "page-server": "ADDRESS:PORT of a CRIU page server to send the memory pages to",
+            "pre-dump": "dump only the memory (for a later dump with --parent-path); the container keeps running"}),
+    "restore": (
+        "restore a container from a checkpoint",
+        f"<container-id>\n\n{ID}; it must be unique under the state root (it may differ\n"
+        "from the checkpointed container's).",
+        "restore brings a checkpoint made by \"pyrun checkpoint\" back as a new, running\n"
+        "container of the bundle. In the foreground (the default) pyrun waits for it as\n"
+        "\"pyrun run\" does.",
+        CRIU_FLAGS | {
+            "console-socket": CREATE_FLAGS["console-socket"],
+            "bundle": CREATE_FLAGS["bundle"],
+            "detach": "restore the container and return; do not wait for it",
+            "pid-file": CREATE_FLAGS["pid-file"],
+            "no-subreaper": "do not make pyrun a child subreaper while it waits",
+            "no-pivot": "accepted for runc's callers (CRIU changes root itself)",
+            "lsm-profile": "an LSM profile (TYPE:NAME) for the restored processes (needs AppArmor or SELinux)",
+            "lsm-mount-context": "an LSM mount context (needs SELinux)"}),
     "pause": (
         "freeze every process of a container",
         f"<container-id>\n\n{ID}.",
@@ -202,7 +244,7 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 }
 # Accepted but left out of the help, as runc 1.4 hides them (deprecated there).
 HIDDEN = {"kill": ("all",), "update": ("kernel-memory", "kernel-memory-tcp")}
-ORDER = ("create", "delete", "events", "exec", "kill", "list", "pause", "ps", "resume", "run",
+ORDER = ("checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps", "restore", "resume", "run",
          "spec", "start", "state", "update", "features")
 HELP_SUMMARY = "Shows a list of commands or help for one command"
 

@@ -219,6 +219,7 @@ def finalize_rootfs(it: Init) -> None:
     """Without a mount namespace of its own the container's / is a directory
     of the host's (chroot), no mount to remount: as runc, which finalizes the
     rootfs only in a mount namespace, root.readonly is then not applied."""
+    _reopen_null_stdio()
     ctx = it.ctx
     if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
         return
@@ -227,6 +228,40 @@ def finalize_rootfs(it: Init) -> None:
         switch.remount_root_readonly()
     if dev_read_only(ctx.spec.get("mounts") or []):
         switch.remount_root_readonly("/dev")
+
+
+_NULL_RDEV = os.makedev(1, 3)
+
+
+def _reopen_null_stdio() -> None:
+    """runc's reOpenDevNull: stdio left on the host's /dev/null (podman's
+    conmon gives it as stdin) is reopened as the container's own /dev/null.
+    CRIU resolves every open file through the container's mounts and cannot
+    checkpoint a file of a mount it does not see. The container's /dev/null
+    must itself be the 1:3 device, reached without following a symlink;
+    otherwise the host's stays (no worse than before)."""
+    null = -1
+    try:
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != _NULL_RDEV:
+                continue
+            if null < 0:
+                try:
+                    null = os.open("/dev/null", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    return
+                own = os.fstat(null)
+                if not stat.S_ISCHR(own.st_mode) or own.st_rdev != _NULL_RDEV:
+                    return
+            if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (os.fstat(null).st_dev, os.fstat(null).st_ino):
+                os.dup2(null, fd)
+    finally:
+        if null >= 0:
+            os.close(null)
 
 
 def set_hostname(it: Init) -> None:
