@@ -28,6 +28,7 @@ COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
     "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
     "update": "update", "pause": "pause", "resume": "resume", "ps": "ps", "events": "events",
+    "explain": "explain", "audit": "audit",
 }
 
 EXEC_FAILED = 255      # runc: every exec failure, usage errors aside

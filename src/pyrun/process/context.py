@@ -35,6 +35,7 @@ class LaunchContext:
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
     idmapped_mounts: dict[int, int] = field(default_factory=dict)   # mounts[i] -> detached idmapped mount fd
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
+    trace_fd: int = -1                    # PYRUN_TRACE's file (pyrun/trace.py), -1 when not tracing
 
     @property
     def process(self) -> dict[str, Any]:
