@@ -46,6 +46,11 @@ def write(directory: str, name: str, value: str) -> None:
 
 
 def read(directory: str, name: str) -> str:
+    if DRY and RECORD:      # a read-back of what was just "written" (cpu.shares): the value
+        path = os.path.join(directory, name)
+        written = [w["value"] for w in RECORD if w["file"] == path]
+        if written:
+            return written[-1]
     with open(os.path.join(_existing(directory), name)) as f:
         return f.read().strip()
 
