@@ -181,6 +181,14 @@ def test_explain_is_what_create_does(pyrun: Pyrun, request: pytest.FixtureReques
 
     trace = tmp_path / "trace.jsonl"
     pyrun("create", "-b", str(bundle.path), cid, env={**os.environ, "PYRUN_TRACE": str(trace)})
+    try:
+        _compare(pyrun, cid, plan, trace, planned_dirs)
+    finally:
+        pyrun("delete", "-f", cid)
+    _check_case(case, config, _by_stage(plan["stages"]))
+
+
+def _compare(pyrun: Pyrun, cid: str, plan: dict[str, Any], trace: Path, planned_dirs: list[str]) -> None:
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     done: dict[str, list[tuple[str, Any]]] = {}
     for r in records:
@@ -196,8 +204,6 @@ def test_explain_is_what_create_does(pyrun: Pyrun, request: pytest.FixtureReques
     pyrun("start", cid)
     st = pyrun.wait_status(cid, "stopped", timeout=20)
     assert st["status"] == "stopped"
-    pyrun("delete", cid)
-    _check_case(case, config, explained)
 
 
 def _writes(explained: dict[str, list[tuple[str, Any]]]) -> dict[str, str]:
