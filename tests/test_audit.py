@@ -172,3 +172,20 @@ def test_audit_of_a_missing_container(pyrun: Pyrun) -> None:
     r = pyrun("audit", "nope", check=False)
     assert r.returncode == 1
     assert "container nope does not exist" in r.stderr
+
+
+def test_block_device_the_cgroup_allows_is_flagged(pyrun: Pyrun, bundle: Bundle) -> None:
+    """Two loop device nodes in /dev; the device cgroup allows only loop1."""
+    linux = bundle.config["linux"]
+    linux["devices"] = [{"path": "/dev/loop0", "type": "b", "major": 7, "minor": 0},
+                        {"path": "/dev/loop1", "type": "b", "major": 7, "minor": 1}]
+    linux.setdefault("resources", {})["devices"] = [{"allow": False, "access": "rwm"},
+                                                    {"allow": True, "type": "b", "major": 7, "minor": 1, "access": "rw"}]
+    cid = _run(pyrun, bundle)
+    report, code = _audit(pyrun, cid, "--strict", check=False)
+    nodes = {n["path"]: n["allowed"] for n in report["devices"] if n["type"] == "b"}
+    assert nodes == {"/dev/loop0": False, "/dev/loop1": True}
+    blocks = [f["detail"] for f in report["findings"] if f["finding"] == "block device node the container can open"]
+    assert blocks == ["/dev/loop1 7:1"]
+    assert code == 1
+    pyrun("delete", "-f", cid)

@@ -60,7 +60,8 @@ def audit(root: str, container_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"id": container_id, "pid": pid}
     out["namespaces"] = ns = _namespaces(a)
     own_user = ns["user"]["own"]
-    out["id_maps"] = {k: _read(f"/proc/{pid}/{k}").split("\n") for k in ("uid_map", "gid_map")}
+    out["id_maps"] = {k: [" ".join(line.split()) for line in _read(f"/proc/{pid}/{k}").splitlines()]
+                      for k in ("uid_map", "gid_map")}
     procs = _container_pids(a, ns)
     out["processes"] = [_process(a, p, own_user) for p in procs]
     out["rlimits"] = _rlimits(pid)
@@ -311,13 +312,13 @@ def _mounts(a: Audit, pid: int, mounts: list[dict[str, Any]], own_user: bool) ->
     return out
 
 
-def _open_inside(pid: int, path: str) -> int:
+def _open_inside(pid: int, path: str, flags: int = os.O_PATH) -> int:
     """An O_PATH fd of `path` resolved inside the container's root, never
     leaving it and following no magic link."""
     from pyrun.linux import syscalls as s
     root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return s.openat2(root, path.lstrip("/") or ".", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+        return s.openat2(root, path.lstrip("/") or ".", flags | os.O_NOFOLLOW | os.O_CLOEXEC,
                          s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS)
     finally:
         os.close(root)
@@ -382,7 +383,7 @@ def _devices(a: Audit, pid: int, cgroup: dict[str, Any]) -> list[dict[str, Any]]
         a.unchecked.append("device access: cgroup v2 eBPF programs are not read back; nodes listed only")
     nodes = []
     try:
-        dev = _open_inside(pid, "/dev")
+        dev = _open_inside(pid, "/dev", os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return []
     try:
