@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,7 +74,8 @@ def docker_like(bundle: Bundle, _helper: Any) -> dict[str, Any]:
     /etc files, limits, a seccomp profile, the unprivileged-port sysctl."""
     config = bundle.config
     files = _files(bundle, "hosts", "hostname", "resolv.conf")
-    config["process"]["capabilities"] = {k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")}
+    # --cap-add SYS_RESOURCE: a sandbox may not grant it (create warns and drops it)
+    config["process"]["capabilities"] = {k: DOCKER_CAPS + ["CAP_SYS_RESOURCE"] for k in ("bounding", "effective", "permitted")}
     config["process"]["args"] = ["sh", "-c", "cat /etc/hostname >/dev/null"]
     config["process"]["oomScoreAdj"] = 0
     config["mounts"] += [{"destination": f"/etc/{n}", "type": "bind", "source": p, "options": ["rbind", "rprivate"]}
@@ -180,8 +182,10 @@ def test_explain_is_what_create_does(pyrun: Pyrun, request: pytest.FixtureReques
     assert planned_dirs and not any(os.path.exists(d) for d in planned_dirs)
 
     trace = tmp_path / "trace.jsonl"
-    pyrun("create", "-b", str(bundle.path), cid, env={**os.environ, "PYRUN_TRACE": str(trace)})
+    created = pyrun("create", "-b", str(bundle.path), cid, env={**os.environ, "PYRUN_TRACE": str(trace)})
     try:
+        warned = re.findall(r'level=warning msg="([^"]*)"', created.stderr)
+        assert plan["warnings"] == warned
         _compare(pyrun, cid, plan, trace, planned_dirs)
     finally:
         pyrun("delete", "-f", cid)
@@ -228,7 +232,8 @@ def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tup
         assert {m["source"] for m in binds} == {m["source"] for m in config["mounts"] if m["destination"].startswith("/etc/")}
         assert all(m["propagation"] == ["rprivate"] and m["kind"] == "bind" for m in binds)
         capset = next(a for a in _actions(explained, "switch user") if a["do"] == "capset")
-        assert sorted(capset["effective"]) == sorted(DOCKER_CAPS)
+        grantable = _bounding_of_this_process()
+        assert sorted(capset["effective"]) == sorted(c for c in DOCKER_CAPS + ["CAP_SYS_RESOURCE"] if c in grantable)
         assert {a["path"] for a in _actions(explained, "restrict paths") if a["do"] == "mask"} == set(MASKED)
     if case == "containerd":
         joined = dict(explained["stage 1"])["join namespaces"]
@@ -269,3 +274,29 @@ def test_explain_config_flag_and_text(pyrun: Pyrun, bundle: Bundle, tmp_path: Pa
     r = pyrun("explain", "--config", str(other), "x1")
     assert "sethostname name=from-other" in r.stdout
     assert "\ninit:\n" in r.stdout and "\nstage 1:\n" in r.stdout and "\nparent:\n" in r.stdout
+
+
+def _bounding_of_this_process() -> set[str]:
+    """Capability names in our own bounding set (what create can grant)."""
+    names = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+             "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+             "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+             "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+             "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+             "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP"]
+    with open("/proc/self/status") as f:
+        mask = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    return {name for i, name in enumerate(names) if mask >> i & 1}
+
+
+@pytest.mark.parametrize("command", ["explain", "audit"])
+def test_help_in_the_cli_layout(pyrun: Pyrun, command: str) -> None:
+    """runc has neither command: the same sections as create's screen, each flag with words."""
+    from pyrun.cli import help as text
+    screens = {pyrun(command, "-h").stdout, pyrun("help", command).stdout, pyrun(command, "--help").stdout}
+    assert len(screens) == 1
+    screen = screens.pop()
+    heads = re.findall(r"^([A-Z][A-Z ]+):$", screen, re.M)
+    assert heads == ["NAME", "USAGE", "DESCRIPTION", "OPTIONS"]
+    assert {f.names[0] for f in text.command_flags(command)} == set(text.COMMANDS[command][3])
+    assert f"\n   {command}  " in pyrun("--help").stdout

@@ -224,7 +224,7 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "capability sets, no_new_privs, seccomp, LSM label, rlimits, cgroup limits,\n"
         "host paths mounted writable, device nodes, masked and read-only paths, sysctls\n"
         "that differ from the host and fds that lead outside the rootfs. Findings are\n"
-        "graded high, medium or info; --strict exits 1 when any is high.\n"
+        "graded high, medium, low or info; --strict exits 1 when any is high.\n"
         "See docs/explain-audit.md for the JSON.",
         {"format": "text or json",
          "strict": "exit 1 when any finding is high-risk"}),
