@@ -55,7 +55,7 @@ class Audit:
 
 
 def audit(root: str, container_id: str) -> dict[str, Any]:
-    pid, state = _init_pid(root, container_id)
+    pid, _state = _init_pid(root, container_id)
     a = Audit(pid)
     out: dict[str, Any] = {"id": container_id, "pid": pid}
     out["namespaces"] = ns = _namespaces(a)
