@@ -87,6 +87,7 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
     parent.append(("record state", c.record_plan(os.path.join(root, container_id), pid_file)))
 
     it = init.Init(ctx, None)    # type: ignore[arg-type]
+    it.detail = True
     with open("/proc/sys/kernel/cap_last_cap") as f:
         it.last_cap = int(f.read())
     try:
