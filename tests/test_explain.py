@@ -300,3 +300,27 @@ def test_help_in_the_cli_layout(pyrun: Pyrun, command: str) -> None:
     assert heads == ["NAME", "USAGE", "DESCRIPTION", "OPTIONS"]
     assert {f.names[0] for f in text.command_flags(command)} == set(text.COMMANDS[command][3])
     assert f"\n   {command}  " in pyrun("--help").stdout
+
+
+SPEC_EXAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "oci-runtime-spec" / "config.md"
+
+
+def _spec_example() -> dict[str, Any]:
+    """config.md's "Configuration Schema Example": a complete config, but one
+    that asks for AppArmor and SELinux labels, /usr/bin hooks and /dev/sda."""
+    text = SPEC_EXAMPLE.read_text().split("## Configuration Schema Example", 1)[1]
+    return json.loads(text.split("```json", 1)[1].split("```", 1)[0])
+
+
+def test_explain_refuses_the_spec_example_as_create_does(pyrun: Pyrun, bundle: Bundle) -> None:
+    """Same refusal, same words, same exit code, nothing left behind (the
+    conftest leak check): explain validates with create's own checks."""
+    bundle.config = _spec_example()
+    bundle.write()
+    cid = pyrun.new_id()
+    explained = pyrun("explain", "-b", str(bundle.path), cid, check=False)
+    created = pyrun("create", "-b", str(bundle.path), cid, check=False)
+    assert (explained.returncode, explained.stdout) == (created.returncode, "") and created.returncode != 0
+    said = re.findall(r'level=error msg="(.*)"$', explained.stderr, re.M)
+    assert re.findall(r'level=error msg="(.*)"$', created.stderr, re.M) == ["pyrun create failed: " + said[0]]
+    assert not (pyrun.root / cid).exists()

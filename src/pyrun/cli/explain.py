@@ -10,6 +10,7 @@ FLAGS = [
     Flag(("config", "c"), "str"),
     Flag(("format", "f"), "str", "text"),
     Flag(("pid-file",), "str"),
+    Flag(("console-socket",), "str"),
     Flag(("no-pivot",)),
     Flag(("no-new-keyring",)),
 ]
@@ -26,7 +27,8 @@ def main(glob, argv: list[str]) -> int:
     if opts["bundle"] and opts["config"]:
         raise UsageError("--bundle and --config exclude each other")
     plan = explain(glob.root, args[0] if args else "explain", opts["bundle"], opts["config"],
-                   glob.rootless, opts["no_pivot"], opts["no_new_keyring"], opts["pid_file"])
+                   glob.rootless, opts["no_pivot"], opts["no_new_keyring"], opts["pid_file"],
+                   opts["console_socket"])
     if opts["format"] == "json":
         from pyrun.state.jsonio import dumps
         sys.stdout.write(dumps(plan, indent=2) + "\n")

@@ -214,6 +214,7 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
          "config": "a config file to explain instead of <bundle>/config.json (its directory is the bundle)",
          "format": "text or json",
          "pid-file": "as create's --pid-file (shown in the plan, not written)",
+         "console-socket": "as create's --console-socket (needed with process.terminal; not connected)",
          "no-pivot": "as create's --no-pivot",
          "no-new-keyring": "as create's --no-new-keyring"}),
     "audit": (

@@ -20,7 +20,7 @@ from pyrun.container import create as c
 
 def explain(root: str, container_id: str, bundle: str | None = None, config_file: str | None = None,
             rootless_flag: str = "auto", no_pivot: bool = False, no_new_keyring: bool = False,
-            pid_file: str | None = None) -> dict[str, Any]:
+            pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
     from pyrun import log
     from pyrun.cgroups import cgfile
     from pyrun.cgroups.layout import detect
@@ -44,6 +44,8 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
     if missing:
         warnings.append(c.UNGRANTABLE + ", ".join(missing))
     linux, process = spec.get("linux") or {}, spec.get("process") or {}
+    c._check_terminal(bool(process.get("terminal")),
+                      c.CreateRequest(root=root, id=container_id, console_socket=console_socket))
 
     parent: list[tuple[str, list[dict[str, Any]]]] = [("claim state directory", c.claim_plan(root, container_id))]
     from pyrun.cgroups.ownership import owner_uid
@@ -78,9 +80,13 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
         parent.append(("prlimit the init", launcher.rlimits_plan(process)))
     if manager is not None:
         cgfile.RECORD, cgfile.DRY = [], True
+        when = "procHooks" if hooks else "procReady"
         try:
-            manager.apply_resources(linux.get("resources"))
-            when = "procHooks" if hooks else "procReady"
+            try:
+                manager.apply_resources(linux.get("resources"))
+            except cgfile.CgroupError as e:    # create would fail there: say it as create would
+                from pyrun.errors import START_FAILED, PyrunError
+                raise PyrunError(f"{START_FAILED}: error setting cgroup config for {when} process: {e}") from None
             parent.append(("write cgroup limits", [{"do": "write", "when": when, **w} for w in cgfile.RECORD]))
         finally:
             cgfile.RECORD, cgfile.DRY = None, False
