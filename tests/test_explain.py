@@ -138,8 +138,21 @@ def userns(bundle: Bundle, _helper: Any) -> dict[str, Any]:
     return config
 
 
+def shared_ro_dev(bundle: Bundle, _helper: Any) -> dict[str, Any]:
+    """rootfsPropagation shared (the parent mount made private, the root's own
+    propagation set last), a read-only /dev tmpfs (remounted read-only in
+    finalize rootfs) and a non-root user whose cwd only root may enter."""
+    config = bundle.config
+    config["linux"]["rootfsPropagation"] = "shared"
+    next(m for m in config["mounts"] if m["destination"] == "/dev")["options"].append("ro")
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["process"]["cwd"] = "/root"
+    config["process"]["args"] = ["sh", "-c", "test $(id -u) = 1000 && ! touch /dev/x"]
+    return config
+
+
 CORPUS = {"runc-spec": runc_spec, "docker": docker_like, "containerd": containerd_like,
-          "podman": podman_like, "userns": userns}
+          "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev}
 
 
 @pytest.fixture
@@ -243,6 +256,13 @@ def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tup
         assert [a["type"] for a in dict(explained["parent"])["prlimit the init"]] == ["RLIMIT_NOFILE", "RLIMIT_NPROC"]
         assert _actions(explained, "apply sysctls") == [{"do": "write sysctl", "key": "net.ipv4.ping_group_range",
                                                           "value": "0 0", "file": "sys/net/ipv4/ping_group_range"}]
+    if case == "shared-ro-dev":
+        rootfs = [a["do"] for a in _actions(explained, "prepare rootfs")][:3]
+        assert rootfs == ["set propagation of /", "make the rootfs's parent mount private", "bind rootfs on itself"]
+        assert [a["path"] for a in _actions(explained, "finalize rootfs")] == ["/dev"]
+        assert [a["propagation"] for a in _actions(explained, "set rootfs propagation")] == ["shared"]
+        chdirs = [a["path"] for a in _actions(explained, "switch user") if a["do"].startswith("chdir")]
+        assert chdirs == ["/root", "/root"]
     if case == "userns":
         user = dict(explained["stage 1"])["create user namespace"]
         assert user[1]["uidMappings"] == config["linux"]["uidMappings"]

@@ -9,13 +9,13 @@ checks that every flag has some, and no stale ones remain).
 """
 from __future__ import annotations
 
+from pyrun import program
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyrun.cli.parser import Flag
 
-NAME = "pyrun"
-
-APP_USAGE = """an OCI container runtime written in Python
+APP_USAGE = """Open Container Initiative runtime, written in Python
 
 pyrun runs containers packaged as OCI bundles, as described by the Open
 Container Initiative runtime specification, and answers to the same command
@@ -261,9 +261,10 @@ def _option_rows(flags: list[Flag], words: dict[str, str], hidden: tuple[str, ..
 
 
 def app_help(global_flags: list[Flag], version: str) -> str:
+    name = program()
     commands = [("   " + name, COMMANDS[name][0]) for name in ORDER] + [("   help, h", HELP_SUMMARY)]
-    lines = [f"NAME:\n   {NAME} - {APP_USAGE}\n", "USAGE:",
-             f"   {NAME} [global options] command [command options] [arguments...]\n",
+    lines = [f"NAME:\n   {name} - {APP_USAGE}\n", "USAGE:",
+             f"   {name} [global options] command [command options] [arguments...]\n",
              f"VERSION:\n   {version}\n", "COMMANDS:", *_columns(commands), "",
              "GLOBAL OPTIONS:", *_columns(_option_rows(global_flags, GLOBAL_HELP, HIDDEN_GLOBALS))]
     return "\n".join(lines) + "\n"
@@ -279,10 +280,11 @@ def command_flags(command: str) -> list[Flag]:
 
 
 def command_help(command: str) -> str:
+    name = program()
     summary, args_usage, description, words = COMMANDS[command]
     flags = [f for f in command_flags(command) if f.names[0] not in HIDDEN.get(command, ())]
-    usage = f"{NAME} {command}" + (" [command options]" if flags else "") + " " + args_usage
-    out = f"NAME:\n   {NAME} {command} - {summary}\n\nUSAGE:\n   {usage}\n"
+    usage = f"{name} {command}" + (" [command options]" if flags else "") + " " + args_usage
+    out = f"NAME:\n   {name} {command} - {summary}\n\nUSAGE:\n   {usage}\n"
     if description:
         out += f"\nDESCRIPTION:\n   {description}\n"
     if flags:
@@ -292,4 +294,5 @@ def command_help(command: str) -> str:
 
 def help_command_help() -> str:
     """`pyrun help help` (runc's, urfave's own, leaves the name out)."""
-    return f"NAME:\n   {NAME} help - {HELP_SUMMARY}\n\nUSAGE:\n   {NAME} help [command]\n"
+    name = program()
+    return f"NAME:\n   {name} help - {HELP_SUMMARY}\n\nUSAGE:\n   {name} help [command]\n"

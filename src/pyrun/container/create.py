@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION, faults, log
+from pyrun import SPEC_VERSION, faults, log, program
 from pyrun.errors import START_FAILED, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
@@ -50,9 +50,10 @@ def create(req: CreateRequest) -> Created:
     spec = bundle.config
     _check_host_support(spec)
     _check_id_mappings(spec)
-    missing = drop_ungrantable_caps(spec)
-    if missing:
-        log.warning(UNGRANTABLE + ", ".join(missing))
+    if spec["process"].get("capabilities"):
+        from pyrun.container.capsets import drop_ungrantable
+        for warning in drop_ungrantable(spec["process"]):
+            log.warning(warning)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
@@ -72,7 +73,7 @@ def create(req: CreateRequest) -> Created:
             sink = unixsock.socketpair()
         cdir.make_fifo()
         fifo_fd = cdir.fifo_path_fd()
-        if _wants_idmap(spec):
+        if _wants_idmap(spec) or _userns_binds(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
         cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
@@ -142,9 +143,6 @@ def init_steps(mode: str) -> str:
     return ", ".join(names[:names.index("report ready") + 1] if "report ready" in names else names)
 
 
-UNGRANTABLE = "ignoring capabilities this process cannot grant: "
-
-
 def claim_plan(root: str, container_id: str) -> list[dict[str, Any]]:
     path = os.path.join(root, container_id)
     return [{"do": "mkdir and flock", "path": path}, {"do": "mkfifo", "path": os.path.join(path, "exec.fifo")}]
@@ -180,24 +178,6 @@ def record_plan(state_dir: str, pid_file: str | None) -> list[dict[str, Any]]:
     return out
 
 
-def drop_ungrantable_caps(spec: dict[str, Any]) -> list[str]:
-    """config.md: capabilities that cannot be granted (not in our own bounding set,
-    e.g. in a restricted sandbox) MUST be logged as a warning; a runtime SHOULD NOT fail.
-    Returns the names dropped, for the caller's warning."""
-    caps = (spec.get("process") or {}).get("capabilities")
-    if not caps:
-        return []
-    from pyrun.linux.capabilities import CAPABILITIES
-    with open("/proc/self/status") as f:
-        bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
-    missing = sorted({n for names in caps.values() for n in names or []
-                      if n in CAPABILITIES and not bounding >> CAPABILITIES[n] & 1})
-    if missing:
-        for kind, names in caps.items():
-            caps[kind] = [n for n in names or [] if n not in missing]
-    return missing
-
-
 def _check_host_support(spec: dict[str, Any]) -> None:
     """Features the config asks for that this host lacks: refuse before forking."""
     process, linux = spec.get("process") or {}, spec.get("linux") or {}
@@ -229,11 +209,19 @@ def _wants_idmap(spec: dict[str, Any]) -> bool:
                or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
 
 
+def _userns_binds(spec: dict[str, Any]) -> bool:
+    """Bind mounts in a user namespace: the parent clones their sources (rootfs/idmapped.py)."""
+    linux = spec.get("linux") or {}
+    return any(ns.get("type") == "user" for ns in linux.get("namespaces") or []) and any(
+        m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
+        for m in spec.get("mounts") or [])
+
+
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
 
 
 def _check_id_mappings(spec: dict[str, Any]) -> None:
@@ -262,6 +250,8 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
             return None, own
     _refuse_occupied(paths)
     manager = CgroupManager(paths)
+    if manager.frozen():        # frozen beforehand: the init would freeze as it joins, create wait forever
+        raise PyrunError("container's cgroup unexpectedly frozen")
     manager.check_resources((spec.get("linux") or {}).get("resources"))
     try:
         manager.create(owner)
@@ -296,18 +286,18 @@ def cgroup_binds(layout: Any, paths: dict[str, str]) -> list[tuple[str, str]]:
 def _refuse_occupied(paths: dict[str, str]) -> None:
     """A cgroupsPath naming a cgroup that already holds processes (the root
     cgroup, a slice, another container's) would have `kill --all` and
-    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    `delete` SIGKILL them: refuse it, as runc >= 1.2 does (1.1 only warned),
+    in its words."""
+    pids: set[str] = set()      # a process shows in every v1 hierarchy: count it once
     for path in paths.values():
-        count = 0
         for dirpath, _dirs, _files in os.walk(path):
             try:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                    count += len(f.read().split())
+                    pids.update(f.read().split())
             except OSError:
                 continue
-        if count:
-            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
-                             f"{count} process(es) found")
+    if pids:
+        raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
 
 
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,

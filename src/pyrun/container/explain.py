@@ -40,9 +40,9 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
     warnings: list[str] = []
     c._check_host_support(spec)
     c._check_id_mappings(spec)
-    missing = c.drop_ungrantable_caps(spec)
-    if missing:
-        warnings.append(c.UNGRANTABLE + ", ".join(missing))
+    if (spec.get("process") or {}).get("capabilities"):
+        from pyrun.container.capsets import drop_ungrantable
+        warnings.extend(drop_ungrantable(spec["process"]))
     linux, process = spec.get("linux") or {}, spec.get("process") or {}
     c._check_terminal(bool(process.get("terminal")),
                       c.CreateRequest(root=root, id=container_id, console_socket=console_socket))

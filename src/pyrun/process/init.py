@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from pyrun import faults
-from pyrun.errors import InitError, PyrunError, oserror_text, strerror
+from pyrun.errors import START_FAILED, InitError, PyrunError, oserror_text, strerror
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.rootfs import devices, restrict, switch
-from pyrun.rootfs.mounts import mount_entry
+from pyrun.rootfs.mounts import dev_read_only, mount_entry
 from pyrun.rootfs.options import PROPAGATION
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -32,7 +32,7 @@ class Init:
 
     def __init__(self, ctx: LaunchContext, ch: Channel) -> None:
         self.ctx = ctx
-        self.ch = ch
+        self.ch: Channel | None = ch    # None once report_ready let `pyrun create` go
         self.root_fd = -1
         self.env: list[str] = []
         self.executable = ""
@@ -45,6 +45,7 @@ class Init:
         # names, capability names): only for `explain` and PYRUN_TRACE, as
         # they cost create ~0.4 ms.
         self.detail = ctx.trace_fd >= 0
+        self.verdict_fd = -1        # wait_for_start: exec.fifo, open for writing while `start` reads
 
 
 def die_with_parent(ch: Channel) -> None:
@@ -121,6 +122,8 @@ def prepare_rootfs(it: Init) -> None:
             do = act["do"]
             if do == "set propagation of /":
                 s.mount(None, "/", None, act["flags"])
+            elif do == "make the rootfs's parent mount private":
+                switch.make_parent_mount_private(ctx.rootfs, ctx.proc_fd)
             elif do == "bind rootfs on itself":
                 s.mount(ctx.rootfs, ctx.rootfs, None, s.MS_BIND | s.MS_REC)
                 # Opened after the self-bind: every later lookup starts at the new mount.
@@ -157,8 +160,10 @@ def plan_prepare_rootfs(it: Init) -> list[dict[str, Any]]:
     propagation = ctx.linux.get("rootfsPropagation")
     out: list[dict[str, Any]] = [
         {"do": "set propagation of /", "propagation": propagation or "rslave",
-         "flags": PROPAGATION[propagation] if propagation else s.MS_SLAVE | s.MS_REC},
-        {"do": "bind rootfs on itself", "path": ctx.rootfs}]
+         "flags": PROPAGATION[propagation] if propagation else s.MS_SLAVE | s.MS_REC}]
+    if propagation:
+        out.append({"do": "make the rootfs's parent mount private", "if": "it is shared or unbindable"})
+    out.append({"do": "bind rootfs on itself", "path": ctx.rootfs})
     from pyrun.rootfs.mounts import describe
     mounts = ctx.spec.get("mounts") or []
     for i, entry in enumerate(mounts):
@@ -267,6 +272,18 @@ def set_up_console(it: Init) -> None:
         return
     from pyrun.process import terminal     # preloaded
     master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    # The process's own console, as runc: its user owns the pty (the group
+    # stays devpts' gid=5), else a non-root process cannot reopen it
+    # (/dev/stdin, `tty`, ssh-style password prompts).
+    owner = next((act for act in it.actions if act["do"] == "give the pty to the process's user"), None)
+    if owner is not None:
+        try:
+            os.fchown(slave, owner["uid"], -1)
+        except OSError as e:
+            # As runc: an unmapped uid (EINVAL), an owner we may not change
+            # in a user namespace (EPERM), a read-only /dev: leave it be.
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
     if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
         terminal.mount_console(slave)
     terminal.send_master(sock, master)
@@ -281,17 +298,35 @@ def plan_set_up_console(it: Init) -> list[dict[str, Any]]:
     if not it.ctx.process.get("terminal"):
         return []
     out: list[dict[str, Any]] = [{"do": "open a pty from /dev/ptmx", "size": it.ctx.process.get("consoleSize")}]
+    uid = int((it.ctx.process.get("user") or {}).get("uid", 0))
+    if uid:
+        out.append({"do": "give the pty to the process's user", "uid": uid,
+                    "unless": "EINVAL, EPERM or EROFS (left as it is)"})
     if it.ctx.mode == "init":
         out.append({"do": "bind the pty onto /dev/console"})
     return out + [{"do": "send the master to the console socket"}, {"do": "make the pty our controlling tty"}]
 
 
 def finalize_rootfs(it: Init) -> None:
-    switch.remount_root_readonly()
+    for act in it.actions:
+        switch.remount_root_readonly(act["path"])
 
 
 def plan_finalize_rootfs(it: Init) -> list[dict[str, Any]]:
-    return [{"do": "remount / read-only"}] if (it.ctx.spec.get("root") or {}).get("readonly") else []
+    """Without a mount namespace of its own the container's / is a directory
+    of the host's (chroot), no mount to remount: as runc, which finalizes the
+    rootfs only in a mount namespace, root.readonly is then not applied.
+    A read-only /dev filesystem was mounted read-write (mounts.py): made
+    read-only now."""
+    ctx = it.ctx
+    if "mount" not in ctx.new_namespaces and "mount" not in ctx.join_namespaces:
+        return []
+    out: list[dict[str, Any]] = []
+    if (ctx.spec.get("root") or {}).get("readonly"):
+        out.append({"do": "remount read-only", "path": "/"})
+    if dev_read_only(ctx.spec.get("mounts") or []):
+        out.append({"do": "remount read-only", "path": "/dev"})
+    return out
 
 
 def set_hostname(it: Init) -> None:
@@ -344,6 +379,22 @@ def plan_restrict_paths(it: Init) -> list[dict[str, Any]]:
     return [{"do": "read-only bind", "path": p} for p in linux.get("readonlyPaths") or []] + \
         [{"do": "mask", "path": p, "with": "/dev/null (file) or read-only tmpfs (directory)"}
          for p in linux.get("maskedPaths") or []]
+
+
+def set_rootfs_propagation(it: Init) -> None:
+    """rootfsPropagation is the container's root mount's own: set on `/`
+    once it is the root, and last, after every bind of the set-up (an
+    unbindable root could be the source of none). Before the switch it only
+    governed the host side, as in runc, whose container root stays private."""
+    s.mount(None, "/", None, it.actions[0]["flags"])
+
+
+def plan_set_rootfs_propagation(it: Init) -> list[dict[str, Any]]:
+    ctx = it.ctx
+    propagation = ctx.linux.get("rootfsPropagation")
+    if propagation and ("mount" in ctx.new_namespaces or "mount" in ctx.join_namespaces):
+        return [{"do": "set propagation of /", "propagation": propagation, "flags": PROPAGATION[propagation]}]
+    return []
 
 
 def apply_lsm_labels(it: Init) -> None:
@@ -476,6 +527,10 @@ def switch_user(it: Init) -> None:
         for cap in drop["numbers"]:
             s.prctl(s.PR_CAPBSET_DROP, cap)
         s.prctl(s.PR_SET_KEEPCAPS, 1)
+    # As runc: chdir while we are still root, so a cwd the runtime may enter
+    # but the user may not works; where root may not (a directory of an
+    # unmapped owner, NFS root squash), again as the user.
+    chdir_later = not _chdir(acts["chdir while root"]["path"], still_root=True)
     if "setgroups" in acts:
         os.setgroups(acts["setgroups"]["groups"])
     gid, uid = acts["setresgid"]["gid"], acts["setresuid"]["uid"]
@@ -489,7 +544,8 @@ def switch_user(it: Init) -> None:
         for cap in acts["raise ambient"]["numbers"]:
             s.prctl(s.PR_CAP_AMBIENT, s.PR_CAP_AMBIENT_RAISE, cap)
     os.umask(int(acts["umask"]["mask"], 8))
-    os.chdir(acts["chdir"]["path"])
+    if chdir_later:
+        _chdir(acts["chdir as the user if root was refused"]["path"], still_root=False)
     # CVE-2024-21626: a leaked host directory as cwd shows up as unreachable.
     try:
         inside = os.getcwd().startswith("/")
@@ -518,6 +574,8 @@ def plan_switch_user(it: Init) -> list[dict[str, Any]]:
         dropped = [cap for cap in range(last + 1) if not masks["bounding"] & (1 << cap)]
         out += [{"do": "drop from the bounding set", "numbers": dropped, **_cap_names(it, caps=dropped)},
                 {"do": "prctl(PR_SET_KEEPCAPS, 1)"}]
+    cwd = proc.get("cwd") or "/"
+    out.append({"do": "chdir while root", "path": cwd})
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     if not it.setgroups_denied:
         out.append({"do": "setgroups", "groups": [int(g) for g in user.get("additionalGids") or []]})
@@ -532,7 +590,7 @@ def plan_switch_user(it: Init) -> list[dict[str, Any]]:
         out.append({"do": "raise ambient", "numbers": ambient, **_cap_names(it, caps=ambient)})
     umask = user.get("umask")
     out.append({"do": "umask", "mask": f"{0o022 if umask is None else int(umask):04o}"})
-    out.append({"do": "chdir", "path": proc.get("cwd") or "/", "check": "cwd inside the container"})
+    out.append({"do": "chdir as the user if root was refused", "path": cwd, "check": "cwd inside the container"})
     return out
 
 
@@ -543,6 +601,17 @@ def _cap_names(it: Init, **sets: list[int]) -> dict[str, list[str]]:
     from pyrun.linux.capabilities import CAPABILITIES
     names = {n: name for name, n in CAPABILITIES.items()}
     return {key: [names.get(n, f"CAP_{n}") for n in numbers] for key, numbers in sets.items()}
+
+
+def _chdir(cwd: str, still_root: bool) -> bool:
+    """chdir(cwd); False if only permission was lacking and we are still root."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        if still_root and e.errno == errno.EACCES:
+            return False
+        raise OSError(e.errno, f'chdir to cwd ("{cwd}") set in config.json failed: {strerror(e.errno)}') from None
+    return True
 
 
 def look_up_executable(it: Init) -> None:
@@ -579,6 +648,21 @@ def plan_look_up_executable(it: Init) -> list[dict[str, Any]]:
     return [{"do": "look up executable", "name": args[0] if args else None, "in": "$PATH or " + DEFAULT_PATH}]
 
 
+def mark_fds_cloexec(it: Init) -> None:
+    """Nothing but stdio and the preserved fds may cross into the container
+    (CVE-2024-21626). Done before the container's seccomp filter, which may
+    list neither close_range nor openat2 (runtime-tools' default profile);
+    where close_range is refused anyway (an older kernel, a filter pyrun
+    itself runs under) fd by fd, as runc does. Every fd opened after this
+    is Python's, and so close-on-exec."""
+    procfs.cloexec_from(it.ctx.proc_fd, 3 + it.ctx.preserve_fds)
+
+
+def plan_mark_fds_cloexec(it: Init) -> list[dict[str, Any]]:
+    return [{"do": "close-on-exec from fd", "fd": 3 + it.ctx.preserve_fds,
+             "how": "close_range, else fd by fd from the runtime's procfs"}]
+
+
 def report_ready(it: Init) -> None:
     """The parent records state and writes the pid file; if it died, so do we.
     The parent-death signal is disarmed first: the parent exits normally
@@ -593,7 +677,19 @@ def report_ready(it: Init) -> None:
         it.ch.expect(Msg.ACK)
     except (ChannelClosed, OSError):
         os._exit(1)
-    it.ch.close()
+    if _planned(it, "close the channel"):
+        # `pyrun create` exits now; `start` hears from us through exec.fifo.
+        # An exec'd process keeps the channel (close-on-exec) until execve:
+        # `pyrun exec` reads it to EOF, so a failure of `exec` reaches it.
+        it.ch.close()
+        it.ch = None
+
+
+def plan_report_ready(it: Init) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"do": "report ready, wait for the parent's ACK"}]
+    if it.ctx.mode == "init":     # exec: kept (close-on-exec) for `pyrun exec` to read to EOF
+        out.append({"do": "close the channel", "then": "failures go to exec.fifo (start) or stderr"})
+    return out
 
 
 def _die_on_signal(sig: int, _frame: object) -> None:
@@ -608,25 +704,15 @@ def wait_for_start(it: Init) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, _die_on_signal)
-    fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
-    # `start` was called. startContainer hooks run now, and their verdict goes
-    # back through the fifo: "0", or "1" and the error, which `start` reports.
-    failure = None
+    # `start` was called and reads the fifo to EOF. The fd is close-on-exec:
+    # `exec` writes "0" just before execve, which closes it; a failing step
+    # writes "1" and its error instead (run() below), which `start` reports.
+    it.verdict_fd = _reopen_exec_fifo(it.ctx.fifo_fd, it.own_proc)
     hooks = next((act["hooks"] for act in it.actions if act["do"] == "run startContainer hooks"), None)
     if hooks:
-        from pyrun.errors import PyrunError
         from pyrun.hooks import hook_state, run_hooks
-        try:
-            run_hooks("startContainer", hooks,
-                      hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
-        except PyrunError as e:
-            failure = str(e)
-    try:
-        os.write(fd, b"0" if failure is None else b"1" + failure.encode()[:4000])
-    finally:
-        os.close(fd)
-    if failure is not None:
-        os._exit(1)
+        run_hooks("startContainer", hooks,
+                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
 
 
 def plan_wait_for_start(it: Init) -> list[dict[str, Any]]:
@@ -634,7 +720,7 @@ def plan_wait_for_start(it: Init) -> list[dict[str, Any]]:
     hooks = (it.ctx.spec.get("hooks") or {}).get("startContainer")
     if hooks:
         out.append({"do": "run startContainer hooks", "namespace": "container", "hooks": hooks})
-    return out + [{"do": "write the verdict to exec.fifo"}]
+    return out
 
 
 def _reopen_exec_fifo(path_fd: int, own_proc: int) -> int:
@@ -671,24 +757,29 @@ def exec_process(it: Init) -> None:
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # Nothing but stdio and the preserved fds may cross into the container.
-    s.close_range_cloexec(3 + it.ctx.preserve_fds)
+    # Every other fd is close-on-exec already (mark_fds_cloexec).
     for fd in range(3, 3 + it.ctx.preserve_fds):
         try:
             os.set_inheritable(fd, True)
         except OSError:
             pass
     args = it.ctx.process.get("args") or []
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env)
+    if _planned(it, "write the verdict 0 to exec.fifo"):
+        os.write(it.verdict_fd, b"0")
     try:
-        os.execve(it.executable, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in it.env))
+        os.execve(it.executable, args, env)
     except OSError as e:
-        os.write(2, f"exec {it.executable}: {strerror(e.errno)}\n".encode())
-        os._exit(127 if e.errno == errno.ENOENT else 126)
+        raise OSError(e.errno, f"exec {it.executable}: {strerror(e.errno)}") from None
 
 
 def plan_exec(it: Init) -> list[dict[str, Any]]:
-    return [{"do": "close-on-exec above fd", "fd": 2 + it.ctx.preserve_fds},
-            {"do": "execve", "args": it.ctx.process.get("args") or []}]
+    out: list[dict[str, Any]] = []
+    if it.ctx.preserve_fds:
+        out.append({"do": "make inheritable", "fds": list(range(3, 3 + it.ctx.preserve_fds))})
+    if it.ctx.mode == "init":     # `start` reads it to EOF: execve closes it (close-on-exec)
+        out.append({"do": "write the verdict 0 to exec.fifo"})
+    return out + [{"do": "execve", "args": it.ctx.process.get("args") or []}]
 
 
 def _always(what: str) -> Callable[[Init], list[dict[str, Any]]]:
@@ -716,12 +807,14 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("set hostname", set_hostname),
     ("apply sysctls", apply_sysctls),
     ("restrict paths", restrict_paths),
+    ("set rootfs propagation", set_rootfs_propagation),
     ("apply LSM labels", apply_lsm_labels),
     ("set no_new_privs", set_no_new_privileges),
     ("set scheduling", set_scheduling),
     ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
+    ("mark fds close-on-exec", mark_fds_cloexec),
     ("load seccomp (no_new_privs off)", load_seccomp_before_user_switch),
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
@@ -753,18 +846,20 @@ PLANS: dict[Callable[[Init], None], Callable[[Init], list[dict[str, Any]]]] = {
     set_hostname: plan_set_hostname,
     apply_sysctls: plan_apply_sysctls,
     restrict_paths: plan_restrict_paths,
+    set_rootfs_propagation: plan_set_rootfs_propagation,
     apply_lsm_labels: plan_apply_lsm_labels,
     set_no_new_privileges: plan_set_no_new_privileges,
     set_scheduling: plan_set_scheduling,
     set_memory_policy: plan_set_memory_policy,
     prepare_environment: plan_prepare_environment,
     apply_rlimits: plan_apply_rlimits,
+    mark_fds_cloexec: plan_mark_fds_cloexec,
     load_seccomp_before_user_switch: plan_load_seccomp_before_user_switch,
     switch_user: plan_switch_user,
     look_up_executable: plan_look_up_executable,
     load_seccomp_late: plan_load_seccomp_late,
     set_personality: plan_set_personality,
-    report_ready: _always("report ready, wait for the parent's ACK"),
+    report_ready: plan_report_ready,
     wait_for_start: plan_wait_for_start,
     exec_process: plan_exec,
 }
@@ -776,7 +871,8 @@ EXEC_STEPS: list[tuple[str, Callable[[Init], None]]] = [
     (name, step) for name, step in STEPS
     if step not in (set_up_network, prepare_rootfs, run_create_hooks, hold_null_device, open_private_procfs,
                     switch_root, create_cwd,
-                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, wait_for_start)
+                    finalize_rootfs, set_hostname, apply_sysctls, restrict_paths, set_rootfs_propagation,
+                    wait_for_start)
 ]
 
 
@@ -804,21 +900,44 @@ def run(ctx: LaunchContext, ch: Channel) -> None:
     it = Init(ctx, ch)
     steps = EXEC_STEPS if ctx.mode == "exec" else STEPS
     for index, (name, step) in enumerate(steps):
-        faults.step(name, ch)
+        if it.ch is not None:
+            faults.step(name, ch)
         try:
-            it.actions = PLANS[step](it)
-            if ctx.trace_fd >= 0:
-                _trace(it, steps, index)
-            if it.actions:
-                step(it)
-        except InitError:
+            try:
+                it.actions = PLANS[step](it)
+                if ctx.trace_fd >= 0:
+                    _trace(it, steps, index)
+                if it.actions:
+                    step(it)
+            except InitError:
+                raise
+            except OSError as e:
+                raise InitError(name, oserror_text(e)) from None
+            except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
+                raise InitError(name, str(e)) from None
+            except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
+                raise InitError(name, "cannot allocate memory") from None
+        except InitError as e:
+            if it.ch is None:
+                _last_word(it, e)
             raise
-        except OSError as e:
-            raise InitError(name, oserror_text(e)) from None
-        except (ValueError, OverflowError, PyrunError) as e:   # a value no syscall takes; a failing hook
-            raise InitError(name, str(e)) from None
-        except MemoryError:      # e.g. RLIMIT_AS, applied while we are still Python
-            raise InitError(name, "cannot allocate memory") from None
+
+
+def _last_word(it: Init, e: InitError) -> None:
+    """A step failed after `pyrun create` left: no init failure may be
+    silent. `start` is reading exec.fifo once we hold it open for writing
+    and reports what we write there; before that (the reopen itself
+    failed), only our stderr is left, as current runc's init prints its
+    error there as a last resort. `start` then finds us dead."""
+    text = f"{e.step}: {str(e).split(': ', 1)[1]}"
+    try:
+        if it.verdict_fd >= 0:
+            os.write(it.verdict_fd, b"1" + text.encode(errors="replace")[:4000])
+        else:
+            os.write(2, f"{START_FAILED}: error during container init: {text}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(255)
 
 
 def _trace(it: Init, steps: list[tuple[str, Callable[[Init], None]]], index: int) -> None:

@@ -6,7 +6,7 @@ import resource
 import _signal as signal    # not signal: its enums cost ~1.5 ms
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
-from pyrun import faults
+from pyrun import faults, log
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan
@@ -25,10 +25,22 @@ class Launched:
     pid: int
     channel: Channel
 
-    def release(self) -> None:
-        """State is recorded: let the init go on to wait for `start`."""
+    def release(self, until_exec: bool = False) -> None:
+        """State is recorded: let the init go on to wait for `start`.  An
+        exec'd process holds its end (close-on-exec) until execve: with
+        `until_exec`, read to that EOF, and a failing last step is raised."""
         self.channel.send(Msg.ACK)
-        self.channel.close()
+        try:
+            while until_exec:
+                msg = self.channel.recv()
+                if msg.type == Msg.ERROR:
+                    raise PyrunError(f"error during container init: {msg.data.get('step')}: {msg.data.get('msg', '')}")
+                if msg.type == Msg.FAULT:
+                    faults.die()
+        except ChannelClosed:
+            pass
+        finally:
+            self.channel.close()
 
 
 def launch(ctx: LaunchContext) -> Launched:
@@ -45,6 +57,12 @@ def launch(ctx: LaunchContext) -> Launched:
         parent.close()
         child_main(ctx, child, bootstrap)
     child.close()
+    # --debug: runc's words at the points that correspond (its bats suite and
+    # people reading runc logs look for them): the stages now set up the
+    # namespaces, as runc's nsexec does; the init exists in them and runs its
+    # steps (runc: its Go init starts); the init reports ready (runc's init
+    # closes its pipe; an exec'd process then execs).
+    log.debug("=> nsexec container setup")
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0
@@ -72,6 +90,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
+                log.debug("<= nsexec container setup")
+                log.debug("child process in init()")
                 _reap(pid)
                 parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
                 if ctx.cgroup is not None:
@@ -104,6 +124,8 @@ def launch(ctx: LaunchContext) -> Launched:
                     os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type == Msg.READY:
+                log.debug("setns_init: about to exec" if ctx.mode == "exec"
+                          else "init: closing the pipe to signal completion")
                 if not limits_set:
                     _apply_resources(ctx, "procReady")
                 return Launched(init_pid, parent)

@@ -26,6 +26,10 @@ from pyrun.process.channel import Channel, Msg
 from pyrun.process import init
 from pyrun.process.context import LaunchContext
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyrun.cgroups.manager import CgroupManager
+
 
 def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
     """Run a stage; report any failure over the channel; never return."""
@@ -99,7 +103,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         # everything the container costs the kernel is charged there and a new
         # cgroup namespace is rooted at the container's cgroup.
         if plan["join cgroup"]:
-            ctx.cgroup.join(os.getpid())
+            _join_cgroup(ctx.cgroup, os.getpid())
         step = "set oom_score_adj"
         for act in plan[step]:
             with open("/proc/self/oom_score_adj", "w") as f:
@@ -208,3 +212,14 @@ def _write_time_offsets(lines: list[str]) -> None:
     if lines:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("\n".join(lines) + "\n")
+
+
+def _join_cgroup(cgroup: CgroupManager, pid: int) -> None:
+    """Into the container's cgroup (exec: a --cgroup sub-cgroup): a missing
+    one is reported in runc's words, which its exec.bats greps."""
+    try:
+        cgroup.join(pid)
+    except OSError as e:
+        from pyrun.errors import strerror
+        raise OSError(e.errno, f"error adding pid {pid} to cgroups: failed to write {pid}: "
+                               f"open {e.filename}: {strerror(e.errno)}") from None

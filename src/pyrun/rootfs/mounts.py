@@ -30,6 +30,8 @@ def classify(entry: dict[str, Any], detached: int = -1) -> tuple[str, str, mount
     opts = mount_options.parse(entry.get("options") or [])
     if fstype == "bind":
         opts.flags |= s.MS_BIND
+    if _read_only_later(dest, opts):
+        opts.flags &= ~s.MS_RDONLY
     if detached >= 0:
         kind = "idmapped"
     elif opts.is_bind:
@@ -90,6 +92,25 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
             # namespace may not mount sysfs, but may bind the host's /sys.
             opts.flags |= s.MS_BIND | s.MS_REC
             _bind(root_fd, dest, "/sys", "/", opts)
+
+
+def _read_only_later(dest: str, opts: mount_options.MountOptions) -> bool:
+    """A read-only /dev filesystem is mounted read-write: the devices, the
+    /dev symlinks, devpts, shm and mqueue go in first; the init makes it
+    read-only once the root is set up (as runc's finalizeRootfs)."""
+    return os.path.normpath(dest) == "/dev" and not opts.is_bind and bool(opts.flags & s.MS_RDONLY)
+
+
+def dev_read_only(mounts: list[dict[str, Any]]) -> bool:
+    """Whether some entry asks for a read-only /dev filesystem (see above)."""
+    for entry in mounts:
+        dest = entry.get("destination") or ""
+        opts = mount_options.parse(entry.get("options") or [])
+        if entry.get("type") == "bind":
+            opts.flags |= s.MS_BIND
+        if _read_only_later(dest if dest.startswith("/") else "/" + dest, opts):
+            return True
+    return False
 
 
 def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:

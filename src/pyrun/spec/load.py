@@ -178,6 +178,11 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         raise ConfigError("hostname: unable to set hostname without a private UTS namespace")
     if config.get("domainname") and "uts" not in namespaces:
         raise ConfigError("domainname: unable to set domainname without a private UTS namespace")
+    for key in ("maskedPaths", "readonlyPaths"):
+        if linux.get(key) and "mount" not in namespaces:
+            # runc's words: masking binds over paths, which in the host's mount
+            # namespace would be the host's own
+            raise ConfigError(f"linux.{key}: unable to restrict sys entries without a private MNT namespace")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise ConfigError("linux.timeOffsets: time offsets require a time namespace")
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in namespaces:
