@@ -241,11 +241,41 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "its cgroup statistics (cpu, memory, pids, blkio); --stats prints them once.",
         {"interval": "how often to print statistics",
          "stats": "print the statistics once and exit"}),
+    "explain": (
+        "print what create and start would do, without doing it",
+        "[<container-id>]\n\n" + ID + " (default \"explain\"); it decides the default cgroup path.",
+        "explain validates the bundle's config.json and prints, in order, every step create\n"
+        "and start would carry out on this host: the parent's (state directory, cgroup\n"
+        "directories, device rules, limit files and the values written), stage 1's\n"
+        "(cgroup join, namespaces created or joined) and the init's (mounts, devices,\n"
+        "hooks, masked and read-only paths, capabilities, seccomp, rlimits, user), and\n"
+        "the warnings create would print. Nothing is created. The steps are the ones\n"
+        "create runs (PYRUN_TRACE=<file> makes create write what it did in the same form).\n"
+        "See docs/explain-audit.md for the JSON.",
+        {"bundle": "the bundle directory (default: the current directory)",
+         "config": "a config file to explain instead of <bundle>/config.json (its directory is the bundle)",
+         "format": "text or json",
+         "pid-file": "as create's --pid-file (shown in the plan, not written)",
+         "console-socket": "as create's --console-socket (needed with process.terminal; not connected)",
+         "no-pivot": "as create's --no-pivot",
+         "no-new-keyring": "as create's --no-new-keyring"}),
+    "audit": (
+        "report how a running container is confined, read from the kernel",
+        f"<container-id>\n\n{ID}, as given to \"pyrun create\" (or runc's, with --root).",
+        "audit inspects a running container from the host, from /proc and the cgroup\n"
+        "files, not from its config.json: namespaces shared with the host, uid/gid maps,\n"
+        "capability sets, no_new_privs, seccomp, LSM label, rlimits, cgroup limits,\n"
+        "host paths mounted writable, device nodes, masked and read-only paths, sysctls\n"
+        "that differ from the host and fds that lead outside the rootfs. Findings are\n"
+        "graded high, medium, low or info; --strict exits 1 when any is high.\n"
+        "See docs/explain-audit.md for the JSON.",
+        {"format": "text or json",
+         "strict": "exit 1 when any finding is high-risk"}),
 }
 # Accepted but left out of the help, as runc 1.4 hides them (deprecated there).
 HIDDEN = {"kill": ("all",), "update": ("kernel-memory", "kernel-memory-tcp")}
 ORDER = ("checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps", "restore", "resume", "run",
-         "spec", "start", "state", "update", "features")
+         "spec", "start", "state", "update", "features", "explain", "audit")
 HELP_SUMMARY = "Shows a list of commands or help for one command"
 
 

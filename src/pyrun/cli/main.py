@@ -29,6 +29,7 @@ COMMANDS = {
     "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
     "update": "update", "pause": "pause", "resume": "resume", "ps": "ps", "events": "events",
     "checkpoint": "checkpoint", "restore": "restore",
+    "explain": "explain", "audit": "audit",
 }
 
 EXEC_FAILED = 255      # runc: every exec failure, usage errors aside

@@ -8,25 +8,26 @@ it too, or its capset fails.
 """
 from __future__ import annotations
 
-from pyrun import log
 from pyrun.linux.capabilities import CAPABILITIES
 
 SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
-def drop_ungrantable(process: dict) -> None:
+def drop_ungrantable(process: dict) -> list[str]:
     """Edit process.capabilities in place: no set keeps a capability outside
     our own bounding set (e.g. CAP_SYS_RESOURCE in a sandbox without it), and
     ambient keeps only what is also permitted and inheritable (the kernel
     refuses to raise anything else: runc 1.1's own `runc spec` with an ambient
-    list and no inheritable one)."""
+    list and no inheritable one). Returns the warnings, for the caller to log
+    (create, exec) or show (explain)."""
+    warnings: list[str] = []
     caps = process.get("capabilities")
     if not caps:
-        return
+        return warnings
     named = {n for kind in SETS for n in caps.get(kind) or [] if n in CAPABILITIES}
     missing = sorted(n for n in named if not _in_our_bounding_set(CAPABILITIES[n]))
     if missing:
-        log.warning(f"ignoring capabilities this process cannot grant: {', '.join(missing)}")
+        warnings.append(f"ignoring capabilities this process cannot grant: {', '.join(missing)}")
         for kind in SETS:
             if kind in caps:
                 caps[kind] = [n for n in caps[kind] or [] if n not in missing]
@@ -35,8 +36,9 @@ def drop_ungrantable(process: dict) -> None:
     lost = [n for n in ambient if n not in raisable]
     if lost:
         for name in lost:
-            log.warning(f"can't raise ambient capability {name}: operation not permitted")   # runc's words
+            warnings.append(f"can't raise ambient capability {name}: operation not permitted")   # runc's words
         caps["ambient"] = [n for n in ambient if n in raisable]
+    return warnings
 
 
 def _in_our_bounding_set(cap: int) -> bool:

@@ -52,12 +52,18 @@ def create(req: CreateRequest) -> Created:
     _check_id_mappings(spec)
     if spec["process"].get("capabilities"):
         from pyrun.container.capsets import drop_ungrantable
-        drop_ungrantable(spec["process"])
+        for warning in drop_ungrantable(spec["process"]):
+            log.warning(warning)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
     log.debug(f"create {req.id}: state directory {cdir.path} claimed")
     faults.point("create: claimed")
+    trace_fd = -1
+    if os.environ.get("PYRUN_TRACE"):      # pyrun/trace.py: a debugging aid, imported only then
+        from pyrun import trace
+        trace_fd = trace.open_trace()
+        trace.emit(trace_fd, "parent", "claim state directory", claim_plan(req.root, req.id))
     cgroup = None
     fifo_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
@@ -80,6 +86,10 @@ def create(req: CreateRequest) -> Created:
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
+        if trace_fd >= 0:
+            ctx.trace_fd = trace_fd
+            trace.emit(trace_fd, "parent", "make cgroup", cgroup_plan(cgroup.paths if cgroup else None, spec))
+            trace.emit(trace_fd, "parent", "compile seccomp", seccomp_plan(spec))
         from pyrun.process.launcher import launch
         owner = _meanwhile(req, spec, cgroup)
         log.debug(f"create {req.id}: starting the init")
@@ -89,6 +99,8 @@ def create(req: CreateRequest) -> Created:
             raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
         if log.debugging():
             log.debug(f"create {req.id}: init {launched.pid} ready after its steps: {init_steps('init')}")
+        if trace_fd >= 0:
+            trace.emit(trace_fd, "parent", "record state", record_plan(cdir.path, req.pid_file))
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx, owner)
         faults.point("create: state recorded")
         log.debug(f"create {req.id}: state recorded")
@@ -118,6 +130,8 @@ def create(req: CreateRequest) -> Created:
             sink[1].close()
         if fifo_fd >= 0:
             os.close(fifo_fd)
+        if trace_fd >= 0:
+            os.close(trace_fd)
         cdir.close()
 
 
@@ -127,6 +141,41 @@ def init_steps(mode: str) -> str:
     from pyrun.process.init import EXEC_STEPS, STEPS
     names = [name for name, _step in (EXEC_STEPS if mode == "exec" else STEPS)]
     return ", ".join(names[:names.index("report ready") + 1] if "report ready" in names else names)
+
+
+def claim_plan(root: str, container_id: str) -> list[dict[str, Any]]:
+    path = os.path.join(root, container_id)
+    return [{"do": "mkdir and flock", "path": path}, {"do": "mkfifo", "path": os.path.join(path, "exec.fifo")}]
+
+
+def cgroup_plan(paths: dict[str, str] | None, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The directories made and the device rules set (cgroups/devices.py's list)."""
+    if paths is None:
+        return [{"do": "stay in the caller's cgroup (rootless, no delegated cgroup)"}]
+    from pyrun.cgroups.devices import rules_for
+    devices = "devices.allow/devices.deny" if any("devices" in k.split(",") for k in paths) else "eBPF program"
+    return [{"do": "mkdir", "paths": sorted(paths.values())},
+            {"do": "device rules", "via": devices,
+             "rules": [("allow " if allow else "deny ") + line for allow, line in rules_for(spec)]}]
+
+
+def seccomp_plan(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    cfg = (spec.get("linux") or {}).get("seccomp")
+    if not cfg:
+        return []
+    per_action: dict[str, int] = {}
+    for rule in cfg.get("syscalls") or []:
+        per_action[rule.get("action", "")] = per_action.get(rule.get("action", ""), 0) + len(rule.get("names") or [])
+    return [{"do": "compile the filter (or reuse the cached one)", "defaultAction": cfg.get("defaultAction"),
+             "architectures": cfg.get("architectures") or [], "flags": cfg.get("flags") or [],
+             "syscalls_per_action": per_action, "listenerPath": cfg.get("listenerPath")}]
+
+
+def record_plan(state_dir: str, pid_file: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"do": "write state.json", "path": os.path.join(state_dir, "state.json")}]
+    if pid_file:
+        out.append({"do": "write the pid file", "path": pid_file})
+    return out
 
 
 def _check_host_support(spec: dict[str, Any]) -> None:
@@ -223,12 +272,15 @@ def _make_cgroup(spec: dict[str, Any], container_id: str,
             if not rootless:       # runc: device rules are best effort when rootless
                 manager.destroy()
                 raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
+    return manager, cgroup_binds(layout, paths)
+
+
+def cgroup_binds(layout: Any, paths: dict[str, str]) -> list[tuple[str, str]]:
+    """What a "cgroup" mount shows: [(name below the mount or "", host directory)]."""
     if layout.mode == "v2":
-        binds = [("", paths[""])]
-    else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
-        binds = [(os.path.basename(h.mountpoint), paths[h.key])
-                 for h in layout.hierarchies if not h.is_v2]
-    return manager, binds
+        return [("", paths[""])]
+    # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
+    return [(os.path.basename(h.mountpoint), paths[h.key]) for h in layout.hierarchies if not h.is_v2]
 
 
 def _refuse_occupied(paths: dict[str, str]) -> None:
@@ -252,12 +304,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int
                     cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
                     console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
-    new, join = [], {}
-    for ns in (spec.get("linux") or {}).get("namespaces") or []:
-        if ns.get("path"):
-            join[ns["type"]] = ns["path"]
-        else:
-            new.append(ns["type"])
+    new, join = namespaces_of(spec)
     console = console_sink
     if req.console_socket:
         try:
@@ -279,6 +326,17 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,
                          extra_env=extra_env)
+
+
+def namespaces_of(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """(types created, {type: path joined})."""
+    new, join = [], {}
+    for ns in (spec.get("linux") or {}).get("namespaces") or []:
+        if ns.get("path"):
+            join[ns["type"]] = ns["path"]
+        else:
+            new.append(ns["type"])
+    return new, join
 
 
 def _meanwhile(req: CreateRequest, spec: dict[str, Any], cgroup: Any) -> str:

@@ -66,7 +66,8 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     process = _process(req, config)
     if process.get("capabilities"):     # what create dropped (or a --process file asks for)
         from pyrun.container.capsets import drop_ungrantable
-        drop_ungrantable(process)
+        for warning in drop_ungrantable(process):
+            log.warning(warning)
     terminal = bool(process.get("terminal"))
     if terminal and req.detach and not req.console_socket:
         raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")

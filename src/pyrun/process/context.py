@@ -37,6 +37,7 @@ class LaunchContext:
     idmapped_mounts: dict[int, int] = field(default_factory=dict)
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
     guard_fd: int = -1                    # stage 1 reads "go" here once the guard traces it (process/guard.py)
+    trace_fd: int = -1                    # PYRUN_TRACE's file (pyrun/trace.py), -1 when not tracing
 
     @property
     def process(self) -> dict[str, Any]:

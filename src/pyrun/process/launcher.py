@@ -95,6 +95,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 early.append(msg)
                 continue
             if msg.type == Msg.USERMAP_REQUEST:
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "write id maps", id_map_plan(ctx.linux))
                 _write_id_maps(pid, ctx)
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type == Msg.INIT_PID:
@@ -114,10 +116,14 @@ def launch(ctx: LaunchContext) -> Launched:
                     limits_set = True
                 from pyrun.hooks import hook_state, hooks_of, run_hooks
                 state = hook_state(ctx.spec, ctx.container_id, "creating", init_pid, ctx.bundle)
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "run prestart and createRuntime hooks", hooks_plan(ctx.spec))
                 run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
                 run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
                 parent.send(Msg.HOOKS_DONE)
             elif msg.type == Msg.RLIMITS_REQUEST:
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "prlimit the init", rlimits_plan(ctx.process))
                 _apply_rlimits(init_pid, ctx)
                 parent.send(Msg.RLIMITS_DONE)
             elif msg.type == Msg.SECCOMP_LISTENER:
@@ -171,11 +177,39 @@ def _apply_resources(ctx: LaunchContext, when: str) -> None:
     when there are such hooks (as runc), otherwise at READY.  The runtime's
     own set-up is not charged against pids.max or a tiny memory limit; the
     user process is limited from its first instruction."""
-    from pyrun.cgroups.cgfile import CgroupError
+    from pyrun.cgroups import cgfile
+    if ctx.trace_fd >= 0:
+        cgfile.RECORD = []
     try:
         ctx.cgroup.apply_resources(ctx.linux.get("resources"))
-    except CgroupError as e:
+    except cgfile.CgroupError as e:
         raise PyrunError(f"error setting cgroup config for {when} process: {e}") from None
+    finally:
+        if cgfile.RECORD is not None:
+            _trace(ctx, "write cgroup limits", [{"do": "write", "when": when, **w} for w in cgfile.RECORD])
+            cgfile.RECORD = None
+
+
+def _trace(ctx: LaunchContext, step: str, actions: list) -> None:
+    from pyrun import trace
+    trace.emit(ctx.trace_fd, "parent", step, actions)
+
+
+def id_map_plan(linux: dict) -> list[dict]:
+    return [{"do": "write " + name, "mappings": linux.get(key) or []}
+            for name, key in (("gid_map", "gidMappings"), ("uid_map", "uidMappings")) if linux.get(key)]
+
+
+def hooks_plan(spec: dict) -> list[dict]:
+    from pyrun.hooks import hooks_of
+    return [{"do": f"run {kind} hook", "order": i, "namespace": "runtime", "path": h.get("path"),
+             "args": h.get("args") or [], "timeout": h.get("timeout")}
+            for kind in ("prestart", "createRuntime") for i, h in enumerate(hooks_of(spec, kind))]
+
+
+def rlimits_plan(process: dict) -> list[dict]:
+    return [{"do": "prlimit", "type": rl["type"], "soft": rl["soft"], "hard": rl["hard"]}
+            for rl in process.get("rlimits") or []]
 
 
 def _copy_fd_from(pid: int, fd: int) -> int:
