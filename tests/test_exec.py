@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYRUN
+from conftest import PYRUN, status_fields
 
 
 @pytest.fixture
@@ -111,6 +111,17 @@ def test_exec_stdio_and_signals(pyrun, running):
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 33
+
+
+def test_exec_process_starts_with_default_signal_dispositions(pyrun, running):
+    """As the init's program (test_process.py), the exec'd one: nothing the
+    caller ignored or blocked, nor pyrun's handlers. Checked: with the reset
+    loop in exec_process removed, SigIgn and SigCgt are non-zero."""
+    from test_process import caller_with_odd_signals
+    out = pyrun("exec", running, "cat", "/proc/self/status", preexec_fn=caller_with_odd_signals).stdout
+    fields = status_fields(out)
+    assert {k: fields[k] for k in ("SigBlk", "SigIgn", "SigCgt")} == {
+        "SigBlk": "0" * 16, "SigIgn": "0" * 16, "SigCgt": "0" * 16}
 
 
 def test_exec_with_console_socket(pyrun, running, tmp_path):

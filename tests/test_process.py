@@ -121,6 +121,26 @@ def test_cwd_and_fds_do_not_point_at_the_host(pyrun, bundle):
 
 # --- environment -----------------------------------------------------------------
 
+def caller_with_odd_signals() -> None:
+    """preexec_fn: a caller (a shim, a shell) that ignores and blocks signals;
+    ignored dispositions and the mask survive execve into pyrun."""
+    import signal
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGPIPE, signal.SIGTERM, signal.SIGRTMIN + 3):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGINT})
+
+
+def test_the_process_starts_with_default_signal_dispositions(pyrun, bundle):
+    """Neither pyrun's own handlers (SIGINT, SIGPIPE, the init's wait for
+    `start`) nor what its caller ignored or blocked reach the container's
+    program. Checked: with exec_process's reset loop removed, SigIgn and
+    SigCgt are non-zero; resetting only the signals pyrun handles leaves
+    the caller's SIG_IGN of SIGRTMIN+3 in SigIgn."""
+    fields = status_fields(run_out(pyrun, bundle, "cat", "/proc/self/status", preexec_fn=caller_with_odd_signals))
+    assert {k: fields[k] for k in ("SigBlk", "SigIgn", "SigCgt")} == {
+        "SigBlk": "0" * 16, "SigIgn": "0" * 16, "SigCgt": "0" * 16}
+
+
 def test_env_is_exactly_the_config_plus_home(pyrun, bundle):
     env = ["PATH=/usr/bin:/bin", "FOO=bar baz", "EMPTY=", "WITH_EQ=a=b"]
     bundle.config["process"]["env"] = env
