@@ -142,6 +142,20 @@ def test_configured_home_is_kept(pyrun, bundle):
     assert sorted(out.splitlines()) == ["HOME=/custom", "PATH=/usr/bin"]
 
 
+@pytest.mark.parametrize("env", [["HOME="], ["HOME=/override", "HOME="]])
+def test_empty_home_is_replaced_by_the_passwd_home(pyrun, bundle, env):
+    """The last HOME wins and an empty one is unset (runc 1.2+, env.bats). Before: HOME=""."""
+    bundle.config["process"]["env"] = ["PATH=/usr/bin:/bin"] + env
+    out = run_out(pyrun, bundle, "env")
+    assert sorted(out.splitlines()) == ["HOME=/root", "PATH=/usr/bin:/bin"]
+
+
+def test_last_home_wins_when_not_empty(pyrun, bundle):
+    bundle.config["process"]["env"] = ["PATH=/usr/bin:/bin", "HOME=", "HOME=/override"]
+    out = run_out(pyrun, bundle, "env")
+    assert sorted(out.splitlines()) == ["HOME=/override", "PATH=/usr/bin:/bin"]
+
+
 def test_path_lookup_uses_the_containers_path(pyrun, bundle):
     tools = bundle.rootfs / "opt" / "tools"
     tools.mkdir(parents=True)
