@@ -759,8 +759,10 @@ def wait_for_start(it: Init) -> None:
     hooks = next((act["hooks"] for act in it.actions if act["do"] == "run startContainer hooks"), None)
     if hooks:
         from pyrun.hooks import hook_state, run_hooks
+        # A hook without its own env inherits the process's, as runc's (hooks.bats).
         run_hooks("startContainer", hooks,
-                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
+                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle),
+                  default_env=it.env)
 
 
 def plan_wait_for_start(it: Init) -> list[dict[str, Any]]:
