@@ -389,6 +389,22 @@ def test_time_namespace_boottime_offset(pyrun, bundle):
     assert float(Path("/proc/uptime").read_text().split()[0]) < host_uptime + 60
 
 
+def test_time_offsets_in_a_new_user_namespace(pyrun, open_bundle):
+    """A time namespace owned by the container's new user namespace gets its offsets (runc 1.2+
+    timens.bats "simple timens + userns"). Before: "set time offsets: permission denied": our
+    /proc/self files are the host root's while we are not dumpable."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"] += [{"type": "user"}, {"type": "time"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["timeOffsets"] = {"monotonic": {"secs": 7881, "nanosecs": 2718281},
+                            "boottime": {"secs": 1337, "nanosecs": 3141519}}
+    out = run_out(pyrun, bundle, "cat", "/proc/self/timens_offsets")
+    assert [line.split() for line in out.splitlines()] == [["monotonic", "7881", "2718281"],
+                                                           ["boottime", "1337", "3141519"]]
+
+
 # --- user namespace -------------------------------------------------------------------
 
 def test_user_namespace(pyrun, open_bundle):

@@ -135,7 +135,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
             s.unshare(flags)
         step = "set time offsets"
         for act in plan[step]:
-            _write_time_offsets(act["lines"])
+            _write_time_offsets(act["lines"], "user" in ctx.new_namespaces)
     except OSError as e:
         raise InitError(step, oserror_text(e)) from None
 
@@ -214,10 +214,20 @@ def _join_namespaces(joins: list[tuple[str, str]]) -> None:
             os.close(fd)
 
 
-def _write_time_offsets(lines: list[str]) -> None:
-    if lines:
+def _write_time_offsets(lines: list[str], in_new_userns: bool) -> None:
+    """In a new user namespace our /proc/self files belong to the host's root
+    while we are not dumpable (EACCES, though we hold CAP_SYS_TIME over the
+    time namespace): dumpable for the write only, as for the id maps."""
+    if not lines:
+        return
+    if in_new_userns:
+        s.prctl(s.PR_SET_DUMPABLE, 1)
+    try:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("\n".join(lines) + "\n")
+    finally:
+        if in_new_userns:
+            s.prctl(s.PR_SET_DUMPABLE, 0)
 
 
 def _join_cgroup(cgroup: CgroupManager, pid: int) -> None:
