@@ -66,6 +66,22 @@ def test_tmpfs_data_options_and_relative_destination(pyrun, bundle):
     assert mounts["/data"][1] == "tmpfs"      # relative destinations are relative to /
 
 
+def test_tmpfs_over_an_existing_directory_takes_its_mode(pyrun, bundle):
+    """runc 1.2+ (run.bats "runc run with tmpfs", mounts.bats "tmpfs mount mode= inherit"):
+    no mode= given, an existing mountpoint's mode (special bits too) is the tmpfs's; an explicit
+    mode= still wins; a new mountpoint keeps tmpfs's 1777. Before: 1777 for all three."""
+    for name, mode in (("inherit", 0o6771), ("explicit", 0o710)):
+        (bundle.rootfs / name).mkdir()
+        os.chmod(bundle.rootfs / name, mode)
+    bundle.config["mounts"] += [
+        {"destination": "/inherit", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+        {"destination": "/explicit", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1500"]},
+        {"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    out = _run(pyrun, bundle, "stat -c %a /inherit /explicit /fresh").stdout
+    assert out.splitlines() == ["6771", "1500", "1777"]
+
+
 def test_mount_targets_cannot_escape_the_rootfs(pyrun, bundle, tmp_path):
     """CVE-2021-30465 class. Two layers keep targets inside: ensure_path walks
     symlinks itself as if the rootfs were `/`, and every lookup is an openat2
