@@ -121,6 +121,18 @@ def test_readonly_root_masked_and_readonly_paths(pyrun, bundle):
     assert mounts["/sys/firmware"][1] == "tmpfs"
 
 
+def test_masked_directories_share_one_read_only_tmpfs(pyrun, bundle):
+    """runc 1.3+ (mask.bats "directories share tmpfs"): one filesystem for every masked
+    directory (same st_dev), read-only in each. Before: one tmpfs each (three devices)."""
+    for name in ("m1", "m2", "m3"):
+        (bundle.rootfs / name).mkdir()
+    bundle.config["linux"]["maskedPaths"] = ["/m1", "/m2", "/m3"]
+    res = _run(pyrun, bundle, "stat -c %d /m1 /m2 /m3 / | sort -u | wc -l; "
+               "for d in m1 m2 m3; do touch /$d/x 2>/dev/null && echo $d-writable || echo $d-ro; done; "
+               "grep -c ' /m[123] .* - tmpfs ' /proc/self/mountinfo")
+    assert res.stdout.split() == ["2", "m1-ro", "m2-ro", "m3-ro", "3"]
+
+
 def test_no_pivot(pyrun, bundle):
     bundle.set_args("sh", "-c", "cat /proc/self/mountinfo; ls /")
     out = pyrun("run", "--no-pivot", "-b", str(bundle.path), pyrun.new_id()).stdout
