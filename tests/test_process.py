@@ -407,6 +407,33 @@ def test_time_offsets_in_a_new_user_namespace(pyrun, open_bundle):
 
 # --- user namespace -------------------------------------------------------------------
 
+def test_joining_another_containers_user_namespace(pyrun, open_bundle):
+    """By path, no mappings of its own, with the default mounts (devpts gid=5): runc 1.2+
+    userns.bats "userns join other container userns". Before: "error mounting 'devpts' ...:
+    value too large for defined data type": our host uid/gid are unmapped there."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.set_args("sleep", "300")
+    target = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), target)
+    try:
+        pid = pyrun.state(target)["pid"]
+        for ns in linux["namespaces"]:
+            if ns["type"] == "user":
+                ns["path"] = f"/proc/{pid}/ns/user"
+        del linux["uidMappings"], linux["gidMappings"]
+        bundle.set_args("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; "
+                        "readlink /proc/self/ns/user")
+        out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+        assert out == ["0", "100000", "65536", "0", "100000", "65536", "0", "0",
+                       os.readlink(f"/proc/{pid}/ns/user")]
+    finally:
+        pyrun("delete", "-f", target)
+
+
 def test_user_namespace(pyrun, open_bundle):
     bundle = open_bundle
     shared = bundle.path / "shared"

@@ -209,6 +209,16 @@ def _join_namespaces(joins: list[tuple[str, str]]) -> None:
                 s.setns(fd, NAMESPACES[ns][0])
             except OSError as e:
                 raise OSError(e.errno, f"failed to join {ns} namespace {path}: {oserror_text(e)}") from None
+            if ns == "user":
+                # Root in it, as after creating one: our host ids are unmapped
+                # there, and the kernel refuses new mounts (devpts: EOVERFLOW)
+                # to a process whose fsuid/fsgid it cannot map (runc's nsexec).
+                try:
+                    os.setresgid(0, 0, 0)
+                    os.setresuid(0, 0, 0)
+                except OSError as e:
+                    raise OSError(e.errno, f"failed to become root in user namespace: "
+                                           f"{oserror_text(e)}") from None
     finally:
         for _ns, _path, fd in fds:
             os.close(fd)
