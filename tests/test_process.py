@@ -20,6 +20,7 @@ import pytest
 
 import conftest
 from conftest import PYRUN, status_fields
+from waiting import eventually
 
 
 def run_out(pyrun, bundle, *args: str, **kw) -> str:
@@ -431,6 +432,40 @@ def test_joining_another_containers_user_namespace(pyrun, open_bundle):
         assert out == ["0", "100000", "65536", "0", "100000", "65536", "0", "0",
                        os.readlink(f"/proc/{pid}/ns/user")]
     finally:
+        pyrun("delete", "-f", target)
+
+
+def test_joining_a_user_namespace_and_a_network_namespace_it_does_not_own(pyrun, open_bundle):
+    """The network namespace is the host's root's (a host process's), the user namespace a
+    container's: the first is joined before the second, as runc does (userns.bats "userns join
+    external namespaces [wrong userns owner]"). Before: "failed to join network namespace
+    ...: operation not permitted": pyrun joined the user namespace first."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.set_args("sleep", "300")
+    target = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), target)
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        eventually(lambda: os.readlink(netns) != os.readlink("/proc/self/ns/net"), what="holder's netns")
+        userns = f"/proc/{pyrun.state(target)['pid']}/ns/user"
+        for ns in linux["namespaces"]:
+            ns.update({"user": {"path": userns}, "network": {"path": netns}}.get(ns["type"], {}))
+        del linux["uidMappings"], linux["gidMappings"]
+        # no sysfs of our own in a network namespace our user namespace does not own
+        bundle.config["mounts"] = [m if m.get("type") != "sysfs" else
+                                   {"destination": m["destination"], "type": "bind", "source": "/sys",
+                                    "options": ["rbind"]} for m in bundle.config["mounts"]]
+        bundle.set_args("sh", "-c", "readlink /proc/self/ns/user; readlink /proc/self/ns/net")
+        out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+        assert out == [os.readlink(userns), os.readlink(netns)]
+    finally:
+        holder.kill()
+        holder.wait()
         pyrun("delete", "-f", target)
 
 
