@@ -469,6 +469,19 @@ def test_joining_a_user_namespace_and_a_network_namespace_it_does_not_own(pyrun,
         pyrun("delete", "-f", target)
 
 
+def test_an_empty_namespace_path_is_a_new_namespace(pyrun, bundle):
+    """`"path": ""` is no path, as runc (Go) reads it (run.bats "joining existing container
+    namespaces" gives the mount namespace so). Before: "linux.namespaces[N].path: '' does
+    not match '^/'"."""
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] in ("mount", "uts"):
+            ns["path"] = ""
+    bundle.set_args("sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/uts")
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+    host = [os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/uts")]
+    assert len(out) == 2 and out[0] != host[0] and out[1] != host[1]
+
+
 def test_user_namespace(pyrun, open_bundle):
     bundle = open_bundle
     shared = bundle.path / "shared"
