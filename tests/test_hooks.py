@@ -96,6 +96,17 @@ def test_failing_start_container_hook_fails_start_and_stops(pyrun, bundle):
     pyrun("delete", cid)
 
 
+def test_start_container_hook_without_env_gets_the_process_env(pyrun, bundle):
+    """As runc's (1.2+ hooks.bats "startContainer hook should inherit process environment"):
+    the hook runs in the container with the process's env, HOME included. Before: pyrun's own."""
+    bundle.config["process"]["env"] = ["ONE=two", "PATH=/bin"]
+    bundle.config["hooks"] = {"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", 'echo "$ONE $HOME $PATH" > /hook-env']}]}
+    bundle.set_args("true")
+    pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert (bundle.rootfs / "hook-env").read_text() == "two /root /bin\n"
+
+
 def test_hook_killed_by_a_signal_is_named_as_runc_names_it(pyrun, bundle):
     """runc reports a hook's death with Go's signal words: a startContainer
     hook runs under the container's seccomp filter, and its SIGSYS reads

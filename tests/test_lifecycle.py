@@ -131,6 +131,40 @@ def test_kill_all_signals_every_process(pyrun, bundle):
     pyrun("delete", cid)
 
 
+def test_kill_of_a_host_pidns_container_whose_init_is_gone_kills_the_rest(pyrun, bundle, tmp_path):
+    """No pid namespace: the init dies, exec'd processes live on in the cgroup; `kill KILL`
+    kills them and succeeds (runc 1.2+ kill.bats "kill KILL [host pidns + init gone]").
+    Before: "container not running", exit 1, and the sleeps left running."""
+    bundle.config["linux"]["namespaces"] = [ns for ns in bundle.config["linux"]["namespaces"]
+                                            if ns["type"] != "pid"]
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    pids = []
+    for n in range(3):
+        pid_file = tmp_path / f"exec{n}.pid"
+        pyrun("exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "301")
+        pids.append(int(pid_file.read_text()))
+    os.kill(pyrun.state(cid)["pid"], signal.SIGKILL)
+    assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
+    assert [proc_state(pid) for pid in pids] == ["S", "S", "S"]      # still alive after the init
+
+    res = pyrun("kill", cid, "KILL", check=False)
+    assert (res.returncode, res.stderr) == (0, "")
+    eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), what="exec'd sleeps gone")
+    pyrun("delete", cid)
+
+
+def test_kill_of_a_stopped_container_with_its_own_pidns_is_not_running(pyrun, bundle):
+    bundle.set_args("true")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    pyrun.wait_status(cid, "stopped")
+    res = pyrun("kill", cid, "KILL", check=False)
+    assert res.returncode == 1 and 'msg="container not running"' in res.stderr
+    pyrun("delete", cid)
+
+
 def test_unknown_signal_is_an_error(pyrun, bundle):
     bundle.set_args("sleep", "300")
     cid = pyrun.new_id()

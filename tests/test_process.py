@@ -20,6 +20,7 @@ import pytest
 
 import conftest
 from conftest import PYRUN, status_fields
+from waiting import eventually
 
 
 def run_out(pyrun, bundle, *args: str, **kw) -> str:
@@ -160,6 +161,20 @@ def test_configured_home_is_kept(pyrun, bundle):
     bundle.config["process"]["env"] = ["PATH=/usr/bin", "HOME=/custom"]
     out = run_out(pyrun, bundle, "env")
     assert sorted(out.splitlines()) == ["HOME=/custom", "PATH=/usr/bin"]
+
+
+@pytest.mark.parametrize("env", [["HOME="], ["HOME=/override", "HOME="]])
+def test_empty_home_is_replaced_by_the_passwd_home(pyrun, bundle, env):
+    """The last HOME wins and an empty one is unset (runc 1.2+, env.bats). Before: HOME=""."""
+    bundle.config["process"]["env"] = ["PATH=/usr/bin:/bin"] + env
+    out = run_out(pyrun, bundle, "env")
+    assert sorted(out.splitlines()) == ["HOME=/root", "PATH=/usr/bin:/bin"]
+
+
+def test_last_home_wins_when_not_empty(pyrun, bundle):
+    bundle.config["process"]["env"] = ["PATH=/usr/bin:/bin", "HOME=", "HOME=/override"]
+    out = run_out(pyrun, bundle, "env")
+    assert sorted(out.splitlines()) == ["HOME=/override", "PATH=/usr/bin:/bin"]
 
 
 def test_path_lookup_uses_the_containers_path(pyrun, bundle):
@@ -395,7 +410,97 @@ def test_time_namespace_boottime_offset(pyrun, bundle):
     assert float(Path("/proc/uptime").read_text().split()[0]) < host_uptime + 60
 
 
+def test_time_offsets_in_a_new_user_namespace(pyrun, open_bundle):
+    """A time namespace owned by the container's new user namespace gets its offsets (runc 1.2+
+    timens.bats "simple timens + userns"). Before: "set time offsets: permission denied": our
+    /proc/self files are the host root's while we are not dumpable."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"] += [{"type": "user"}, {"type": "time"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["timeOffsets"] = {"monotonic": {"secs": 7881, "nanosecs": 2718281},
+                            "boottime": {"secs": 1337, "nanosecs": 3141519}}
+    out = run_out(pyrun, bundle, "cat", "/proc/self/timens_offsets")
+    assert [line.split() for line in out.splitlines()] == [["monotonic", "7881", "2718281"],
+                                                           ["boottime", "1337", "3141519"]]
+
+
 # --- user namespace -------------------------------------------------------------------
+
+def test_joining_another_containers_user_namespace(pyrun, open_bundle):
+    """By path, no mappings of its own, with the default mounts (devpts gid=5): runc 1.2+
+    userns.bats "userns join other container userns". Before: "error mounting 'devpts' ...:
+    value too large for defined data type": our host uid/gid are unmapped there."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.set_args("sleep", "300")
+    target = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), target)
+    try:
+        pid = pyrun.state(target)["pid"]
+        for ns in linux["namespaces"]:
+            if ns["type"] == "user":
+                ns["path"] = f"/proc/{pid}/ns/user"
+        del linux["uidMappings"], linux["gidMappings"]
+        bundle.set_args("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; "
+                        "readlink /proc/self/ns/user")
+        out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+        assert out == ["0", "100000", "65536", "0", "100000", "65536", "0", "0",
+                       os.readlink(f"/proc/{pid}/ns/user")]
+    finally:
+        pyrun("delete", "-f", target)
+
+
+def test_joining_a_user_namespace_and_a_network_namespace_it_does_not_own(pyrun, open_bundle):
+    """The network namespace is the host's root's (a host process's), the user namespace a
+    container's: the first is joined before the second, as runc does (userns.bats "userns join
+    external namespaces [wrong userns owner]"). Before: "failed to join network namespace
+    ...: operation not permitted": pyrun joined the user namespace first."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.set_args("sleep", "300")
+    target = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), target)
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        eventually(lambda: os.readlink(netns) != os.readlink("/proc/self/ns/net"), what="holder's netns")
+        userns = f"/proc/{pyrun.state(target)['pid']}/ns/user"
+        for ns in linux["namespaces"]:
+            ns.update({"user": {"path": userns}, "network": {"path": netns}}.get(ns["type"], {}))
+        del linux["uidMappings"], linux["gidMappings"]
+        # no sysfs of our own in a network namespace our user namespace does not own
+        bundle.config["mounts"] = [m if m.get("type") != "sysfs" else
+                                   {"destination": m["destination"], "type": "bind", "source": "/sys",
+                                    "options": ["rbind"]} for m in bundle.config["mounts"]]
+        bundle.set_args("sh", "-c", "readlink /proc/self/ns/user; readlink /proc/self/ns/net")
+        out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+        assert out == [os.readlink(userns), os.readlink(netns)]
+    finally:
+        holder.kill()
+        holder.wait()
+        pyrun("delete", "-f", target)
+
+
+def test_an_empty_namespace_path_is_a_new_namespace(pyrun, bundle):
+    """`"path": ""` is no path, as runc (Go) reads it (run.bats "joining existing container
+    namespaces" gives the mount namespace so). Before: "linux.namespaces[N].path: '' does
+    not match '^/'"."""
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] in ("mount", "uts"):
+            ns["path"] = ""
+    bundle.set_args("sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/uts")
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.split()
+    host = [os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/uts")]
+    assert len(out) == 2 and out[0] != host[0] and out[1] != host[1]
+
 
 def test_user_namespace(pyrun, open_bundle):
     bundle = open_bundle

@@ -66,6 +66,22 @@ def test_tmpfs_data_options_and_relative_destination(pyrun, bundle):
     assert mounts["/data"][1] == "tmpfs"      # relative destinations are relative to /
 
 
+def test_tmpfs_over_an_existing_directory_takes_its_mode(pyrun, bundle):
+    """runc 1.2+ (run.bats "runc run with tmpfs", mounts.bats "tmpfs mount mode= inherit"):
+    no mode= given, an existing mountpoint's mode (special bits too) is the tmpfs's; an explicit
+    mode= still wins; a new mountpoint keeps tmpfs's 1777. Before: 1777 for all three."""
+    for name, mode in (("inherit", 0o6771), ("explicit", 0o710)):
+        (bundle.rootfs / name).mkdir()
+        os.chmod(bundle.rootfs / name, mode)
+    bundle.config["mounts"] += [
+        {"destination": "/inherit", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+        {"destination": "/explicit", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1500"]},
+        {"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    out = _run(pyrun, bundle, "stat -c %a /inherit /explicit /fresh").stdout
+    assert out.splitlines() == ["6771", "1500", "1777"]
+
+
 def test_mount_targets_cannot_escape_the_rootfs(pyrun, bundle, tmp_path):
     """CVE-2021-30465 class. Two layers keep targets inside: ensure_path walks
     symlinks itself as if the rootfs were `/`, and every lookup is an openat2
@@ -103,6 +119,18 @@ def test_readonly_root_masked_and_readonly_paths(pyrun, bundle):
     assert mounts["/"][0].startswith("ro")
     assert mounts["/proc/sys"][0].startswith("ro")
     assert mounts["/sys/firmware"][1] == "tmpfs"
+
+
+def test_masked_directories_share_one_read_only_tmpfs(pyrun, bundle):
+    """runc 1.3+ (mask.bats "directories share tmpfs"): one filesystem for every masked
+    directory (same st_dev), read-only in each. Before: one tmpfs each (three devices)."""
+    for name in ("m1", "m2", "m3"):
+        (bundle.rootfs / name).mkdir()
+    bundle.config["linux"]["maskedPaths"] = ["/m1", "/m2", "/m3"]
+    res = _run(pyrun, bundle, "stat -c %d /m1 /m2 /m3 / | sort -u | wc -l; "
+               "for d in m1 m2 m3; do touch /$d/x 2>/dev/null && echo $d-writable || echo $d-ro; done; "
+               "grep -c ' /m[123] .* - tmpfs ' /proc/self/mountinfo")
+    assert res.stdout.split() == ["2", "m1-ro", "m2-ro", "m3-ro", "3"]
 
 
 def test_no_pivot(pyrun, bundle):

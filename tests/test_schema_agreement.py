@@ -239,6 +239,8 @@ STRICT_CASES = [
     ("namespace-duplicate", "config", _cfg(linux={"namespaces": [{"type": "pid"}, {"type": "pid"}]}), False),
     ("namespace-path-relative", "config",
      _cfg(linux={"namespaces": [{"type": "pid", "path": "proc/1/ns/pid"}]}), False),
+    ("namespace-path-empty-is-none", "config",
+     _cfg(linux={"namespaces": [{"type": "pid", "path": ""}]}), True),
     ("device-major-required", "config", _cfg(linux={"devices": [{"type": "c", "path": "/dev/x"}]}), False),
     ("device-fifo-no-major", "config", _cfg(linux={"devices": [{"type": "p", "path": "/dev/x"}]}), True),
     ("timeOffsets-unknown-clock", "config",

@@ -232,3 +232,69 @@ def test_exec_pty_is_owned_by_the_exec_user(pyrun, bundle):
         assert [line for line in text.splitlines() if line] == ["1000:5", "done"], text
     finally:
         pyrun("delete", "--force", cid)
+
+
+# --- the bytes a foreground terminal gives (runc 1.2+ env.bats/run.bats compare `$output` lines) ---
+
+def _tty_in_pipe_out(cmd: list[str]) -> tuple[int, bytes]:
+    """Run `cmd` with a pty as stdin and stderr, a pipe as stdout (what `out=$(runc run -t ...)`
+    in a terminal gives): (exit status, the stdout bytes)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(cmd, stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                                start_new_session=True)
+        os.close(slave)
+        slave = -1
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_run_terminal_output_has_no_carriage_returns(pyrun, bundle):
+    """runc clears ONLCR on the pty it proxies, so a pipe gets "a\\nb\\n". Before: "a\\r\\nb\\r\\n"
+    (env.bats "non-empty HOME env is used" saw "/override\\r" as its first line)."""
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("sh", "-c", "echo a; echo b")
+    rc, out = _tty_in_pipe_out([str(PYRUN), "--root", str(pyrun.root), "run", "-b", str(bundle.path),
+                                pyrun.new_id()])
+    assert (rc, out) == (0, b"a\nb\n")
+
+
+def test_exec_terminal_output_has_no_carriage_returns(pyrun, bundle):
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        rc, out = _tty_in_pipe_out([str(PYRUN), "--root", str(pyrun.root), "exec", "-t", cid,
+                                    "sh", "-c", "echo a; echo b"])
+        assert (rc, out) == (0, b"a\nb\n")
+    finally:
+        pyrun("delete", "--force", cid)
+
+
+def test_run_terminal_on_our_terminal_still_ends_lines_with_crlf(pyrun, bundle):
+    """Our terminal in raw mode keeps output processing (as runc's), so with the container's
+    ONLCR off a terminal still gets "\\r\\n", not a staircase of bare "\\n"."""
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("sh", "-c", "echo a; echo b")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "run", "-b", str(bundle.path),
+                                 pyrun.new_id()], stdin=slave, stdout=slave, stderr=slave,
+                                start_new_session=True)
+        os.close(slave)
+        slave = -1
+        data = b""
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            data += read_pty(master, timeout=0.2)
+        data += read_pty(master, timeout=1)
+        assert proc.wait(timeout=10) == 0
+        assert data == b"a\r\nb\r\n"
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)

@@ -284,6 +284,32 @@ def bats_env(cache: Path) -> dict[str, str]:
             "GIT_CONFIG_VALUE_0": SPEC_URL}
 
 
+def prepare_source(cache: Path, tree: Path) -> None:
+    """Another runc tree's suite (bats.py --source): its helpers built, this cache's images.
+
+    Newer trees keep their helpers in tests/cmd (built into tests/cmd/_bin, as
+    `make test-binaries` does), older ones in contrib/cmd beside the binary.
+    A stamp in the tree makes a second run free.
+    """
+    stamp = tree / ".pyrun-prepared"
+    if stamp.exists():
+        return
+    env = go_env(cache)
+    tags = ["-tags", "seccomp urfave_cli_no_docs"]
+    if (tree / "tests" / "cmd").is_dir():
+        (tree / "tests/cmd/_bin").mkdir(exist_ok=True)
+        for cmd in sorted(p.name for p in (tree / "tests/cmd").iterdir() if any(p.glob("*.go"))):
+            run(["go", "build", *tags, "-o", "tests/cmd/_bin/", f"./tests/cmd/{cmd}"], cwd=tree, env=env)
+    for cmd in ("recvtty", "sd-helper", "seccompagent", "memfd-bind"):
+        if (tree / "contrib/cmd" / cmd).is_dir():
+            run(["go", "build", *tags, "-o", f"contrib/cmd/{cmd}/{cmd}", f"./contrib/cmd/{cmd}"],
+                cwd=tree, env=env)
+    testdata = tree / "tests/integration/testdata"
+    for image in (cache / "runc-1.1.5/tests/integration/testdata").glob("*.tar.xz"):
+        shutil.copy2(image, testdata / image.name)
+    stamp.write_text("")
+
+
 BATS_STEPS = [("go", build_go), ("runc-tree", build_runc_tree),
               ("bats-busybox", build_bats_busybox), ("bats-debian", build_bats_debian),
               ("spec-validator", build_spec_validator)]

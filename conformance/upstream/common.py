@@ -363,7 +363,7 @@ def kill_hung(commands: list[str], dirs: list[str], limit: float) -> list[str]:
 # --- what both runners' main() does the same way --------------------------------
 
 def parse_args(doc: str, prog: str, jobs_env: str, jobs_help: str, select: str,
-               select_help: str) -> tuple[argparse.Namespace, list[str]]:
+               select_help: str, extra=None) -> tuple[argparse.Namespace, list[str]]:
     """The runners' shared command line; exits 2 unless run as root. Returns the
     arguments and the runtime binaries (absolute paths, or found on PATH)."""
     import shutil
@@ -376,6 +376,8 @@ def parse_args(doc: str, prog: str, jobs_env: str, jobs_help: str, select: str,
     ap.add_argument("--update-expected", action="store_true",
                     help="rewrite the expected list from this run (keeps reasons)")
     ap.add_argument("--logs", type=Path, help=f"keep each {select}'s output here")
+    if extra:
+        extra(ap)                 # a runner's own options
     args = ap.parse_args()
     if os.geteuid() != 0:
         print(f"{prog}: run as root", file=sys.stderr)

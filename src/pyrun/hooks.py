@@ -36,15 +36,17 @@ def hooks_of(spec: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return list((spec.get("hooks") or {}).get(kind) or [])
 
 
-def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:
-    """Run in order; the first failure raises with runc's wording."""
+def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any],
+              default_env: list[str] | None = None) -> None:
+    """Run in order; the first failure raises with runc's wording. A hook
+    without `env` gets `default_env` when given (startContainer: the process's)."""
     if not hooks:
         return
     import subprocess
     payload = json.dumps(state).encode()
     for i, hook in enumerate(hooks):
         args = hook.get("args") or [hook["path"]]
-        env = hook.get("env")
+        env = hook.get("env", default_env)
         env_map = None if env is None else dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
         timeout = hook.get("timeout")
         try:

@@ -19,7 +19,8 @@ def request(glob, opts, args, usage: str):
     from pyrun.container.create import CreateRequest
     check_args(usage, args, exactly=1)
     return CreateRequest(root=glob.root, id=args[0], bundle=opts["bundle"], pid_file=opts["pid_file"],
-                         console_socket=opts["console_socket"], no_pivot=opts["no_pivot"],
+                         console_socket=opts["console_socket"], pidfd_socket=opts["pidfd_socket"],
+                         no_pivot=opts["no_pivot"],
                          no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"],
                          rootless=glob.rootless)
 

@@ -21,7 +21,7 @@ def main(glob, argv: list[str]) -> int:
     return exec_process(ExecRequest(
         root=glob.root, id=args[0], args=args[1:], process_file=opts["process"],
         detach=opts["detach"], pid_file=opts["pid_file"], console_socket=opts["console_socket"],
-        tty=opts["tty"], cwd=opts["cwd"], env=opts["env"], user=opts["user"],
+        pidfd_socket=opts["pidfd_socket"], tty=opts["tty"], cwd=opts["cwd"], env=opts["env"], user=opts["user"],
         additional_gids=opts["additional_gids"], caps=opts["cap"], no_new_privs=opts["no_new_privs"],
         apparmor=opts["apparmor"], process_label=opts["process_label"],
         preserve_fds=opts["preserve_fds"], cgroup=opts["cgroup"], ignore_paused=opts["ignore_paused"]))

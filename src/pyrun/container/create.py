@@ -26,6 +26,7 @@ class CreateRequest:
     bundle: str | None = None
     pid_file: str | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
@@ -91,6 +92,11 @@ def create(req: CreateRequest) -> Created:
             trace.emit(trace_fd, "parent", "make cgroup", cgroup_plan(cgroup.paths if cgroup else None, spec))
             trace.emit(trace_fd, "parent", "compile seccomp", seccomp_plan(spec))
         from pyrun.process.launcher import launch
+        pidfd_sock = None
+        if req.pidfd_socket:
+            from pyrun.container import pidfd
+            pidfd_sock = pidfd.connect(req.pidfd_socket)
+            ctx.parent_fds.append(pidfd_sock.fileno())     # not for the container
         owner = _meanwhile(req, spec, cgroup)
         log.debug(f"create {req.id}: starting the init")
         try:
@@ -107,6 +113,8 @@ def create(req: CreateRequest) -> Created:
         if req.pid_file:
             write_pid_file(req.pid_file, launched.pid)
             log.debug(f"create {req.id}: pid {launched.pid} written to {req.pid_file}")
+        if pidfd_sock is not None:
+            pidfd.send(pidfd_sock, launched.pid, "standard")
         launched.release()
         return Created(launched.pid, state, sink[0] if sink else None)
     except BaseException:

@@ -29,6 +29,7 @@ class ExecRequest:
     detach: bool = False
     pid_file: str | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     tty: bool = False
     cwd: str | None = None
     env: list[str] = field(default_factory=list)
@@ -84,6 +85,11 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         else:
             sink_parent, console = unixsock.socketpair()
     ctx = _context(req, state, spec, console, cgroup)
+    pidfd_sock = None
+    if req.pidfd_socket:
+        from pyrun.container import pidfd
+        pidfd_sock = pidfd.connect(req.pidfd_socket)
+        ctx.parent_fds.append(pidfd_sock.fileno())     # not for the process
     from pyrun.process.launcher import launch
     try:
         launched = launch(ctx)
@@ -98,6 +104,12 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
             write_pid_file(req.pid_file, launched.pid)
         except PyrunError:
             _abandon(launched)     # as runc: the process must not run on unrecorded
+            raise
+    if pidfd_sock is not None:
+        try:
+            pidfd.send(pidfd_sock, launched.pid, "setns")
+        except PyrunError:
+            _abandon(launched)
             raise
     from pyrun.container.foreground import copy_size, forward_signals, proxy_terminal, wait
     if not req.detach:

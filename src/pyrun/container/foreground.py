@@ -69,6 +69,11 @@ def proxy_terminal(master: int, pid: int) -> int:
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin)
+        # Output processing stays on (as runc's raw mode): the container's pty
+        # no longer turns "\n" into "\r\n" (receive_master), our terminal does.
+        raw = termios.tcgetattr(stdin)
+        raw[1] |= termios.OPOST
+        termios.tcsetattr(stdin, termios.TCSANOW, raw)
         copy_size(master)
         signal.signal(signal.SIGWINCH, lambda *_: set_size(master, *get_size(stdin)))
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

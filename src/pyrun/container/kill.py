@@ -35,18 +35,24 @@ def kill(root: str, container_id: str, sig: int | str, all_processes: bool = Fal
             sig = parse_signal(sig)
         state = cdir.load()
         status = status_of(cdir, state)
+        private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
+            str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
+        paths = state.get("cgroup_paths") or {}
         if status == STOPPED:
             if all_processes:
                 return          # runc ignores "not running" with --all
+            if sig == _signal.SIGKILL and not private_pidns and any(map(os.path.isdir, paths.values())):
+                # The host's pid namespace: the init is gone, not what it
+                # started (exec'd processes); runc 1.2+ kills those too.
+                log.debug(f"kill {container_id}: stopped, KILL to what is left in its cgroup")
+                signal_all(paths, sig)
+                return
             raise PyrunError(errors.NOT_RUNNING)
         if sig == 0:         # `kill ID 0`: is it alive? Nothing to freeze or signal.
             if not all_processes:
                 _alive(state["init_process_pid"])
             log.debug(f"kill {container_id}: {status}, alive")
             return
-        private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
-            str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
-        paths = state.get("cgroup_paths") or {}
         # rootless without a cgroup: only the init can be named (runc does the same)
         if paths and (all_processes or (sig == _signal.SIGKILL and not private_pidns)):
             log.debug(f"kill {container_id}: signal {sig} to every process in its cgroup")

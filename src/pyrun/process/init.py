@@ -542,9 +542,16 @@ def prepare_environment(it: Init) -> None:
 def plan_prepare_environment(it: Init) -> list[dict[str, Any]]:
     env = list(it.ctx.process.get("env") or []) + it.ctx.extra_env
     out: list[dict[str, Any]] = [{"do": "environment", "variables": len(env)}]
-    if not any(e.startswith("HOME=") for e in env):
+    if not _home_given(env):
         out.append({"do": "HOME from the container's /etc/passwd", "fallback": "/"})
     return out
+
+
+def _home_given(env: list[str]) -> bool:
+    """The last HOME entry wins, and an empty one counts as unset (runc 1.2+:
+    `HOME=` in the config still gets the user's home)."""
+    homes = [e for e in env if e.startswith("HOME=")]
+    return bool(homes) and homes[-1] != "HOME="
 
 
 def apply_rlimits(it: Init) -> None:
@@ -752,8 +759,10 @@ def wait_for_start(it: Init) -> None:
     hooks = next((act["hooks"] for act in it.actions if act["do"] == "run startContainer hooks"), None)
     if hooks:
         from pyrun.hooks import hook_state, run_hooks
+        # A hook without its own env inherits the process's, as runc's (hooks.bats).
         run_hooks("startContainer", hooks,
-                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle))
+                  hook_state(it.ctx.spec, it.ctx.container_id, "created", os.getpid(), it.ctx.bundle),
+                  default_env=it.env)
 
 
 def plan_wait_for_start(it: Init) -> list[dict[str, Any]]:

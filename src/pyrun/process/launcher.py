@@ -53,7 +53,14 @@ def launch(ctx: LaunchContext) -> Launched:
     s.prctl(s.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = chan.pair()
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    affinity = _exec_affinity(ctx)
+    ours = _enter_initial_affinity(affinity.get("initial"))
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if ours is not None and pid != 0:
+            os.sched_setaffinity(0, ours)
     if pid == 0:
         parent.close()
         os.close(go_w)
@@ -74,6 +81,8 @@ def launch(ctx: LaunchContext) -> Launched:
     # steps (runc: its Go init starts); the init reports ready (runc's init
     # closes its pipe; an exec'd process then execs).
     log.debug("=> nsexec container setup")
+    if log.debugging():     # runc's nsexec logs it before the cgroup (cpu_affinity.bats reads it)
+        log.debug(f"nsexec-0[{pid}]: affinity: {_mask(os.sched_getaffinity(pid)):#x}")
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0
@@ -101,6 +110,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
+                # Stage 1 joined the cgroup before it forked the init.
+                _set_final_affinity(init_pid, affinity)
                 log.debug("<= nsexec container setup")
                 log.debug("child process in init()")
                 _reap(pid)
@@ -153,6 +164,59 @@ def launch(ctx: LaunchContext) -> Launched:
                 _kill_and_reap(victim)
         parent.close()
         raise
+
+
+def _exec_affinity(ctx: LaunchContext) -> dict[str, str]:
+    """process.execCPUAffinity: for an exec'd process only (config.md)."""
+    return (ctx.process.get("execCPUAffinity") or {}) if ctx.mode == "exec" else {}
+
+
+def _cpus(text: str) -> set[int]:
+    """A cpu list ("0-3,7") as a set; the schema checked its form."""
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _mask(cpus: set[int]) -> int:
+    return sum(1 << c for c in cpus)
+
+
+def _enter_initial_affinity(initial: str | None) -> set[int] | None:
+    """Take the initial affinity ourselves so that stage 1 is born with it (it
+    then holds it while it joins the cgroup); returns ours, to take back."""
+    if not initial:
+        return None
+    ours = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, _cpus(initial))
+    except OSError as e:
+        raise PyrunError(f"error setting initial CPU affinity: {strerror(e.errno)}") from None
+    return ours
+
+
+# Every CPU the kernel may know: sched_setaffinity(2) clamps it to the CPUs
+# that exist and to the task's cpuset, which is exactly the reset we want.
+_ALL_CPUS = range(8192)
+
+
+def _set_final_affinity(pid: int, affinity: dict[str, str]) -> None:
+    """The process in its cgroup: execCPUAffinity.final, or, with no
+    execCPUAffinity at all, every CPU its cpuset allows, so that a runtime
+    started under `taskset` does not pass its own affinity on (runc 1.2+)."""
+    if affinity.get("final"):
+        try:
+            os.sched_setaffinity(pid, _cpus(affinity["final"]))
+        except OSError as e:
+            raise PyrunError(f"error setting final CPU affinity: {strerror(e.errno)}") from None
+    elif not affinity.get("initial"):
+        try:
+            os.sched_setaffinity(pid, _ALL_CPUS)
+        except OSError as e:
+            log.warning(f"resetting the CPU affinity of pid {pid} failed -- the container process "
+                        f"may inherit the runtime's CPU affinity: sched_setaffinity: {strerror(e.errno)}")
 
 
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:

@@ -16,6 +16,7 @@ parent cleanup or buffered output runs twice.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -135,7 +136,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
             s.unshare(flags)
         step = "set time offsets"
         for act in plan[step]:
-            _write_time_offsets(act["lines"])
+            _write_time_offsets(act["lines"], "user" in ctx.new_namespaces)
     except OSError as e:
         raise InitError(step, oserror_text(e)) from None
 
@@ -199,25 +200,59 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
 
 
 def _join_namespaces(joins: list[tuple[str, str]]) -> None:
+    """As runc's nsexec (and nsenter(1)): every namespace but the user one
+    first, as what we are now (a namespace another user namespace owns may be
+    joinable only from here), then the user namespace, then, from inside it,
+    those refused so far (EPERM: a rootless runtime gains the right only there)."""
     # Open every path first: after joining a mount namespace host paths are gone.
     fds = []
     try:
         for ns, path in joins:
             fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        for ns, path, fd in fds:
-            try:
-                s.setns(fd, NAMESPACES[ns][0])
-            except OSError as e:
-                raise OSError(e.errno, f"failed to join {ns} namespace {path}: {oserror_text(e)}") from None
+        pending = list(fds)
+        for user_pass, last in ((False, False), (True, False), (False, True)):
+            for ns, path, fd in list(pending):
+                if (ns == "user") != user_pass:
+                    continue
+                try:
+                    s.setns(fd, NAMESPACES[ns][0])
+                except OSError as e:
+                    if e.errno == errno.EPERM and not last and not user_pass:
+                        continue       # once more from inside the user namespace
+                    raise OSError(e.errno, f"failed to join {ns} namespace {path}: {oserror_text(e)}") from None
+                pending.remove((ns, path, fd))
+                if ns == "user":
+                    _become_root()
     finally:
         for _ns, _path, fd in fds:
             os.close(fd)
 
 
-def _write_time_offsets(lines: list[str]) -> None:
-    if lines:
+def _become_root() -> None:
+    """Root in a joined user namespace, as after creating one: our host ids are
+    unmapped there, and the kernel refuses new mounts (devpts: EOVERFLOW) to a
+    process whose fsuid/fsgid it cannot map (runc's nsexec)."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as e:
+        raise OSError(e.errno, f"failed to become root in user namespace: {oserror_text(e)}") from None
+
+
+def _write_time_offsets(lines: list[str], in_new_userns: bool) -> None:
+    """In a new user namespace our /proc/self files belong to the host's root
+    while we are not dumpable (EACCES, though we hold CAP_SYS_TIME over the
+    time namespace): dumpable for the write only, as for the id maps."""
+    if not lines:
+        return
+    if in_new_userns:
+        s.prctl(s.PR_SET_DUMPABLE, 1)
+    try:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("\n".join(lines) + "\n")
+    finally:
+        if in_new_userns:
+            s.prctl(s.PR_SET_DUMPABLE, 0)
 
 
 def _join_cgroup(cgroup: CgroupManager, pid: int) -> None:

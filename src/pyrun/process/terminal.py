@@ -97,10 +97,21 @@ def send_master(sock: unixsock.Socket, master: int) -> None:
 
 
 def receive_master(sock: unixsock.Socket) -> int:
+    """The pty master, for our own foreground proxy (run/exec without
+    --console-socket); ONLCR off, so that our stdout gets the container's
+    bytes ("\n", not "\r\n"), as from runc's foreground terminal."""
     _msg, fds = unixsock.recv_fds(sock, 4096, 1)
     if not fds:
         raise OSError("console socket: no file descriptor received")
+    clear_onlcr(fds[0])
     return fds[0]
+
+
+def clear_onlcr(fd: int) -> None:
+    """Stop the pty's output processing from turning "\n" into "\r\n"."""
+    attrs = termios.tcgetattr(fd)
+    attrs[1] &= ~termios.ONLCR
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
 def make_controlling(slave: int) -> None:

@@ -143,14 +143,31 @@ def _attach(root_fd: int, dest: str, detached: int, opts: mount_options.MountOpt
 
 
 def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_options.MountOptions) -> None:
+    data = _tmpfs_data(root_fd, dest, opts.data_string) if fstype == "tmpfs" else opts.data_string
     target = ensure_path(root_fd, dest, directory=True)
     try:
         procsafe.check_target(root_fd, target, dest, fstype)
         flags = opts.flags & ~(s.MS_REMOUNT | s.MS_BIND | s.MS_REC)
-        s.mount(source, fd_path(target), fstype, flags, opts.data_string)
+        s.mount(source, fd_path(target), fstype, flags, data)
     finally:
         os.close(target)
     _finish(root_fd, dest, opts, bind=False)
+
+
+def _tmpfs_data(root_fd: int, dest: str, data: str) -> str:
+    """A tmpfs over an existing directory takes its mode (setuid, setgid and
+    sticky bits included) unless the options give one: runc 1.2+ (a later
+    mode= in the data wins); a new mountpoint keeps tmpfs's default 1777."""
+    import stat
+    try:
+        fd = open_in_root(root_fd, dest)
+    except FileNotFoundError:
+        return data
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return f"mode={mode:04o}" + ("," + data if data else "")
 
 
 def _remount(root_fd: int, dest: str, fstype: str, source: str,

@@ -26,11 +26,15 @@ class NullSource:
     The image's /dev/null (missing, a symlink into /proc, a regular file) or
     one swapped in by a sibling sharing /dev is never looked at.  The first
     mask attaches the held mount itself; later ones clone it, which every
-    kernel allows once it is attached in our namespace."""
+    kernel allows once it is attached in our namespace.
+
+    Masked directories share one empty read-only tmpfs, as in runc 1.3+: the
+    first gets it, the others a clone of that mount (held by dir_fd)."""
 
     def __init__(self) -> None:
         self.fd = s.open_tree("/dev/null", recursive=False)
         self.attached = False
+        self.dir_fd = -1
         st = os.fstat(self.fd)
         if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
             self.close()
@@ -45,17 +49,29 @@ class NullSource:
                 os.close(tree)
         self.attached = True
 
+    def mask_dir(self, path: str) -> None:
+        if self.dir_fd < 0:
+            s.mount("tmpfs", path, "tmpfs", s.MS_RDONLY)
+            self.dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return
+        tree = s.clone_mount_of(self.dir_fd)
+        try:
+            s.move_mount_to(tree, path)
+        finally:
+            os.close(tree)
+
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for fd in (self.fd, self.dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.dir_fd = -1
 
 
 def mask(path: str, null: NullSource) -> None:
     """A directory gets an empty read-only tmpfs; anything else the null device."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            s.mount("tmpfs", path, "tmpfs", s.MS_RDONLY)
+            null.mask_dir(path)
         elif os.path.lexists(path):
             null.bind_onto(path)
     except OSError as e:

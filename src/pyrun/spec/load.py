@@ -170,7 +170,7 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         kind = ns.get("type")
         if kind in namespaces:
             raise ConfigError(f"linux.namespaces[{i}]: duplicate namespace type {kind!r}")
-        path = ns.get("path")
+        path = ns.get("path") or None      # "" is no path: a new namespace (as runc)
         if path is not None and not os.path.exists(path):
             raise ConfigError(f"linux.namespaces[{i}].path: {path} does not exist")
         namespaces[kind] = path
