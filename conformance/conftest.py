@@ -126,13 +126,20 @@ class Result:
     @property
     def errors(self) -> list[str]:
         """The `level:error` messages of a `--log-format json` stderr."""
+        return self.logged("error")
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.logged("warning")
+
+    def logged(self, level: str) -> list[str]:
         out = []
         for line in self.stderr.splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and entry.get("level") == "error":
+            if isinstance(entry, dict) and entry.get("level") == level:
                 out.append(entry.get("msg", ""))
         return out
 

@@ -33,9 +33,6 @@ DEVIATIONS: dict[str, dict[str, str]] = {
             "runc 1.1.5 does not know idmap/ridmap and accepts them silently",
         "test_mount_mappings_come_in_pairs":
             "runc 1.1.5 ignores mount uidMappings/gidMappings, so it never checks the pair",
-        "test_unknown_capability_is_refused":
-            "runc 1.1.5 logs 'ignoring unknown or unavailable capabilities' as a warning and "
-            "runs the container (it treats an unknown name like an ungrantable one)",
         "test_domainname": "runc 1.1.5 does not implement domainname",
         "test_empty_annotation_key_is_refused": "runc 1.1.5 does not validate annotation keys",
         "test_non_string_annotation_value_is_refused[None]":

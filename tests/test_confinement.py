@@ -229,6 +229,15 @@ def test_io_priority_idle_seen_inside(pyrun, bundle):
     assert out.strip() == "idle"
 
 
+def test_io_priority_without_priority_is_level_0(pyrun, bundle):
+    """ioPriority with a class only: runc reads the level as 0 (the upstream
+    schema requires only `class`; runc v1.3 ioprio.bats execs such a process).
+    Before: "process.ioPriority.priority: is required"."""
+    bundle.config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE"}
+    out = run_out(pyrun, bundle, "ionice")
+    assert out.strip() == "best-effort: prio 0"
+
+
 # --- memory policy -----------------------------------------------------------------------
 
 def _numa_policy(numa_maps: str) -> set[str]:

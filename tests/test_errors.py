@@ -43,7 +43,7 @@ CASES = {
     "duplicate namespace": (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces"),
     "bad rlimit": (lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}),
                    "process.rlimits[1].type"),
-    "bad capability": (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_BOGUS"),
+    "bad capability": (lambda c: c["process"]["capabilities"]["bounding"].append(21),
                        "process.capabilities.bounding"),
     "mount without destination": (lambda c: c["mounts"].append({"type": "tmpfs", "source": "tmpfs"}),
                                   "mounts[7]"),

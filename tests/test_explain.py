@@ -271,11 +271,11 @@ def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tup
 
 
 def test_explain_refuses_an_invalid_config(pyrun: Pyrun, bundle: Bundle) -> None:
-    bundle.config["process"]["capabilities"]["bounding"] = ["CAP_NOPE"]
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]
     bundle.write()
     r = pyrun("explain", "-b", str(bundle.path), check=False)
     assert r.returncode == 1
-    assert "CAP_NOPE" in r.stderr and r.stdout == ""
+    assert "RLIMIT_NOPE" in r.stderr and r.stdout == ""
 
 
 def test_explain_config_flag_and_text(pyrun: Pyrun, bundle: Bundle, tmp_path: Path) -> None:

@@ -116,3 +116,53 @@ def test_exec_cap_flag_the_host_cannot_grant(pyrun, bundle):
     assert not caps_of(res.stdout)["CapEff"] & SYS_RESOURCE
     assert "ignoring capabilities this process cannot grant: CAP_SYS_RESOURCE" in res.stderr
     pyrun("delete", "--force", cid)
+
+
+def test_unknown_capability_names_warn_and_run(pyrun, bundle):
+    """A name no kernel interface maps (config.md: MUST be logged as a warning,
+    SHOULD NOT fail): runc warns 'ignoring unknown or unavailable capabilities'
+    and runs (runc v1.2+ capabilities.bats 'run with unknown capability').
+    Before: the schema refused 'UNKNOWN_CAP' and create failed."""
+    three = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    bundle.config["process"]["capabilities"]["bounding"] = three + ["CAP_UNKNOWN", "UNKNOWN_CAP"]
+    bundle.set_args("cat", "/proc/self/status")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert caps_of(res.stdout)["CapBnd"] == AUDIT_WRITE | KILL | NET_BIND_SERVICE
+    warned = [line for line in res.stderr.splitlines() if "level=warning" in line]
+    assert warned == [next(line for line in warned
+                           if 'msg="ignoring unknown or unavailable capabilities: [CAP_UNKNOWN UNKNOWN_CAP]"' in line)]
+
+
+def test_exec_cap_also_raises_ambient_when_the_config_has_inheritable(pyrun, bundle):
+    """runc 1.2+: with an inheritable set in config.json, `exec --cap X` adds X
+    to the ambient set too (runc v1.3 capabilities.bats 'exec --cap [ambient is
+    set from spec]'); bit values from capabilities(7): CHOWN 0, KILL 5, SYSLOG 34."""
+    chown, syslog = 1 << 0, 1 << 34
+    bundle.config["process"]["capabilities"] = {
+        "inheritable": ["CAP_CHOWN", "CAP_SYSLOG"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
+        "effective": ["CAP_KILL"], "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_SYSLOG"],
+        "ambient": ["CAP_CHOWN"]}
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        plain = caps_of(pyrun("exec", cid, "cat", "/proc/self/status").stdout)
+        with_cap = caps_of(pyrun("exec", "--cap", "CAP_SYSLOG", cid, "cat", "/proc/self/status").stdout)
+    finally:
+        pyrun("delete", "--force", cid)
+    assert plain == {"CapInh": chown | syslog, "CapPrm": KILL | chown, "CapEff": KILL | chown,
+                     "CapBnd": KILL | chown | syslog, "CapAmb": chown}
+    assert with_cap == {"CapInh": chown | syslog, "CapPrm": KILL | chown | syslog,
+                        "CapEff": KILL | chown | syslog, "CapBnd": KILL | chown | syslog,
+                        "CapAmb": chown | syslog}
+
+
+def test_user_without_gid_runs_as_gid_0(pyrun, bundle):
+    """`process.user` with a uid only: runc reads the gid as 0 (the upstream
+    schema does not require it; runc v1.2+ capabilities.bats writes such a
+    config). Before: "process.user: 'gid' is a required property"."""
+    bundle.config["process"]["user"] = {"uid": 1000}
+    bundle.set_args("cat", "/proc/self/status")
+    st = status_fields(pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout)
+    assert st["Uid"].split() == ["1000"] * 4
+    assert st["Gid"].split() == ["0"] * 4

@@ -14,8 +14,9 @@ SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
 def drop_ungrantable(process: dict) -> list[str]:
-    """Edit process.capabilities in place: no set keeps a capability outside
-    our own bounding set (e.g. CAP_SYS_RESOURCE in a sandbox without it), and
+    """Edit process.capabilities in place: no set keeps a name this kernel
+    does not know (config.md: logged as a warning, SHOULD NOT fail), nor a
+    capability outside our own bounding set (e.g. CAP_SYS_RESOURCE in a sandbox without it), and
     ambient keeps only what is also permitted and inheritable (the kernel
     refuses to raise anything else: runc 1.1's own `runc spec` with an ambient
     list and no inheritable one). Returns the warnings, for the caller to log
@@ -24,6 +25,12 @@ def drop_ungrantable(process: dict) -> list[str]:
     caps = process.get("capabilities")
     if not caps:
         return warnings
+    unknown = _unknown(caps)
+    if unknown:
+        warnings.append(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")   # runc's words
+        for kind in SETS:
+            if kind in caps:
+                caps[kind] = [n for n in caps[kind] or [] if n not in unknown]
     named = {n for kind in SETS for n in caps.get(kind) or [] if n in CAPABILITIES}
     missing = sorted(n for n in named if not _in_our_bounding_set(CAPABILITIES[n]))
     if missing:
@@ -41,10 +48,25 @@ def drop_ungrantable(process: dict) -> list[str]:
     return warnings
 
 
+def _unknown(caps: dict) -> list[str]:
+    """Names, in the config's order, that are no capability of this kernel:
+    not in capabilities(7) at all, or past /proc/sys/kernel/cap_last_cap."""
+    names = dict.fromkeys(n for kind in SETS for n in caps.get(kind) or [])
+    if not names:
+        return []
+    last = _cap_last_cap()
+    return [n for n in names if CAPABILITIES.get(n, last + 1) > last]
+
+
+def _cap_last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
 def _in_our_bounding_set(cap: int) -> bool:
     """PR_CAPBSET_READ: a syscall per name, cheaper than parsing /proc/self/status."""
     from pyrun.linux import syscalls as s
     try:
         return bool(s.prctl(s.PR_CAPBSET_READ, cap))
-    except OSError:      # EINVAL: a capability this kernel does not know (the init refuses it)
+    except OSError:      # EINVAL: past cap_last_cap, already dropped by _unknown
         return True

@@ -197,7 +197,10 @@ def _process(req: ExecRequest, config: dict[str, Any]) -> dict[str, Any]:
         process.setdefault("user", {})["additionalGids"] = gids
     if req.caps:
         caps = process.setdefault("capabilities", {})
-        for kind in ("bounding", "effective", "permitted"):
+        kinds = ["bounding", "effective", "permitted"]
+        if caps.get("inheritable") is not None:     # runc 1.2+: ambient too, when it can be raised at all
+            kinds.append("ambient")
+        for kind in kinds:
             caps[kind] = list(caps.get(kind) or []) + [c for c in req.caps if c not in (caps.get(kind) or [])]
     if req.no_new_privs:
         process["noNewPrivileges"] = True

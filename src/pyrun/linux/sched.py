@@ -140,9 +140,7 @@ def _ioprio_value(io: dict[str, Any]) -> int:
     cls = io.get("class")
     if cls not in IOPRIO_CLASSES:
         raise ConfigError(f"{field}.class: unknown I/O priority class {cls!r}")
-    if "priority" not in io:
-        raise ConfigError(f"{field}.priority: is required")
-    prio = _int(io.get("priority"), f"{field}.priority")
+    prio = _int(io.get("priority", 0), f"{field}.priority")     # absent: 0, as runc (upstream schema: only class required)
     if not 0 <= prio <= 7:
         raise ConfigError(f"{field}.priority: {prio} is out of range (0 to 7)")
     return IOPRIO_CLASSES[cls] << IOPRIO_CLASS_SHIFT | prio
