@@ -26,7 +26,8 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import PYRUN, REPO
-from cri_daemon import BUSYBOX_IMAGE, CONTAINERD, CTR, K8S_NS, RUNC, CriContainerd, new_workdir
+from containerd_daemon import CONTAINERD, CTR
+from cri_daemon import BUSYBOX_IMAGE, K8S_NS, RUNC, CriContainerd, new_workdir
 from waiting import eventually
 
 HANDLERS = [pytest.param("pyrun", id="pyrun"), pytest.param("runc", id="runc")]
