@@ -41,7 +41,7 @@ import pytest
 
 from conftest import PYRUN
 from containerd_daemon import CONTAINERD, CTR, PrivateContainerd
-from daemon_cleanup import cgroup_dirs_named
+from daemon_cleanup import cgroups_below
 from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
@@ -126,7 +126,7 @@ def ctrd(containerd: Containerd) -> Iterator[Containerd]:
     containerd.remove_all()
     state = containerd.runc_root / NAMESPACE
     runtime_state = [n for n in os.listdir(state) if not n.startswith("@")] if state.is_dir() else []
-    cgroups = [d for d in cgroup_dirs_named(NAMESPACE) if os.path.basename(d) != NAMESPACE]
+    cgroups = cgroups_below(NAMESPACE)
     assert not (left or runtime_state or cgroups), \
         f"left behind: containers={left} runtime state={runtime_state} cgroups={cgroups}"
 

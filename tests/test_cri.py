@@ -28,6 +28,7 @@ import pytest
 from conftest import PYRUN, REPO
 from containerd_daemon import CONTAINERD, CTR
 from cri_daemon import BUSYBOX_IMAGE, K8S_NS, RUNC, CriContainerd, new_workdir
+from daemon_cleanup import cgroups_below
 from waiting import eventually
 
 HANDLERS = [pytest.param("pyrun", id="pyrun"), pytest.param("runc", id="runc")]
@@ -152,15 +153,6 @@ def v1_cgroup_dir(pid: int, controller: str) -> Path:
     raise AssertionError(f"no v1 {controller} cgroup for {pid}")
 
 
-def our_cgroups(daemon: CriContainerd) -> list[str]:
-    found = []
-    for top in Path("/sys/fs/cgroup").iterdir():
-        base = top / daemon.cgroup_parent
-        if base.is_dir():
-            found += [d for d, _dirs, _files in os.walk(base) if d != str(base)]
-    return found
-
-
 # --- fixtures ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -189,7 +181,7 @@ def cri(cri_module: Crictl) -> Iterator[Crictl]:
     tasks = list((daemon.workdir / "state" / "io.containerd.runtime.v2.task" / K8S_NS).glob("*"))
     assert not (pods or containers or runtime_state or tasks), \
         f"left behind: pods={pods} containers={containers} runtime state={runtime_state} tasks={tasks}"
-    eventually(lambda: not our_cgroups(daemon), 10, "the pod cgroups to go", interval=0.1)
+    eventually(lambda: not cgroups_below(daemon.cgroup_parent), 10, "the pod cgroups to go", interval=0.1)
 
 
 @pytest.fixture

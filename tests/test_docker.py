@@ -31,6 +31,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
+from daemon_cleanup import cgroups_below
 from dockerd import Dockerd, dockerd_fixture, without_client_warnings
 from waiting import eventually
 
@@ -55,11 +56,6 @@ def runtime_root(daemon: Dockerd) -> Path:
     return daemon.exec_root / "runtime-runc" / "moby"
 
 
-def leftover_cgroups(daemon: Dockerd) -> list[str]:
-    """Directories below (not at) the daemon's --cgroup-parent, in any hierarchy."""
-    return [d for d in daemon._our_cgroups() if os.path.basename(d) != daemon.cgroup_parent]
-
-
 @pytest.fixture(scope="module")
 def docker(dockerd: Dockerd) -> Iterator[Dockerd]:
     yield dockerd
@@ -73,7 +69,7 @@ def docker(dockerd: Dockerd) -> Iterator[Dockerd]:
         nonlocal listed, cgroups
         listed = subprocess.run([str(PYRUN), "--root", str(runtime_root(dockerd)), "list", "-q"],
                                 capture_output=True, text=True, timeout=30)
-        cgroups = leftover_cgroups(dockerd)
+        cgroups = cgroups_below(dockerd.cgroup_parent)
         return not listed.stdout.split() and not cgroups
     with contextlib.suppress(AssertionError):       # the asserts below say what is left
         eventually(nothing_left, 10, "pyrun's containers and cgroups gone", interval=0.2)
