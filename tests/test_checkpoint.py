@@ -418,7 +418,7 @@ def test_tty_container(rt, bundle, tmp_path, shell_job):
         return fds[0]
 
     def talk(master: int, word: str) -> None:
-        from test_terminal import read_pty
+        from ptys import read_pty
         os.write(master, f"{word}\n".encode())
         assert f"got-{word}" in read_pty(master, until=f"got-{word}".encode(), timeout=60).decode()
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +26,7 @@ from conftest import PYRUN, REPO
 from containerd_daemon import CONTAINERD, CTR
 from cri_daemon import BUSYBOX_IMAGE, K8S_NS, RUNC, CriContainerd, new_workdir
 from daemon_cleanup import cgroups_below
+from ptys import run_on_pty
 from waiting import eventually
 
 HANDLERS = [pytest.param("pyrun", id="pyrun"), pytest.param("runc", id="runc")]
@@ -268,41 +266,12 @@ def test_exec_sync_output_and_exit_code(cri: Crictl, pods: list[Pod], handler: s
     assert "exited with 3: err" in r.stderr, r
 
 
-def _pty_session(cmd: list[str], script: bytes, timeout: float = 60) -> tuple[int, str]:
-    """Run `cmd` on a new pseudo-terminal, type `script`, read until it exits."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    out = b""
-    try:
-        os.write(master, script)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:        # EIO: the other side is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=30), out.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_exec_streaming_with_tty(cri: Crictl, pods: list[Pod], handler: str) -> None:
     pod = new_pod(cri, pods, handler)
     cid = pod.create("app", "sleep", "1000")
-    rc, out = _pty_session(cri.base + ["exec", "-it", cid, "sh"],
-                           b"tty; echo answer=$((6*7)); exit 5\n")
+    rc, out = run_on_pty(cri.base + ["exec", "-it", cid, "sh"], b"tty; echo answer=$((6*7)); exit 5\n",
+                         timeout=60)
     assert "\n/dev/pts/0\r\n" in out, out      # a terminal of the container's own devpts
     assert "\nanswer=42\r\n" in out, out       # output, not the echo of what was typed
     assert rc == 1 and "command terminated with exit code 5" in out, (rc, out)
