@@ -281,12 +281,24 @@ class Bundle:
         self.config["process"]["args"] = list(args)
         return self.write()
 
+    def join_namespace(self, kind: str, path: str) -> "Bundle":
+        """The config's `kind` namespace is the one at `path` (another
+        container's, /proc/<pid>/ns/<kind>), not a new one; call write()."""
+        self.config["linux"]["namespaces"] = [n if n["type"] != kind else {"type": kind, "path": path}
+                                              for n in self.config["linux"]["namespaces"]]
+        return self
+
+
+def new_bundle(path: Path, rootfs_template: Path, *args: str) -> Bundle:
+    """A fresh busybox bundle at `path` running `args` (default `true`), written."""
+    shutil.copytree(rootfs_template, path / "rootfs", symlinks=True)
+    return Bundle(path, make_config(list(args) or ["true"])).write()
+
 
 @pytest.fixture
 def bundle(tmp_path: Path, rootfs_template: Path) -> Bundle:
     """A fresh busybox bundle; tests change `config` and call write()."""
-    shutil.copytree(rootfs_template, tmp_path / "bundle" / "rootfs", symlinks=True)
-    return Bundle(tmp_path / "bundle", make_config(["true"])).write()
+    return new_bundle(tmp_path / "bundle", rootfs_template)
 
 
 @pytest.fixture

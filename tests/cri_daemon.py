@@ -9,36 +9,30 @@ namespace (containerd needs an address on eth0 to call a sandbox ready), so no
 bridge, veth, iptables rule or sysctl on the host. The sandbox image is a static
 pause-like program compiled here; container images are busybox-static.
 
-Paths compiled into containerd 1.6 that cannot be moved: shim sockets in
-/run/containerd/s and pod network namespaces in /run/netns/cni-*. Teardown
-removes what this daemon made there, and kills by pid only processes whose
-command line names this daemon's socket.
+The daemon's start and teardown are tests/containerd_daemon.py's. Pod network
+namespaces are in a path compiled into containerd 1.6, /run/netns/cni-*:
+teardown removes those of this daemon's pods.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
-from oci_image import Image, build_image, layer_from, write_archive
-from waiting import eventually
+from containerd_daemon import PrivateContainerd
+from daemon_cleanup import unmount_below
+from oci_image import Image, build_image, layer_from
 
 REPO = Path(__file__).resolve().parent.parent
-CONTAINERD = shutil.which("containerd")
-CTR = shutil.which("ctr")
 RUNC = "/usr/sbin/runc"
 K8S_NS = "k8s.io"
 SANDBOX_IMAGE = "localhost/pyrun-pause:1"
 BUSYBOX_IMAGE = "localhost/pyrun-busybox:1"
-_FIXED_DIRS = ("/run/containerd/s", "/run/containerd")
 
 PAUSE_C = r"""
 /* pause: the pod sandbox's process. Holds the pod's namespaces, reaps the
@@ -98,28 +92,27 @@ def sandbox_image(workdir: Path) -> Image:
     return image
 
 
-class CriContainerd:
+class CriContainerd(PrivateContainerd):
     """containerd 1.6 with the CRI plugin; handlers `pyrun` and `runc`."""
 
     def __init__(self, workdir: Path, pyrun: str, default_handler: str = "pyrun",
                  mirror: str | None = None, preexec: Callable[[], None] | None = None) -> None:
-        self.workdir = workdir
+        self.cgroup_parent = f"pyrun-cri-{os.getpid()}"
+        super().__init__(workdir, K8S_NS, self.cgroup_parent, preexec)
         self.pyrun = pyrun
-        self.preexec = preexec              # e.g. joining a cgroup of the caller's
         self.default_handler = default_handler
         self.mirror = mirror                # "127.0.0.1:<port>": registry.k8s.io and gcr.io, over http
-        self.address = str(workdir / "c.sock")
-        self.config = workdir / "config.toml"
-        self.log_path = workdir / "containerd.log"
         self.pod_logs = workdir / "pods"
-        self.cgroup_parent = f"pyrun-cri-{os.getpid()}"
-        self.proc: subprocess.Popen | None = None
-        self._fixed_before = {d for d in _FIXED_DIRS if os.path.lexists(d)}
         self._netns: set[str] = set()        # pod network namespaces seen by remove_all
 
     def handler_root(self, handler: str) -> Path:
         """The handler's runtime --root (the shim adds the namespace, k8s.io)."""
         return self.workdir / f"{handler}-root"
+
+    def prepare(self) -> None:
+        self.pod_logs.mkdir()
+        self.write_cni()
+        self.write_config()
 
     def write_config(self) -> None:
         w = self.workdir
@@ -138,25 +131,7 @@ class CriContainerd:
         for host in ("registry.k8s.io", "gcr.io") if self.mirror else ():
             mirror += (f'[{cri}.registry.mirrors."{host}"]\n'
                        f'  endpoint = ["http://{self.mirror}"]\n')
-        self.config.write_text(f"""version = 2
-root = "{w}/root"
-state = "{w}/state"
-plugin_dir = ""
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{self.address}"
-[ttrpc]
-  address = "{self.address}.ttrpc"
-[debug]
-  address = ""
-  level = "info"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{w}/opt"
-[{cri}]
+        self.config.write_text(self.config_text(f"""[{cri}]
   sandbox_image = "{SANDBOX_IMAGE}"
   # the sandbox asks for oom_score_adj -998; without CAP_SYS_RESOURCE (this host's
   # bounding set) no runtime may lower it: clamp to the daemon's own instead
@@ -173,7 +148,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   bin_dir = "{w}/cni-bin"
   conf_dir = "{w}/cni-conf"
   max_conf_num = 1
-{mirror}""")
+{mirror}"""))
 
     def write_cni(self) -> None:
         bin_dir, conf_dir = self.workdir / "cni-bin", self.workdir / "cni-conf"
@@ -187,49 +162,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "cniVersion": "0.4.0", "name": "pyrun-pods", "plugins": [{"type": "pyrun-dummy"}]}))
 
     def start(self, timeout: float = 60) -> "CriContainerd":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.pod_logs.mkdir()
-        self.write_cni()
-        self.write_config()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.config)],
-                                         stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=self.preexec)
-
-        def answers() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"containerd exited {self.proc.returncode}\n{self.log_tail()}")
-            return os.path.exists(self.address) and \
-                self.ctr("version", check=False, timeout=10).returncode == 0
-        try:
-            eventually(answers, timeout, "containerd to answer", interval=0.1)
-        except AssertionError:
-            raise RuntimeError(f"containerd did not answer within {timeout} s\n{self.log_tail()}") from None
+        super().start(timeout)
         self.import_image(sandbox_image(self.workdir), SANDBOX_IMAGE)
         return self
 
-    def import_image(self, image: Image, name: str) -> None:
-        archive = self.workdir / "image.tar"
-        write_archive(image, archive, name)
-        self.ctr("images", "import", str(archive), timeout=120)
-        archive.unlink()
-
     def import_busybox(self, rootfs: Path, name: str = BUSYBOX_IMAGE) -> None:
-        self.import_image(build_image(layer_from(rootfs)), name)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def ctr(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        cmd = [CTR, "--address", self.address, "--namespace", K8S_NS, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stderr}\n{self.log_tail(15)}")
-        return proc
+        self.import_rootfs(rootfs, name)
 
     # -- teardown --
 
@@ -247,28 +185,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             subprocess.run(base + ["rmp", "-f", pod], capture_output=True, timeout=90)
 
     def stop(self, crictl: str | None = None) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                if crictl:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        self.remove_all(crictl)
-            finally:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-        kill_by_cmdline(self.address.encode())          # shims: their command line names our socket
-        empty_and_remove_cgroups(lambda: cgroup_dirs_named(self.cgroup_parent))
-        self._remove_netns()
-        unmount_below(str(self.workdir))
-        self._remove_shim_sockets()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        for d in _FIXED_DIRS:
-            if d not in self._fixed_before:
-                with contextlib.suppress(OSError):
-                    os.rmdir(d)
+        """Through the CRI first, when given `crictl`."""
+        def clear() -> None:
+            if crictl:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.remove_all(crictl)
+        try:
+            super().stop(clear)
+        finally:
+            self._remove_netns()
 
     def _remove_netns(self) -> None:
         """Pod network namespaces containerd did not remove (a failed test's)."""
@@ -279,16 +204,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             unmount_below(path)
             with contextlib.suppress(OSError):
                 os.unlink(path)
-
-    def _remove_shim_sockets(self) -> None:
-        """containerd 1.6 names a v2 shim's socket sha256("<address>/<ns>/<id>")."""
-        tasks = self.workdir / "state" / "io.containerd.runtime.v2.task" / K8S_NS
-        if tasks.is_dir():
-            for task in tasks.iterdir():
-                name = hashlib.sha256(f"{self.address}/{K8S_NS}/{task.name}".encode()).hexdigest()
-                sock = Path("/run/containerd/s") / name
-                if sock.is_socket():
-                    sock.unlink()
 
 
 def new_workdir() -> Path:

@@ -83,6 +83,12 @@ def cgroup_dirs_named(name: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def cgroups_below(name: str) -> list[str]:
+    """The cgroup directories below (not at) one called `name`: what a daemon's
+    containers left under its cgroup parent, deepest first."""
+    return [d for d in cgroup_dirs_named(name) if os.path.basename(d) != name]
+
+
 def mountpoints() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [_unescape(line.split()[4]) for line in f]

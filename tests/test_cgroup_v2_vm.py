@@ -51,11 +51,7 @@ def _inner_script() -> str:
 
 @pytest.fixture(scope="module")
 def guest() -> harness.VmResult:
-    if os.environ.get("PYRUN_IN_VM"):
-        pytest.skip("already inside the VM")
-    result = harness.run(_inner_script(), cwd=REPO, timeout=TIMEOUT)
-    assert result.status == 0, result.describe()
-    return result
+    return harness.run_for_module(_inner_script(), REPO, TIMEOUT)
 
 
 
@@ -68,22 +64,15 @@ def test_guest_has_cgroup_v2_only(guest):
     assert guest.text("self_cgroup") == "0::/\n"
 
 
-def _inner_run(guest: harness.VmResult, name: str) -> None:
-    out = guest.text(f"{name}.out")
-    status = guest.text(f"{name}.status").strip()
-    assert status == "0" and " passed" in out, f"inner pytest exited {status}:\n{out}"
-    print(out.strip().splitlines()[-1])
-
-
 def test_cgroup_tests_pass_on_v2(guest):
-    _inner_run(guest, "cgroup")
+    print(guest.inner_pytest("cgroup"))
 
 
 def test_lifecycle_subset_passes_on_v2(guest):
-    _inner_run(guest, "lifecycle")
+    print(guest.inner_pytest("lifecycle"))
 
 
 def test_conformance_v2_statements_pass_on_v2(guest):
-    _inner_run(guest, "conformance")
-    out = guest.text("conformance.out")
-    assert "skipped" not in out.strip().splitlines()[-1], out
+    summary = guest.inner_pytest("conformance")
+    assert "skipped" not in summary, guest.text("conformance.out")
+    print(summary)

@@ -89,8 +89,9 @@ def checkpoint(rt: Pyrun, cid: str, image: Path, *extra: str, check: bool = True
               *extra, cid, timeout=300, check=check)
 
 
-def restore(rt: Pyrun, bundle, cid: str, image: Path, stdio: Stdio, *extra: str):
-    kw = stdio.kw()
+def restore(rt: Pyrun, bundle, cid: str, image: Path, stdio: Stdio | None, *extra: str):
+    """Detached, from `image`; stdio on pipes, or (None) on /dev/null."""
+    kw = stdio.kw() if stdio else {"stdin": -3, "stdout": -3, "stderr": -3}      # DEVNULL
     return rt("restore", "-d", "--image-path", str(image), "--work-path", str(image.parent / "work"),
               "-b", str(bundle.path), *extra, cid, timeout=300, **kw)
 
@@ -115,6 +116,29 @@ def restored_state(rt: Pyrun, cid: str, pid_file: Path) -> dict:
     assert st["status"] == "running", st
     assert st["pid"] == int(pid_file.read_text()), (st, pid_file.read_text())
     assert proc_state(st["pid"]) not in ("gone", "Z")
+    return st
+
+
+def start_counter(rt: Pyrun, bundle, stdio: Stdio, log: Path) -> tuple[str, int]:
+    """A counter container (its bundle made by counter_bundle), once it has
+    counted past 3 into `log`: its id and pid."""
+    cid = rt.new_id()
+    pid = run_detached(rt, bundle, cid, stdio)
+    wait_counts(log, 3)
+    return cid, pid
+
+
+def dump_and_restore(rt: Pyrun, bundle, cid: str, pid: int, stdio: Stdio, log: Path,
+                     tmp_path: Path, *checkpoint_flags: str) -> dict:
+    """Checkpoint the counter (after which it no longer exists), restore it
+    under its id: its state, once the count goes on from where the dump left it."""
+    image = tmp_path / "image"
+    checkpoint(rt, cid, image, *checkpoint_flags)
+    assert_gone(rt, cid, pid)
+    before = counts(log)
+    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
+    st = restored_state(rt, cid, tmp_path / "pid")
+    assert_continues(log, before)
     return st
 
 
@@ -280,16 +304,8 @@ def test_counter_continues_after_restore(rt, bundle, stdio, tmp_path):
                               for kind in ("prestart", "poststop")}
     counter_bundle(bundle)
     log = bundle.rootfs / "count.log"
-    cid = rt.new_id()
-    pid = run_detached(rt, bundle, cid, stdio)
-    wait_counts(log, 3)
-    image = tmp_path / "image"
-    checkpoint(rt, cid, image)
-    assert_gone(rt, cid, pid)
-    before = counts(log)
-    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
-    st = restored_state(rt, cid, tmp_path / "pid")
-    assert_continues(log, before)
+    cid, pid = start_counter(rt, bundle, stdio, log)
+    st = dump_and_restore(rt, bundle, cid, pid, stdio, log, tmp_path)
     entries = hooks.read_text().split("\n")
     kinds = entries[0::2][:3]
     assert kinds == ["prestart", "poststop", "prestart"], entries
@@ -305,9 +321,7 @@ def test_counter_continues_after_restore(rt, bundle, stdio, tmp_path):
 def test_leave_running_then_restore_into_a_new_id(rt, bundle, stdio, tmp_path):
     counter_bundle(bundle)
     log = bundle.rootfs / "count.log"
-    cid = rt.new_id()
-    pid = run_detached(rt, bundle, cid, stdio)
-    wait_counts(log, 3)
+    cid, pid = start_counter(rt, bundle, stdio, log)
     image = tmp_path / "image"
     checkpoint(rt, cid, image, "--leave-running")
     st = rt.state(cid)
@@ -334,23 +348,15 @@ def test_leave_running_then_restore_into_a_new_id(rt, bundle, stdio, tmp_path):
 def test_pre_dump_then_dump(rt, bundle, stdio, tmp_path):
     counter_bundle(bundle)
     log = bundle.rootfs / "count.log"
-    cid = rt.new_id()
-    pid = run_detached(rt, bundle, cid, stdio)
-    wait_counts(log, 3)
+    cid, pid = start_counter(rt, bundle, stdio, log)
     parent = tmp_path / "parent"
     checkpoint(rt, cid, parent, "--pre-dump")
     st = rt.state(cid)
     assert st["status"] == "running" and st["pid"] == pid
     assert list(parent.glob("pages-*.img")), sorted(os.listdir(parent))
     wait_counts(log, len(counts(log)) + 1)
-    image = tmp_path / "image"
-    checkpoint(rt, cid, image, "--parent-path", "../parent")
-    assert os.readlink(image / "parent") == "../parent"     # CRIU linked the pre-dump in
-    assert_gone(rt, cid, pid)
-    before = counts(log)
-    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
-    restored_state(rt, cid, tmp_path / "pid")
-    assert_continues(log, before)
+    dump_and_restore(rt, bundle, cid, pid, stdio, log, tmp_path, "--parent-path", "../parent")
+    assert os.readlink(tmp_path / "image" / "parent") == "../parent"     # CRIU linked the pre-dump in
     rt("delete", "-f", cid)
 
 
@@ -363,16 +369,8 @@ def test_bind_mounted_directory_is_there_after_restore(rt, bundle, stdio, tmp_pa
                                     "options": ["rbind", "rw"]})
     counter_bundle(bundle, "/data/count.log")
     log = data / "count.log"
-    cid = rt.new_id()
-    pid = run_detached(rt, bundle, cid, stdio)
-    wait_counts(log, 3)
-    image = tmp_path / "image"
-    checkpoint(rt, cid, image)
-    assert_gone(rt, cid, pid)
-    before = counts(log)
-    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
-    restored_state(rt, cid, tmp_path / "pid")
-    assert_continues(log, before)       # the host directory is still the one it writes to
+    cid, pid = start_counter(rt, bundle, stdio, log)
+    dump_and_restore(rt, bundle, cid, pid, stdio, log, tmp_path)     # counting on in the host directory
     rt("delete", "-f", cid)
 
 
@@ -382,16 +380,8 @@ def test_cgroup_limits_are_restored(rt, bundle, stdio, tmp_path):
     bundle.config["linux"]["resources"] = {"pids": {"limit": 77}, "memory": {"limit": 96 * 1024 * 1024}}
     counter_bundle(bundle)
     log = bundle.rootfs / "count.log"
-    cid = rt.new_id()
-    pid = run_detached(rt, bundle, cid, stdio)
-    wait_counts(log, 3)
-    image = tmp_path / "image"
-    checkpoint(rt, cid, image)
-    assert_gone(rt, cid, pid)
-    before = counts(log)
-    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
-    st = restored_state(rt, cid, tmp_path / "pid")
-    assert_continues(log, before)
+    cid, pid = start_counter(rt, bundle, stdio, log)
+    st = dump_and_restore(rt, bundle, cid, pid, stdio, log, tmp_path)
     line = Path(f"/proc/{st['pid']}/cgroup").read_text().strip()
     assert line.startswith("0::/") and len(line.splitlines()) == 1, line     # the VM is cgroup v2 only
     cgroup = Path("/sys/fs/cgroup") / line[4:].lstrip("/")
@@ -428,7 +418,7 @@ def test_tty_container(rt, bundle, tmp_path, shell_job):
         return fds[0]
 
     def talk(master: int, word: str) -> None:
-        from test_terminal import read_pty
+        from ptys import read_pty
         os.write(master, f"{word}\n".encode())
         assert f"got-{word}" in read_pty(master, until=f"got-{word}".encode(), timeout=60).decode()
 
@@ -445,9 +435,8 @@ def test_tty_container(rt, bundle, tmp_path, shell_job):
         assert_gone(rt, cid, pid)
         server, path = console()
         with server:
-            rt("restore", "-d", "--image-path", str(image), "--work-path", str(tmp_path / "work"),
-               "-b", str(bundle.path), "--console-socket", str(path), *extra, "--pid-file", str(tmp_path / "pid"),
-               cid, timeout=300, stdin=-3, stdout=-3, stderr=-3)
+            restore(rt, bundle, cid, image, None, "--console-socket", str(path), *extra,
+                    "--pid-file", str(tmp_path / "pid"))
             master = receive(server)
         restored_state(rt, cid, tmp_path / "pid")
         talk(master, "after")

@@ -31,11 +31,7 @@ def _inner_script() -> str:
 
 @pytest.fixture(scope="module")
 def guest() -> harness.VmResult:
-    if os.environ.get("PYRUN_IN_VM"):
-        pytest.skip("already inside the VM")
-    result = harness.run(_inner_script(), cwd=REPO, timeout=TIMEOUT)
-    assert result.status == 0, result.describe()
-    return result
+    return harness.run_for_module(_inner_script(), REPO, TIMEOUT)
 
 
 
@@ -44,10 +40,7 @@ def test_criu_works_on_the_guest_kernel(guest):
 
 
 def test_checkpoint_scenarios_pass_in_the_vm(guest):
-    out = guest.text("criu.out")
-    status = guest.text("criu.status").strip()
-    summary = out.strip().splitlines()[-1]
-    assert status == "0" and " passed" in summary, f"inner pytest exited {status}:\n{out}"
+    summary = guest.inner_pytest("criu")
     for word in ("skipped", "failed", "error"):
-        assert word not in summary, out
+        assert word not in summary, guest.text("criu.out")
     print(summary)

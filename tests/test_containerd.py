@@ -22,18 +22,15 @@ How the runtime is chosen:
     used with `ctr run --runtime io.containerd.runtime.v1.linux`.
     test_config_file_v1_runtime shows that route with a second daemon.
 
-Two paths are compiled into containerd and cannot be moved: the v2 shims put
-their sockets in /run/containerd/s. It is removed at teardown if this run
-created it and it is empty (socket files left by killed shims are removed).
+The daemon's start and teardown are tests/containerd_daemon.py's, shared with
+the CRI tests.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -43,18 +40,15 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
-from oci_image import build_oci_archive
-from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
+from containerd_daemon import CONTAINERD, CTR, PrivateContainerd
+from daemon_cleanup import cgroups_below
 from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
-CONTAINERD = shutil.which("containerd")
-CTR = shutil.which("ctr")
 NAMESPACE = f"pyrun-ctrtest-{os.getpid()}"
 IMAGE = "docker.io/library/pyrun-busybox:test"
 V2 = "io.containerd.runc.v2"
 V1 = "io.containerd.runtime.v1.linux"
-_FIXED_DIRS = ("/run/containerd/s", "/run/containerd")
 
 RUNTIMES = [pytest.param(str(PYRUN), id="pyrun"), pytest.param(RUNC, id="runc")]
 
@@ -64,79 +58,24 @@ pytestmark = pytest.mark.skipif(CONTAINERD is None or CTR is None,
 
 # --- the daemon ---------------------------------------------------------------------
 
-class Containerd:
+class Containerd(PrivateContainerd):
+    """containerd without its CRI plugin, for ctr: containers in NAMESPACE,
+    their cgroups under /NAMESPACE."""
+
     def __init__(self, workdir: Path, v1_runtime: str | None = None) -> None:
-        self.workdir = workdir
-        self.config = workdir / "config.toml"
-        self.address = str(workdir / "c.sock")
+        super().__init__(workdir, NAMESPACE, NAMESPACE)
         self.runc_root = workdir / "runc"
         self.fifo_dir = workdir / "fifo"
-        self.log_path = workdir / "containerd.log"
         self.v1_runtime = v1_runtime
-        self.proc: subprocess.Popen | None = None
-        self._fixed_before = {d for d in _FIXED_DIRS if os.path.lexists(d)}
 
-    def write_config(self) -> None:
-        w = self.workdir
+    def prepare(self) -> None:
+        self.fifo_dir.mkdir(exist_ok=True)
         extra = ""
         if self.v1_runtime:
             extra = (f'[plugins."io.containerd.runtime.v1.linux"]\n'
                      f'  runtime = "{self.v1_runtime}"\n  runtime_root = "{self.runc_root}-v1"\n'
                      f'  shim = "containerd-shim"\n  no_shim = false\n')
-        self.config.write_text(f"""version = 2
-root = "{w}/root"
-state = "{w}/state"
-plugin_dir = ""
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{self.address}"
-[ttrpc]
-  address = "{self.address}.ttrpc"
-[debug]
-  address = ""
-  level = "info"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{w}/opt"
-{extra}""")
-
-    def start(self, timeout: float = 30) -> "Containerd":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.fifo_dir.mkdir(exist_ok=True)
-        self.write_config()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.config)],
-                                         stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        def answers() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"containerd exited {self.proc.returncode}\n{self.log_tail()}")
-            return os.path.exists(self.address) and \
-                self.ctr("version", check=False, timeout=10).returncode == 0
-        try:
-            eventually(answers, timeout, "containerd to answer", interval=0.1)
-        except AssertionError:
-            raise RuntimeError(f"containerd did not answer within {timeout} s\n{self.log_tail()}") from None
-        return self
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def ctr(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        cmd = [CTR, "--address", self.address, "--namespace", NAMESPACE, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\n"
-                                 f"stderr: {proc.stderr}\n--- containerd log ---\n{self.log_tail(15)}")
-        return proc
+        self.config.write_text(self.config_text(extra, disabled=("io.containerd.grpc.v1.cri",)))
 
     def run_args(self, runtime: str, cid: str, route: str = V2) -> list[str]:
         """`ctr run` options choosing `runtime` and keeping everything private."""
@@ -160,49 +99,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             self.ctr("containers", "delete", cid, check=False)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.remove_all()
-                self.ctr("images", "rm", IMAGE, check=False)
-            finally:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-        self._kill_stragglers()
-        self._remove_cgroups()
-        self._unmount_all()
-        self._remove_shim_sockets()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        for d in _FIXED_DIRS:
-            if d not in self._fixed_before:
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
-
-    def _kill_stragglers(self) -> None:
-        """Shims still running after containerd stopped: by pid, only those whose
-        command line names our private socket."""
-        kill_by_cmdline(self.address.encode())
-
-    def _remove_cgroups(self) -> None:
-        empty_and_remove_cgroups(lambda: cgroup_dirs_named(NAMESPACE))
-
-    def _unmount_all(self) -> None:
-        unmount_below(str(self.workdir))
-
-    def _remove_shim_sockets(self) -> None:
-        """containerd 1.6 names a v2 shim's socket sha256("<address>/<ns>/<id>")."""
-        tasks = self.workdir / "state" / "io.containerd.runtime.v2.task" / NAMESPACE
-        if tasks.is_dir():
-            for task in tasks.iterdir():
-                name = hashlib.sha256(f"{self.address}/{NAMESPACE}/{task.name}".encode()).hexdigest()
-                sock = Path("/run/containerd/s") / name
-                if sock.is_socket():
-                    sock.unlink()
+        def clear() -> None:
+            self.remove_all()
+            self.ctr("images", "rm", IMAGE, check=False)
+        super().stop(clear)
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +111,7 @@ def containerd(rootfs_template: Path) -> Iterator[Containerd]:
     daemon = Containerd(Path(tempfile.mkdtemp(prefix="pyrun-ctrd-")))
     try:
         daemon.start()
-        archive = daemon.workdir / "image.tar"
-        build_oci_archive(rootfs_template, archive, IMAGE)
-        daemon.ctr("images", "import", str(archive), timeout=60)
-        archive.unlink()
+        daemon.import_rootfs(rootfs_template, IMAGE)
         yield daemon
     finally:
         daemon.stop()
@@ -229,7 +126,7 @@ def ctrd(containerd: Containerd) -> Iterator[Containerd]:
     containerd.remove_all()
     state = containerd.runc_root / NAMESPACE
     runtime_state = [n for n in os.listdir(state) if not n.startswith("@")] if state.is_dir() else []
-    cgroups = [d for d in cgroup_dirs_named(NAMESPACE) if os.path.basename(d) != NAMESPACE]
+    cgroups = cgroups_below(NAMESPACE)
     assert not (left or runtime_state or cgroups), \
         f"left behind: containers={left} runtime state={runtime_state} cgroups={cgroups}"
 
@@ -345,9 +242,7 @@ def test_config_file_v1_runtime(rootfs_template: Path, runtime: str) -> None:
     daemon = Containerd(Path(tempfile.mkdtemp(prefix="pyrun-ctrd1-")), v1_runtime=runtime)
     try:
         daemon.start()
-        archive = daemon.workdir / "image.tar"
-        build_oci_archive(rootfs_template, archive, IMAGE)
-        daemon.ctr("images", "import", str(archive), timeout=60)
+        daemon.import_rootfs(rootfs_template, IMAGE)
         cid = new_id()
         r = daemon.ctr("run", "--rm", *daemon.run_args(runtime, cid, route=V1), IMAGE, cid,
                        "sh", "-c", "echo v1 pid $$; exit 3", check=False)

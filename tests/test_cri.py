@@ -12,12 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +23,10 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import PYRUN, REPO
-from cri_daemon import BUSYBOX_IMAGE, CONTAINERD, CTR, K8S_NS, RUNC, CriContainerd, new_workdir
+from containerd_daemon import CONTAINERD, CTR
+from cri_daemon import BUSYBOX_IMAGE, K8S_NS, RUNC, CriContainerd, new_workdir
+from daemon_cleanup import cgroups_below
+from ptys import run_on_pty
 from waiting import eventually
 
 HANDLERS = [pytest.param("pyrun", id="pyrun"), pytest.param("runc", id="runc")]
@@ -151,15 +151,6 @@ def v1_cgroup_dir(pid: int, controller: str) -> Path:
     raise AssertionError(f"no v1 {controller} cgroup for {pid}")
 
 
-def our_cgroups(daemon: CriContainerd) -> list[str]:
-    found = []
-    for top in Path("/sys/fs/cgroup").iterdir():
-        base = top / daemon.cgroup_parent
-        if base.is_dir():
-            found += [d for d, _dirs, _files in os.walk(base) if d != str(base)]
-    return found
-
-
 # --- fixtures ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -188,7 +179,7 @@ def cri(cri_module: Crictl) -> Iterator[Crictl]:
     tasks = list((daemon.workdir / "state" / "io.containerd.runtime.v2.task" / K8S_NS).glob("*"))
     assert not (pods or containers or runtime_state or tasks), \
         f"left behind: pods={pods} containers={containers} runtime state={runtime_state} tasks={tasks}"
-    eventually(lambda: not our_cgroups(daemon), 10, "the pod cgroups to go", interval=0.1)
+    eventually(lambda: not cgroups_below(daemon.cgroup_parent), 10, "the pod cgroups to go", interval=0.1)
 
 
 @pytest.fixture
@@ -275,41 +266,12 @@ def test_exec_sync_output_and_exit_code(cri: Crictl, pods: list[Pod], handler: s
     assert "exited with 3: err" in r.stderr, r
 
 
-def _pty_session(cmd: list[str], script: bytes, timeout: float = 60) -> tuple[int, str]:
-    """Run `cmd` on a new pseudo-terminal, type `script`, read until it exits."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    out = b""
-    try:
-        os.write(master, script)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:        # EIO: the other side is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=30), out.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_exec_streaming_with_tty(cri: Crictl, pods: list[Pod], handler: str) -> None:
     pod = new_pod(cri, pods, handler)
     cid = pod.create("app", "sleep", "1000")
-    rc, out = _pty_session(cri.base + ["exec", "-it", cid, "sh"],
-                           b"tty; echo answer=$((6*7)); exit 5\n")
+    rc, out = run_on_pty(cri.base + ["exec", "-it", cid, "sh"], b"tty; echo answer=$((6*7)); exit 5\n",
+                         timeout=60)
     assert "\n/dev/pts/0\r\n" in out, out      # a terminal of the container's own devpts
     assert "\nanswer=42\r\n" in out, out       # output, not the echo of what was typed
     assert rc == 1 and "command terminated with exit code 5" in out, (rc, out)

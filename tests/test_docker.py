@@ -13,16 +13,12 @@ update --memory, --memory, --pids-limit, top, stats) run like every other.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import os
-import pty
-import select
 import signal
 import socket
 import subprocess
-import termios
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +27,9 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
+from daemon_cleanup import cgroups_below
 from dockerd import Dockerd, dockerd_fixture, without_client_warnings
+from ptys import run_on_pty
 from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
@@ -55,11 +53,6 @@ def runtime_root(daemon: Dockerd) -> Path:
     return daemon.exec_root / "runtime-runc" / "moby"
 
 
-def leftover_cgroups(daemon: Dockerd) -> list[str]:
-    """Directories below (not at) the daemon's --cgroup-parent, in any hierarchy."""
-    return [d for d in daemon._our_cgroups() if os.path.basename(d) != daemon.cgroup_parent]
-
-
 @pytest.fixture(scope="module")
 def docker(dockerd: Dockerd) -> Iterator[Dockerd]:
     yield dockerd
@@ -73,7 +66,7 @@ def docker(dockerd: Dockerd) -> Iterator[Dockerd]:
         nonlocal listed, cgroups
         listed = subprocess.run([str(PYRUN), "--root", str(runtime_root(dockerd)), "list", "-q"],
                                 capture_output=True, text=True, timeout=30)
-        cgroups = leftover_cgroups(dockerd)
+        cgroups = cgroups_below(dockerd.cgroup_parent)
         return not listed.stdout.split() and not cgroups
     with contextlib.suppress(AssertionError):       # the asserts below say what is left
         eventually(nothing_left, 10, "pyrun's containers and cgroups gone", interval=0.2)
@@ -126,42 +119,10 @@ def wait_for_log(docker: Dockerd, name: str, text: str, timeout: float = 10.0) -
 def in_pty(docker: Dockerd, *args: str, timeout: float = 30) -> tuple[int, str]:
     """Run the docker client with a pty as its controlling terminal and stdio;
     returns (exit status, everything written to the terminal)."""
-    master, slave = pty.openpty()
-
-    def become_tty_owner() -> None:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen([docker.cli, "-H", docker.host, *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=docker.env(), start_new_session=True,
-                            preexec_fn=become_tty_owner)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:        # EIO: every slave fd is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        try:
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            rc = -1
-            out += b"\n(the docker client did not exit in time)"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    rc, out = run_on_pty([docker.cli, "-H", docker.host, *args], timeout=timeout, env=docker.env(),
+                         controlling=True)
     # The client's host warnings share the terminal with the container's output.
-    return rc, without_client_warnings(out.decode(errors="replace").replace("\r\n", "\n"))
+    return rc, without_client_warnings(out.replace("\r\n", "\n"))
 
 
 class _UnixHTTP(http.client.HTTPConnection):

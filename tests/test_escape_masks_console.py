@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import PYRUN
-from test_terminal import listen, read_pty
+from ptys import read_pty
+from test_terminal import listen
 from waiting import eventually
 
 REFUSED = "create /dev/console mount target: open /dev/console: too many levels of symbolic links"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYRUN, Bundle, make_config, proc_state, status_fields
+from conftest import PYRUN, new_bundle, proc_state, status_fields
 from waiting import eventually
 
 GCC = shutil.which("gcc")
@@ -123,23 +123,19 @@ def test_the_container_never_seizes_a_runtime_process(pyrun, bundle, tmp_path, r
     seizing stage 1), the attacker's log holds SEIZED lines of the created
     init with the runtime interpreter's identity (both SEIZE and ATTACH),
     and this test fails on them."""
-    a_dir = tmp_path / "attacker"
-    shutil.copytree(rootfs_template, a_dir / "rootfs", symlinks=True)
-    shutil.copy(attacker, a_dir / "rootfs" / "attack")
-    a = Bundle(a_dir, make_config(["/attack"]))
+    a = new_bundle(tmp_path / "attacker", rootfs_template, "/attack")
+    shutil.copy(attacker, a.rootfs / "attack")
     _with_ptrace(a.config)
     a.write()
     a_id = pyrun.new_id()
-    pyrun("run", "-d", "-b", str(a_dir), a_id, stdin=subprocess.DEVNULL)
+    pyrun("run", "-d", "-b", str(a.path), a_id, stdin=subprocess.DEVNULL)
     log = a.rootfs / "attack.log"
     try:
         eventually((a.rootfs / "ready").exists, timeout=20, what="the attacker looping")
         a_pid = pyrun.state(a_id)["pid"]
 
         # B: born into the attacker's pid namespace; hooks that fork inside it.
-        bundle.config["linux"]["namespaces"] = [
-            n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{a_pid}/ns/pid"}
-            for n in bundle.config["linux"]["namespaces"]]
+        bundle.join_namespace("pid", f"/proc/{a_pid}/ns/pid")
         bundle.config["hooks"] = {
             "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 0.2"]}],
             "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 0.2"]}],

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYRUN, Bundle, Pyrun, make_config
+from conftest import PYRUN, Bundle, Pyrun, new_bundle
 from waiting import eventually
 
 # A Python script run by whatever /proc/self/exe is when it is exec'd: the
@@ -192,12 +192,8 @@ def test_start_container_hook_reexecuting_the_runtime(copy_pyrun, bundle):
 
 def _sibling(tmp_path: Path, rootfs_template: Path, pid: int, script: str, *caps: str) -> Bundle:
     """A container in the pid namespace of the process `pid`, with extra caps."""
-    path = tmp_path / "sibling"
-    shutil.copytree(rootfs_template, path / "rootfs", symlinks=True)
-    b = Bundle(path, make_config(["sh", "-c", script]))
-    b.config["linux"]["namespaces"] = [
-        n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
-        for n in b.config["linux"]["namespaces"]]
+    b = new_bundle(tmp_path / "sibling", rootfs_template, "sh", "-c", script)
+    b.join_namespace("pid", f"/proc/{pid}/ns/pid")
     for kind in ("bounding", "effective", "permitted"):
         b.config["process"]["capabilities"][kind] += list(caps)
     (b.rootfs / "attack.sh").write_text(ATTACK)

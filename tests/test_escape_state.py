@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ID_PREFIX, PYRUN, Bundle, make_config
+from conftest import ID_PREFIX, PYRUN, new_bundle
 
 WALK = "/.." * 12        # more `..` than any state directory is deep: / stops the climb
 
@@ -82,15 +82,10 @@ def test_sibling_in_created_init_pid_ns_cannot_walk_out(pyrun, bundle, tmp_path,
     pyrun("create", "-b", str(bundle.path), a, stdin=subprocess.DEVNULL)
     try:
         a_pid = _pid(pyrun, a)
-        b_dir = tmp_path / "b"
-        shutil.copytree(rootfs_template, b_dir / "rootfs", symlinks=True)
-        b = Bundle(b_dir, make_config(["true"]))
-        b.config["linux"]["namespaces"] = [
-            n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{a_pid}/ns/pid"}
-            for n in b.config["linux"]["namespaces"]]
+        b = new_bundle(tmp_path / "b", rootfs_template).join_namespace("pid", f"/proc/{a_pid}/ns/pid")
         _with_ptrace(b.config)
         b.set_args("sh", "-c", _walk_script("1", host_marker))
-        out = pyrun("run", "-b", str(b_dir), pyrun.new_id()).stdout
+        out = pyrun("run", "-b", str(b.path), pyrun.new_id()).stdout
         _assert_walk_failed(out, host_marker)
         assert pyrun.state(a)["status"] == "created"
     finally:

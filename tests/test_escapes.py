@@ -35,14 +35,8 @@ def test_runtime_interpreter_is_unreachable_through_proc_exe(pyrun, bundle, tmp_
     # The init runs the interpreter (through a read-only clone of its mount: pyrun/selfexe.py).
     assert os.path.samestat(os.stat(f"/proc/{a_pid}/exe"), os.stat(os.path.realpath(sys.executable)))
 
-    import shutil
-    from conftest import Bundle, make_config
-    b_dir = tmp_path / "b"
-    shutil.copytree(rootfs_template, b_dir / "rootfs", symlinks=True)
-    b = Bundle(b_dir, make_config(["true"]))
-    b.config["linux"]["namespaces"] = [
-        n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{a_pid}/ns/pid"}
-        for n in b.config["linux"]["namespaces"]]
+    from conftest import new_bundle
+    b = new_bundle(tmp_path / "b", rootfs_template).join_namespace("pid", f"/proc/{a_pid}/ns/pid")
     b.set_args("sh", "-c",
                "readlink /proc/1/exe && echo LINK-READ; "
                "cat /proc/1/exe > /dev/null && echo EXE-READ; "
@@ -51,7 +45,7 @@ def test_runtime_interpreter_is_unreachable_through_proc_exe(pyrun, bundle, tmp_
                "readlink /proc/1/root && echo ROOT-READ; "
                "readlink /proc/1/fd/0 && echo FD-READ; "
                "echo done")
-    out = pyrun("run", "-b", str(b_dir), pyrun.new_id())
+    out = pyrun("run", "-b", str(b.path), pyrun.new_id())
     assert out.stdout.strip().splitlines() == ["done"], out.stdout
     assert "Permission denied" in out.stderr
     pyrun("delete", "-f", a)

@@ -2,41 +2,13 @@
 fd, as runc sends it) and `run` proxying the container's pty to our own."""
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import pty
 import re
-import select
 import socket
-import struct
 import subprocess
-import termios
-import time
 
 from conftest import PYRUN
-
-
-def read_pty(master: int, until: bytes | None = None, timeout: float = 10.0) -> bytes:
-    """Read a pty master until `until` shows up, it hangs up, or `timeout` passes."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if until is not None and until in data:
-            break
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(master, 65536)
-        except OSError as e:
-            if e.errno == errno.EIO:      # every slave closed
-                break
-            raise
-        if not chunk:
-            break
-        data += chunk
-    return data
+from ptys import read_pty, run_on_pty
 
 
 def listen(path) -> socket.socket:
@@ -130,51 +102,22 @@ def test_console_socket_without_terminal_fails_create(pyrun, bundle, tmp_path):
 def test_run_in_the_foreground_proxies_our_terminal(pyrun, bundle):
     bundle.config["process"]["terminal"] = True
     bundle.set_args("sh", "-c", "tty; stty size; echo hi; exit 7")
-    master, slave = pty.openpty()
-    try:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        proc = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "run", "-b", str(bundle.path),
-                                 pyrun.new_id()], stdin=slave, stdout=slave, stderr=slave,
-                                start_new_session=True)
-        os.close(slave)
-        slave = -1
-        data = b""
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            data += read_pty(master, timeout=0.2)
-        data += read_pty(master, timeout=1)
-        rc = proc.wait(timeout=10)
-        text = data.decode(errors="replace").replace("\r", "")
-        lines = [line for line in text.splitlines() if line]
-        assert rc == 7, text
-        assert re.fullmatch(r"/dev/(pts/\d+|console)", lines[0]), text
-        assert lines[1] == "40 120"         # the container's pty takes our size
-        assert lines[2] == "hi"
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    rc, text = run_on_pty([str(PYRUN), "--root", str(pyrun.root), "run", "-b", str(bundle.path), pyrun.new_id()],
+                          size=(40, 120))
+    text = text.replace("\r", "")
+    lines = [line for line in text.splitlines() if line]
+    assert rc == 7, text
+    assert re.fullmatch(r"/dev/(pts/\d+|console)", lines[0]), text
+    assert lines[1] == "40 120"         # the container's pty takes our size
+    assert lines[2] == "hi"
 
 
 # --- the pty belongs to the process's user (runc; tty.bats "tty owner ({u,g}id != 0)") ---
 
 def _in_a_pty(cmd: list[str]) -> tuple[int, str]:
     """Run `cmd` with a fresh pty as its stdio: (exit status, what it printed)."""
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        slave = -1
-        data = b""
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            data += read_pty(master, timeout=0.2)
-        data += read_pty(master, timeout=1)
-        return proc.wait(timeout=10), data.decode(errors="replace").replace("\r", "")
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    rc, text = run_on_pty(cmd)
+    return rc, text.replace("\r", "")
 
 
 OWNER = "stat -c %u:%g $(tty); echo done"

@@ -51,6 +51,26 @@ class VmResult:
         assert name in self.files, f"the guest wrote no {name}\n{self.describe()}"
         return self.files[name].decode(errors="replace")
 
+    def inner_pytest(self, name: str) -> str:
+        """The summary line of a pytest run the guest wrote to <name>.out (its
+        exit status to <name>.status), which must have exited 0 having passed tests."""
+        out = self.text(f"{name}.out")
+        status = self.text(f"{name}.status").strip()
+        summary = out.strip().splitlines()[-1] if out.strip() else ""
+        assert status == "0" and " passed" in summary, f"inner pytest exited {status}:\n{out}"
+        return summary
+
+
+def run_for_module(command: str, cwd: str | os.PathLike[str], timeout: float) -> VmResult:
+    """A VM test module's one boot: skipped inside the VM (no VM in the VM),
+    an error unless `command` ran there to exit status 0."""
+    import pytest
+    if os.environ.get("PYRUN_IN_VM"):
+        pytest.skip("already inside the VM")
+    result = run(command, cwd=cwd, timeout=timeout)
+    assert result.status == 0, result.describe()
+    return result
+
 
 def qemu_args(kernel: Kernel, io_dir: Path, memory: int, cpus: int) -> list[str]:
     accel = os.environ.get("PYRUN_VM_ACCEL", "tcg,thread=multi")

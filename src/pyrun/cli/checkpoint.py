@@ -1,27 +1,28 @@
 """pyrun checkpoint [flags] <container-id>"""
 from __future__ import annotations
 
+from pyrun.cli.criu_flags import in_order
 from pyrun.cli.parser import Flag, parse
 
-FLAGS = [
-    Flag(("image-path",), "str"),
-    Flag(("work-path",), "str"),
+FLAGS = in_order(
+    "image-path",
+    "work-path",
     Flag(("parent-path",), "str"),
     Flag(("leave-running",)),
-    Flag(("tcp-established",)),
+    "tcp-established",
     Flag(("tcp-skip-in-flight",)),
     Flag(("link-remap",)),
-    Flag(("ext-unix-sk",)),
-    Flag(("shell-job",)),
-    Flag(("lazy-pages",)),
+    "ext-unix-sk",
+    "shell-job",
+    "lazy-pages",
     Flag(("status-fd",), "int", -1),
     Flag(("page-server",), "str"),
-    Flag(("file-locks",)),
+    "file-locks",
     Flag(("pre-dump",)),
-    Flag(("manage-cgroups-mode",), "str"),
-    Flag(("empty-ns",), "list"),
-    Flag(("auto-dedup",)),
-]
+    "manage-cgroups-mode",
+    "empty-ns",
+    "auto-dedup",
+)
 
 
 def main(glob, argv: list[str]) -> int:

@@ -1,28 +1,29 @@
 """pyrun restore [flags] <container-id>"""
 from __future__ import annotations
 
+from pyrun.cli.criu_flags import in_order
 from pyrun.cli.parser import Flag, parse
 
-FLAGS = [
+FLAGS = in_order(
     Flag(("console-socket",), "str"),
-    Flag(("image-path",), "str"),
-    Flag(("work-path",), "str"),
-    Flag(("tcp-established",)),
-    Flag(("ext-unix-sk",)),
-    Flag(("shell-job",)),
-    Flag(("file-locks",)),
-    Flag(("manage-cgroups-mode",), "str"),
+    "image-path",
+    "work-path",
+    "tcp-established",
+    "ext-unix-sk",
+    "shell-job",
+    "file-locks",
+    "manage-cgroups-mode",
     Flag(("bundle", "b"), "str"),
     Flag(("detach", "d")),
     Flag(("pid-file",), "str"),
     Flag(("no-subreaper",)),
     Flag(("no-pivot",)),
-    Flag(("empty-ns",), "list"),
-    Flag(("auto-dedup",)),
-    Flag(("lazy-pages",)),
+    "empty-ns",
+    "auto-dedup",
+    "lazy-pages",
     Flag(("lsm-profile",), "str"),
     Flag(("lsm-mount-context",), "str"),
-]
+)
 
 
 def main(glob, argv: list[str]) -> int:

@@ -10,6 +10,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+from pyrun.rootfs.paths import resolve_in_root
+
 # runtime-spec namespace type -> CRIU's (and the kernel's /proc/<pid>/ns) name
 NS_NAMES = {"network": "net", "pid": "pid", "mount": "mnt", "ipc": "ipc", "uts": "uts",
             "user": "user", "cgroup": "cgroup", "time": "time"}
@@ -21,28 +23,14 @@ def is_bind(mount: dict[str, Any]) -> bool:
     return mount.get("type") == "bind" or "bind" in options or "rbind" in options
 
 
-def resolve_in_root(rootfs: str, path: str) -> str:
-    """`path` with the symlinks inside the rootfs followed as the init followed
-    them (never out of the rootfs): CRIU names a mount by where it really is."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(rootfs, *done, part)
-        if os.path.islink(candidate) and hops < 40:
-            hops += 1
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        done.append(part)
-    return "/" + "/".join(done)
+def _real_destination(root_fd: int, destination: str) -> str:
+    """CRIU names a mount by where it really is: its destination with the
+    rootfs's symlinks followed as the init followed them."""
+    try:
+        return "/" + resolve_in_root(root_fd, destination)
+    except OSError as e:        # a link loop the container made since
+        from pyrun.errors import PyrunError, oserror_text
+        raise PyrunError(f"mount destination {destination}: {oserror_text(e)}") from None
 
 
 def cgroup_binds(paths: dict[str, str]) -> list[tuple[str, str]]:
@@ -60,15 +48,19 @@ def external_mounts(spec: dict[str, Any], rootfs: str, cgroup_paths: dict[str, s
     mountpoint itself; restore: (id, host source)."""
     pairs: list[tuple[str, str]] = []
     binds = cgroup_binds(cgroup_paths) if cgroup_paths else []
-    for m in spec.get("mounts") or []:
-        dest = resolve_in_root(rootfs, m["destination"])
-        if is_bind(m):
-            source = m.get("source", "")
-            pairs.append((dest, source if restore else dest))
-        elif m.get("type") in ("cgroup", "cgroup2"):
-            for name, host_dir in binds:
-                sub = os.path.join(dest, name) if name else dest
-                pairs.append((sub, host_dir if restore else sub))
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in spec.get("mounts") or []:
+            dest = _real_destination(root_fd, m["destination"])
+            if is_bind(m):
+                source = m.get("source", "")
+                pairs.append((dest, source if restore else dest))
+            elif m.get("type") in ("cgroup", "cgroup2"):
+                for name, host_dir in binds:
+                    sub = os.path.join(dest, name) if name else dest
+                    pairs.append((sub, host_dir if restore else sub))
+    finally:
+        os.close(root_fd)
     devices = list(DEFAULT_DEVICES) + [d["path"] for d in (spec.get("linux") or {}).get("devices") or []]
     for path in dict.fromkeys(devices):
         pairs.append((path, path))
