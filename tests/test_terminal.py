@@ -3,6 +3,7 @@ fd, as runc sends it) and `run` proxying the container's pty to our own."""
 from __future__ import annotations
 
 import os
+import pty
 import re
 import socket
 import subprocess
@@ -230,10 +231,7 @@ def test_run_terminal_on_our_terminal_still_ends_lines_with_crlf(pyrun, bundle):
                                 start_new_session=True)
         os.close(slave)
         slave = -1
-        data = b""
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            data += read_pty(master, timeout=0.2)
+        data = read_pty(master, timeout=30, proc=proc)
         data += read_pty(master, timeout=1)
         assert proc.wait(timeout=10) == 0
         assert data == b"a\r\nb\r\n"
