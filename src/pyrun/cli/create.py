@@ -21,7 +21,7 @@ def request(glob, opts, args, usage: str):
     return CreateRequest(root=glob.root, id=args[0], bundle=opts["bundle"], pid_file=opts["pid_file"],
                          console_socket=opts["console_socket"], no_pivot=opts["no_pivot"],
                          no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"],
-                         rootless=glob.rootless)
+                         rootless=glob.rootless, systemd_cgroup=glob.systemd_cgroup)
 
 
 def main(glob, argv: list[str]) -> int:

@@ -52,7 +52,7 @@ def launch(ctx: LaunchContext) -> Launched:
     # (an exec'd process has few steps) can overtake stage 1's INIT_PID.  They
     # wait here until the pid they are about is known.
     early: list[chan.Message] = []
-    limits_set = ctx.mode != "init" or ctx.cgroup is None   # exec joins, it sets nothing
+    limits_set = ctx.mode != "init"   # exec joins, it sets nothing
     try:
         while True:
             if init_pid and early:
@@ -72,8 +72,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 init_pid = msg.data["pid"]
                 _reap(pid)
                 parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
-                if ctx.cgroup is not None:
-                    ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
+                ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
@@ -107,8 +106,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
                 raise PyrunError(f"error during container init: {step}: {text}" if step else text)
     except BaseException:
-        if ctx.cgroup is not None:
-            ctx.cgroup.reap_warm()
+        ctx.cgroup.reap_warm()
         for victim in (init_pid, pid):
             if victim:
                 _kill_and_reap(victim)
@@ -138,9 +136,9 @@ def _apply_resources(ctx: LaunchContext, when: str) -> None:
     when there are such hooks (as runc), otherwise at READY.  The runtime's
     own set-up is not charged against pids.max or a tiny memory limit; the
     user process is limited from its first instruction."""
-    from pyrun.cgroups.cgfile import CgroupError
+    from pyrun.cgroups.manager import CgroupError
     try:
-        ctx.cgroup.apply_resources(ctx.linux.get("resources"))
+        ctx.cgroup.update(ctx.linux.get("resources"))
     except CgroupError as e:
         raise PyrunError(f"error setting cgroup config for {when} process: {e}") from None
 

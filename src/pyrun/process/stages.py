@@ -93,8 +93,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         # As runc: in the container's cgroup before any namespace exists, so that
         # everything the container costs the kernel is charged there and a new
         # cgroup namespace is rooted at the container's cgroup.
-        if ctx.cgroup is not None:
-            ctx.cgroup.join(os.getpid())
+        ctx.cgroup.join(os.getpid())
         step = "set oom_score_adj"
         adj = ctx.process.get("oomScoreAdj")
         if adj is not None:
