@@ -91,3 +91,55 @@ def test_conformance_v2_statements_pass_on_v2(guest):
     _inner_run(guest, "conformance")
     out = _text(guest, "conformance.out")
     assert "skipped" not in out.strip().splitlines()[-1], out
+
+
+# --- systemd as pid 1: the --systemd-cgroup driver (a second boot) ---------------------
+
+SYSTEMD_TESTS = (
+    "test_scope_holds_the_container_with_its_limits",
+    "test_default_path_is_a_runc_scope_in_system_slice",
+    "test_nested_slice_is_made_by_systemd",
+    "test_memory_hog_is_oom_killed_in_its_scope",
+)
+
+
+def _systemd_script() -> str:
+    pytest_cmd = ".venv/bin/python -m pytest -p no:cacheprovider -v -rfE"
+    return "\n".join([
+        'out="$PYRUN_VM_OUT"',
+        'cat /proc/1/comm > "$out/pid1"',
+        'cat /proc/self/cgroup > "$out/self_cgroup"',
+        f'{pytest_cmd} tests/test_cgroup_systemd.py > "$out/systemd.out" 2>&1',
+        'echo $? > "$out/systemd.status"',
+        # after every delete: no unit of ours is loaded, no cgroup of ours is left
+        "systemctl list-units --all --no-legend --plain 'pyrun-*' 'runc-*' 'x-*' > \"$out/units\"",
+        "find /sys/fs/cgroup -name 'pyrun-*' -o -name 'runc-*' -o -name 'x-*' > \"$out/cgroups\"",
+    ])
+
+
+@pytest.fixture(scope="module")
+def systemd_guest() -> harness.VmResult:
+    if os.environ.get("PYRUN_IN_VM"):
+        pytest.skip("already inside the VM")
+    result = harness.run(_systemd_script(), cwd=REPO, timeout=TIMEOUT, systemd=True)
+    assert result.status == 0, result.describe()
+    return result
+
+
+def test_systemd_guest_runs_the_command_as_a_unit(systemd_guest):
+    assert _text(systemd_guest, "pid1") == "systemd\n"
+    assert _text(systemd_guest, "self_cgroup") == "0::/system.slice/pyrun-vm.service\n"
+
+
+def test_systemd_driver_runs_containers_in_scopes(systemd_guest):
+    out = _text(systemd_guest, "systemd.out")
+    status = _text(systemd_guest, "systemd.status").strip()
+    assert status == "0", f"inner pytest exited {status}:\n{out}"
+    for name in SYSTEMD_TESTS:     # these skip where systemd is not pid 1: here they must run
+        assert f"test_cgroup_systemd.py::{name} PASSED" in out, out
+    print(out.strip().splitlines()[-1])
+
+
+def test_systemd_driver_leaves_no_unit_and_no_cgroup(systemd_guest):
+    assert _text(systemd_guest, "units") == ""
+    assert _text(systemd_guest, "cgroups") == ""

@@ -31,6 +31,7 @@ HEAVY = {
     "hashlib", "_hashlib",                        # OpenSSL, ~2 ms
     "pathlib", "urllib",                          # ~2 ms
     "subprocess", "threading", "traceback", "argparse", "asyncio",
+    "jeepney",                                    # D-Bus: --systemd-cgroup only
 }
 
 # Runs one pyrun command in-process, as the launcher does, then writes the

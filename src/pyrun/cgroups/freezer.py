@@ -65,13 +65,3 @@ def thaw(kind: str, cgroup: str) -> None:
         _write(os.path.join(cgroup, "freezer.state"), "THAWED")
     else:
         _write(os.path.join(cgroup, "cgroup.freeze"), "0")
-
-
-def is_frozen(kind: str, cgroup: str) -> bool:
-    """What the freezer says now (FREEZING is not frozen, as runc)."""
-    try:
-        if kind == "v1":
-            return _read(os.path.join(cgroup, "freezer.state")).strip() == "FROZEN"
-        return _read(os.path.join(cgroup, "cgroup.freeze")).strip() == "1"
-    except OSError:
-        return False

@@ -10,7 +10,6 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun.cgroups.manager import load
 from pyrun.linux.proc import is_alive
 from pyrun.state.store import ContainerDir
 
@@ -20,8 +19,10 @@ CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
 def status_of(cdir: ContainerDir, state: dict[str, Any]) -> str:
     pid = state.get("init_process_pid") or 0
     alive = pid > 0 and is_alive(pid, state.get("init_process_start"))
-    if alive and load(state).frozen():
-        return PAUSED
+    if alive:
+        from pyrun.cgroups.manager import load    # only a live container can be paused
+        if load(state).frozen():
+            return PAUSED
     if not alive:
         return STOPPED
     if cdir.has_fifo() and not _has_exec_ed(pid, state):
