@@ -227,6 +227,8 @@ def test_nested_slice_is_made_by_systemd(pyrun, bundle):
             assert f.read() == f"0::/pyrun.slice/pyrun-test.slice/pyrun-test-a.slice/x-{cid}.scope\n"
     finally:
         _sd(pyrun, "delete", "--force", cid)
+        import subprocess          # the slices are systemd's (runc leaves them too): ours go here
+        subprocess.run(["systemctl", "stop", "pyrun-test-a.slice", "pyrun-test.slice", "pyrun.slice"], check=True)
 
 
 @needs_systemd

@@ -111,9 +111,12 @@ def _systemd_script() -> str:
         'cat /proc/self/cgroup > "$out/self_cgroup"',
         f'{pytest_cmd} tests/test_cgroup_systemd.py > "$out/systemd.out" 2>&1',
         'echo $? > "$out/systemd.status"',
-        # after every delete: no unit of ours is loaded, no cgroup of ours is left
-        "systemctl list-units --all --no-legend --plain 'pyrun-*' 'runc-*' 'x-*' > \"$out/units\"",
-        "find /sys/fs/cgroup -name 'pyrun-*' -o -name 'runc-*' -o -name 'x-*' > \"$out/cgroups\"",
+        # after every delete: no container scope is loaded, no scope cgroup is left
+        # (the slices above them are systemd's, as under runc; the test stops its own)
+        "systemctl list-units --all --no-legend --plain --type=scope 'pyrun-*' 'runc-*' 'x-*' > \"$out/units\"",
+        "find /sys/fs/cgroup -name '*.scope' \\( -name 'pyrun-*' -o -name 'runc-*' -o -name 'x-*' \\) "
+        "> \"$out/cgroups\"",
+        "systemctl list-units --all --no-legend --plain --type=slice 'pyrun*' > \"$out/slices\"",
     ])
 
 
@@ -143,3 +146,4 @@ def test_systemd_driver_runs_containers_in_scopes(systemd_guest):
 def test_systemd_driver_leaves_no_unit_and_no_cgroup(systemd_guest):
     assert _text(systemd_guest, "units") == ""
     assert _text(systemd_guest, "cgroups") == ""
+    assert _text(systemd_guest, "slices") == ""
