@@ -11,6 +11,7 @@ venv=${PYRUN_VENV:-$here/.venv}
 packages=(python3-venv busybox-static runc crun libseccomp2 iproute2 procps docker.io podman uidmap time)
 packages+=(gcc libc6-dev)     # launcher/pyrun-python.c: the console script's read-only interpreter
 packages+=(qemu-system-x86)   # tests/vm/: boots Debian's kernel with pure cgroup v2
+packages+=(criu)              # checkpoint/restore (pyrun drives `criu swrk`)
 # conformance/upstream/: runc's bats suite and runtime-tools, built offline at CI time
 packages+=(bats debootstrap gawk jq gcc libc6-dev libseccomp-dev pkg-config xz-utils)
 missing=()

@@ -13,7 +13,7 @@ cd "$here"
 "$venv/bin/python" -m pytest "$@"
 pytest_rc=$?
 
-conformance_rc=0 bats_rc=0 rtools_rc=0
+conformance_rc=0 bats_rc=0 rtools_rc=0 critest_rc=0
 if [ "${PYRUN_NO_CONFORMANCE:-}" != 1 ]; then
     "$venv/bin/python" conformance/run.py
     conformance_rc=$?
@@ -24,8 +24,12 @@ if [ "${PYRUN_NO_CONFORMANCE:-}" != 1 ]; then
     bats_rc=$?
     "$venv/bin/python" conformance/upstream/runtime_tools.py
     rtools_rc=$?
+    # critest (cri-tools 1.26.1) against containerd's CRI with pyrun, then runc, as the handler
+    "$venv/bin/python" conformance/upstream/critest.py
+    critest_rc=$?
 fi
 
 echo "test.sh: pytest exit $pytest_rc, conformance exit $conformance_rc," \
-     "runc bats exit $bats_rc, runtime-tools exit $rtools_rc"
-[ "$pytest_rc" = 0 ] && [ "$conformance_rc" = 0 ] && [ "$bats_rc" = 0 ] && [ "$rtools_rc" = 0 ]
+     "runc bats exit $bats_rc, runtime-tools exit $rtools_rc, critest exit $critest_rc"
+[ "$pytest_rc" = 0 ] && [ "$conformance_rc" = 0 ] && [ "$bats_rc" = 0 ] && [ "$rtools_rc" = 0 ] &&
+    [ "$critest_rc" = 0 ]

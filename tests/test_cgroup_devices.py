@@ -176,6 +176,28 @@ def test_container_opens_a_char_device_only_with_a_rule_for_it(pyrun, bundle):
     assert out.stdout.split() == ["MADE", "OPENED_W", "done"], out.stdout + out.stderr
 
 
+def test_access_letters_other_than_rwm_are_ignored_as_runc_does(pyrun, bundle):
+    """runc's own update.bats writes access "rwa"; runc (1.1 and 1.4) takes it,
+    acting on r, w and m alone.  Allowing c 1:11 with "wa" opens /dev/kmsg for
+    writing only (the 'a' grants nothing); denying it again with "rwa" after
+    an allow shuts it.  Seen failing: create refused the config
+    ("'wa' does not match '^[rwm]*$'")."""
+    _add_caps(bundle.config, "CAP_MKNOD")
+    script = "mknod /dev/k c 1 11 && echo MADE; (: > /dev/k) && echo OPENED_W; echo done"
+    bundle.config["linux"]["resources"] = {"devices": [
+        {"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "wa"}]}
+    bundle.set_args("sh", "-c", script)
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert out.stdout.split() == ["MADE", "OPENED_W", "done"], out.stdout + out.stderr
+
+    bundle.config["linux"]["resources"]["devices"].append(
+        {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"})
+    bundle.set_args("sh", "-c", script)
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id())
+    assert out.stdout.split() == ["MADE", "done"], out.stdout + out.stderr
+    assert "Operation not permitted" in out.stderr
+
+
 def test_container_device_rules_are_in_its_cgroup(pyrun, bundle):
     """hybrid/v1: the rules are the devices.list of the container's cgroup;
     v2: one device program is attached to the container's cgroup."""

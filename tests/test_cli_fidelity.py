@@ -464,6 +464,65 @@ def test_debug_lines_go_to_the_log_only(runtime, bundle, tmp_path, fmt):
         assert any(m.startswith("start ") and m.endswith(" released") for m in messages)
 
 
+RUNC_DEBUG_LINES = {"run": ["=> nsexec container setup", "child process in init()",
+                            "init: closing the pipe to signal completion"],
+                    "exec": ["=> nsexec container setup", "child process in init()", "setns_init: about to exec"]}
+
+
+def test_debug_names_the_set_up_points_in_runcs_words(runtime, bundle, tmp_path):
+    """runc's debug.bats and exec.bats grep --debug output for runc's lines
+    at the namespace set-up, the start of the init and its ready/exec point;
+    pyrun logs them, in that order, where its stages reach the same points.
+    Seen failing: pyrun's --debug log had none of them."""
+    runtime.prepare(bundle).set_args("sleep", "300")
+    cid = runtime.new_id()
+    logs = {}
+    for command, args in (("run", ("run", "-d", "-b", str(bundle.path), cid)), ("exec", ("exec", cid, "true"))):
+        log = tmp_path / f"{command}.log"
+        res = runtime(*args, global_args=("--debug", "--log", str(log), "--log-format", "json"))
+        assert (res.stdout, res.stderr) == ("", "")
+        messages = [json.loads(line)["msg"] for line in log.read_text().splitlines()]
+        # runc prefixes its nsexec lines ("nsexec[PID]: => nsexec container setup")
+        found = [line for m in messages for line in RUNC_DEBUG_LINES[command] if m.endswith(line)]
+        logs[command] = list(dict.fromkeys(found))     # first sighting of each, in order
+    runtime("delete", "--force", cid)
+    assert logs == RUNC_DEBUG_LINES
+
+
+def test_debug_lines_cost_nothing_without_debug(runtime, bundle, tmp_path):
+    """Without --debug the same run writes nothing to the log."""
+    log = tmp_path / "runtime.log"
+    runtime.prepare(bundle).set_args("true")
+    runtime("run", "-b", str(bundle.path), runtime.new_id(), global_args=("--log", str(log)))
+    assert log.read_text() == ""
+
+
+def test_installed_as_runc_it_calls_itself_runc(pyrun, bundle, tmp_path):
+    """A drop-in is installed under runc's name (a symlink named runc): help,
+    --version and the create/run error prefix then say runc, as runc's
+    help.bats and version.bats and callers parsing `runc version X` expect.
+    Seen failing: pyrun called itself pyrun whatever it was run as."""
+    (tmp_path / "bin").mkdir()
+    runc = tmp_path / "bin" / "runc"
+    runc.symlink_to(PYRUN)
+    pyrun.command = [str(runc)]
+    lines = pyrun("-h").stdout.splitlines()
+    assert lines[:2] == ["NAME:", "   runc - Open Container Initiative runtime, written in Python"]
+    assert pyrun("--version").stdout.splitlines()[0] == f"runc version {pyrun_version()}"
+    assert pyrun("delete", "-h").stdout.splitlines()[:2] == ["NAME:", "   runc delete - delete a container and everything it holds"]
+    bundle.set_args("/nonexistent")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1
+    assert json.loads(res.stderr)["msg"].startswith("runc run failed: unable to start container process: "), res.stderr
+    pyrun.command = [str(PYRUN)]        # as the pyrun fixture's own name
+    assert pyrun("-h").stdout.splitlines()[1] == "   pyrun - Open Container Initiative runtime, written in Python"
+
+
+def pyrun_version() -> str:
+    import pyrun as package
+    return package.__version__
+
+
 def test_version_and_help_import_nothing_heavy(pyrun, tmp_path):
     """--version and the help screens stay as cheap as `state` (tests/test_imports.py's list)."""
     from test_imports import heavy_in, imports_of

@@ -29,15 +29,12 @@ created it and it is empty (socket files left by killed shims are removed).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import uuid
 from pathlib import Path
@@ -46,6 +43,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYRUN
+from oci_image import build_oci_archive
 from daemon_cleanup import cgroup_dirs_named, empty_and_remove_cgroups, kill_by_cmdline, unmount_below
 from waiting import eventually
 
@@ -62,54 +60,6 @@ RUNTIMES = [pytest.param(str(PYRUN), id="pyrun"), pytest.param(RUNC, id="runc")]
 
 pytestmark = pytest.mark.skipif(CONTAINERD is None or CTR is None,
                                 reason="containerd/ctr not installed (a docker.io dependency)")
-
-
-# --- an OCI image layout tar from a rootfs directory ------------------------------
-
-def _blob(layout: tarfile.TarFile, data: bytes) -> dict:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    info = tarfile.TarInfo("blobs/sha256/" + digest.split(":")[1])
-    info.size = len(data)
-    info.mtime = 0
-    layout.addfile(info, io.BytesIO(data))
-    return {"digest": digest, "size": len(data)}
-
-
-def build_oci_archive(rootfs: Path, dest: Path, name: str) -> None:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as layer:
-        for entry in sorted(os.listdir(rootfs)):
-            layer.add(os.path.join(rootfs, entry), arcname=entry)
-    raw_bytes = raw.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(raw_bytes).hexdigest()
-    gz = gzip.compress(raw_bytes, mtime=0)
-    config = {
-        "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["sh"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }
-    with tarfile.open(dest, "w") as layout:
-        layer_desc = _blob(layout, gz)
-        config_desc = _blob(layout, json.dumps(config).encode())
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer_desc}],
-        }
-        manifest_desc = _blob(layout, json.dumps(manifest).encode())
-        index = {"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_desc,
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": name,
-                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]},
-        }]}
-        for fname, data in (("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
-                            ("index.json", json.dumps(index).encode())):
-            info = tarfile.TarInfo(fname)
-            info.size = len(data)
-            layout.addfile(info, io.BytesIO(data))
 
 
 # --- the daemon ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -119,6 +120,29 @@ def test_exec_cgroup_unknown_controller_is_refused(pyrun, running, bundle):
              "unable to create new parent process: unknown controller whaaat in SubCgroupPaths")
 
 
+@pytest.mark.parametrize("value", ["nonexistent", "cpu:nonexistent"])
+def test_exec_cgroup_that_does_not_exist_fails_in_runcs_words(pyrun, running, bundle, value):
+    """A sub-cgroup nobody made: runc's "error adding pid N to cgroups: failed
+    to write N: open <dir>/nonexistent/cgroup.procs: no such file or
+    directory" (its exec.bats greps it), exit 255, nothing runs, nothing is
+    created.  Seen failing: pyrun said "join cgroup: no such file or directory: <path>"."""
+    paths = _cgroup_paths(pyrun, running)
+    # the first hierarchy joined is the one named: cpu alone for "cpu:", any of them otherwise
+    targets = {f"{p}/nonexistent/cgroup.procs" for k, p in paths.items()
+               if value == "nonexistent" or "cpu" in k.split(",")}
+    before = _pids_in(paths)
+    res = pyrun("exec", "--cgroup", value, running, "touch", "/ran", check=False)
+    assert res.returncode == 255, res
+    msg = res.stderr.rstrip()
+    m = re.fullmatch(r'time="[^"]+" level=error msg="exec failed: unable to start container process: '
+                     r'error during container init: join cgroup: error adding pid (\d+) to cgroups: '
+                     r'failed to write (\d+): open (\S+): no such file or directory"', msg)
+    assert m and m.group(1) == m.group(2) and m.group(3) in targets, msg
+    assert not (bundle.rootfs / "ran").exists()
+    assert not any(os.path.exists(os.path.join(p, "nonexistent")) for p in paths.values())
+    assert _pids_in(_cgroup_paths(pyrun, running)) == before
+
+
 @pytest.mark.parametrize("values,message", [
     ([":x"], "invalid --cgroup argument: :x (empty <controller> prefix)"),
     (["cpu:a", "cpu:b"], "invalid --cgroup argument(s): controller cpu specified multiple times"),
@@ -147,8 +171,8 @@ def test_exec_cgroup_absolute_path_is_below_the_container(pyrun, running, bundle
     assert res.returncode == 255, res       # every exec failure, as runc's
     first = next(iter(paths.values()))     # the init joins the cgroups in the state's order
     assert res.stderr.count("\n") == 1 and res.stderr.rstrip().endswith(
-        'msg="exec failed: unable to start container process: error during container init: join cgroup: '
-        f'no such file or directory: {first}/sys/fs/cgroup/cpu/cgroup.procs"'), res.stderr
+        f'to cgroups: failed to write {res.stderr.split("error adding pid ")[1].split()[0]}: '
+        f'open {first}/sys/fs/cgroup/cpu/cgroup.procs: no such file or directory"'), res.stderr
     assert not (bundle.rootfs / "ran").exists()
     assert _pids_in(paths) == before
 

@@ -245,9 +245,11 @@ def test_seizing_the_created_init_reaches_nothing_on_the_host(pyrun, bundle, tmp
     (non-dumpable included: the capability is held in the init user
     namespace).  A sibling container in the created container's pid
     namespace PTRACE_SEIZEs its init (pyrun's Python process, waiting for
-    `start`), takes every fd it holds with pidfd_getfd (same permission as
-    the seize), and from any directory among them walks `..` up to the host's
-    root and creates a file there.  The init must hold nothing that leads
+    `start`), takes every fd it holds with pidfd_getfd (same permission
+    check as the seize, but no tracer needed), and from any directory among
+    them walks `..` up to the host's root and creates a file there.  The
+    seize fails: the init is traced by pyrun's guard (test_escape_ptrace.py);
+    pidfd_getfd does not care, so the init must also hold nothing that leads
     out: its exe is read-only (test above), and it waits for `start` on an
     fd of exec.fifo itself, not of the host's state directory.
     Checked: with the init given the state directory's O_PATH fd again (the
@@ -263,8 +265,8 @@ def test_seizing_the_created_init_reaches_nothing_on_the_host(pyrun, bundle, tmp
     b = _python_attacker(_sibling(tmp_path, rootfs_template, pid, "", "CAP_SYS_PTRACE"),
                          python, "1", str(marker))
     out = pyrun("run", "-b", str(b.path), pyrun.new_id()).stdout
-    assert out.splitlines()[0] == "SEIZE ok", out     # the kernel lets it seize the init ...
-    assert "FD 0 " in out, out              # ... and take its fds: the attack ran
+    assert out.splitlines()[0] == "SEIZE Operation not permitted", out    # the guard holds the init ...
+    assert "FD 0 " in out, out              # ... but its fds can be taken: the attack ran
     assert "ESCAPED" not in out and not marker.exists(), out
     assert out.rstrip().endswith("END"), out
     pyrun("delete", "-f", a)

@@ -80,6 +80,8 @@ def test_versions_and_annotations(features):
     assert commit
     for key in ann:
         assert not key.startswith("org.opencontainers.runc.")
+    import shutil
+    assert ann["io.github.pyrun.checkpoint.enabled"] == ("true" if shutil.which("criu") else "false")
     if "io.github.seccomp.libseccomp.version" in ann:
         assert all(part.isdigit() for part in ann["io.github.seccomp.libseccomp.version"].split("."))
 

@@ -96,6 +96,20 @@ def test_failing_start_container_hook_fails_start_and_stops(pyrun, bundle):
     pyrun("delete", cid)
 
 
+def test_hook_killed_by_a_signal_is_named_as_runc_names_it(pyrun, bundle):
+    """runc reports a hook's death with Go's signal words: a startContainer
+    hook runs under the container's seccomp filter, and its SIGSYS reads
+    "signal: bad system call" (runc's seccomp.bats greps it)."""
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]}
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/d"]}]}
+    bundle.set_args("true")
+    res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+    assert res.returncode == 1
+    assert "error running startContainer hook #0: signal: bad system call, stdout: , stderr: " in res.stderr, res.stderr
+    assert not (bundle.rootfs / "tmp" / "d").exists()
+
+
 def test_failing_poststart_hook_fails_start_and_stops_the_container(pyrun, bundle):
     bundle.config["hooks"] = {"poststart": [{"path": "/bin/false"}]}
     bundle.set_args("sleep", "300")

@@ -176,10 +176,11 @@ def test_occupied_cgroup_is_refused(pyrun, bundle):
         bundle.write()
         res = pyrun("create", "-b", str(bundle.path), pyrun.new_id(), check=False,
                     global_args=("--log-format", "json"))
-        assert res.returncode != 0
+        assert res.returncode == 1
         entries = [json.loads(line) for line in res.stderr.splitlines()]
         assert [e["level"] for e in entries] == ["error"], res.stderr
-        assert "linux.cgroupsPath" in entries[0]["msg"] and "not empty" in entries[0]["msg"]
+        # runc >= 1.2's refusal, word for word (runc 1.1 only warned)
+        assert entries[0]["msg"] == "pyrun create failed: container's cgroup is not empty: 1 process(es) found"
         assert untouched_by_signals(sleeper.pid) == NO_SIGNAL_LANDED   # delete did not kill it
         assert occupied.is_dir()                      # not removed either
     finally:
@@ -189,4 +190,38 @@ def test_occupied_cgroup_is_refused(pyrun, bundle):
             if (top / name).is_dir():
                 with contextlib.suppress(AssertionError):   # the test's own failure matters more
                     eventually(lambda: not (top / name / "cgroup.procs").read_text().split(), 5, "an empty cgroup")
+                (top / name).rmdir()
+
+
+@pytest.mark.parametrize("command", [("run", "-d"), ("create",)])
+def test_frozen_cgroup_is_refused_at_once(pyrun, bundle, command):
+    """A cgroupsPath naming a cgroup someone froze beforehand: the init would
+    freeze as it joins and `run -d`/`create` wait for it forever.  runc
+    refuses it at once: exit 1, "container's cgroup unexpectedly frozen",
+    and the cgroup (not ours) stays.  Checked: without create's manager.frozen() check,
+    `run -d` hangs until this test's timeout (TimeoutExpired)."""
+    freezer = Path("/sys/fs/cgroup/freezer")
+    if not freezer.is_dir():
+        pytest.skip("no cgroup v1 freezer hierarchy on this host")
+    name = f"{ID_PREFIX}frozen-{uuid.uuid4().hex[:6]}"
+    frozen = freezer / name
+    frozen.mkdir()
+    try:
+        (frozen / "freezer.state").write_text("FROZEN")
+        bundle.config["linux"]["cgroupsPath"] = "/" + name
+        bundle.write()
+        cid = pyrun.new_id()
+        res = pyrun(*command, "-b", str(bundle.path), cid, check=False, timeout=60,
+                    global_args=("--log-format", "json"))
+        assert res.returncode == 1, res.stderr
+        entries = [json.loads(line) for line in res.stderr.splitlines()]
+        assert [(e["level"], e["msg"]) for e in entries] == [
+            ("error", f"pyrun {command[0]} failed: container's cgroup unexpectedly frozen")], res.stderr
+        assert not (pyrun.root / cid).exists()
+        assert (frozen / "freezer.state").read_text().strip() == "FROZEN"
+        assert not (frozen / "cgroup.procs").read_text().split()
+    finally:
+        (frozen / "freezer.state").write_text("THAWED")
+        for top in Path("/sys/fs/cgroup").iterdir():
+            if (top / name).is_dir():
                 (top / name).rmdir()

@@ -32,6 +32,7 @@ HEAVY = {
     "pathlib", "urllib",                          # ~2 ms
     "subprocess", "threading", "traceback", "argparse", "asyncio",
     "jeepney",                                    # D-Bus: --systemd-cgroup only
+    "pyrun.criu", "pyrun.container.checkpoint", "pyrun.container.restore",   # checkpoint/restore only
 }
 
 # Runs one pyrun command in-process, as the launcher does, then writes the
@@ -116,7 +117,8 @@ def test_create_skips_what_the_config_does_not_need(pyrun, bundle, tmp_path):
     assert heavy_in(modules_second, {"jsonschema", "referencing", "rpds", "pyseccomp",
                                      "pyrun.seccomp", "pyroute2", "dataclasses", "inspect",
                                      "hashlib", "_hashlib", "pathlib", "shutil", "traceback",
-                                     "threading", "subprocess"}) == []
+                                     "threading", "subprocess", "pyrun.criu", "pyrun.container.checkpoint",
+                                     "pyrun.container.restore"}) == []
     # ...nor the stdlib modules that only wrap what pyrun takes from C modules
     # (_socket, _signal, _json) or that only annotations would need
     assert heavy_in(modules_second, {"typing", "re", "enum", "socket", "signal", "json",

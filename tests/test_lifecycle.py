@@ -170,6 +170,46 @@ def test_stdio_is_handed_through_untouched(pyrun, bundle):
     assert res.stdout == "got:hello\n" and res.stderr == "err\n"
 
 
+def _read_to_eof(fd: int, timeout: float = 10.0) -> bytes:
+    """All of a pipe until EOF; AssertionError if it stays open past `timeout`."""
+    import select
+    import time
+    data, deadline = b"", time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], f"no EOF after {timeout}s: {data!r}"
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_created_container_keeps_the_pipes_create_was_given(pyrun, bundle):
+    """Without a terminal the container process inherits `create`'s stdio as
+    is, as runc's does (runtime-tools reads runtimetest's report so): its
+    output reaches the pipes create was given, after create has exited and
+    start has run, and they reach EOF when the container exits."""
+    bundle.set_args("sh", "-c", "echo out; echo err >&2")
+    cid = pyrun.new_id()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pyrun("create", "-b", str(bundle.path), cid, stdout=out_w, stderr=err_w, text=False)
+        os.close(out_w)
+        os.close(err_w)
+        out_w = err_w = -1
+        assert pyrun.state(cid)["status"] == "created"
+        pyrun("start", cid)
+        # to EOF: the container exited, and nothing else holds the pipes
+        assert (_read_to_eof(out_r), _read_to_eof(err_r)) == (b"out\n", b"err\n")
+        pyrun.wait_status(cid, "stopped")
+        pyrun("delete", cid)
+    finally:
+        for fd in (out_r, out_w, err_r, err_w):
+            if fd >= 0:
+                os.close(fd)
+
+
 def test_list_and_state_formats(pyrun, bundle):
     bundle.set_args("sleep", "300")
     ids = [pyrun.new_id(), pyrun.new_id()]

@@ -327,3 +327,32 @@ def test_run_and_exec_with_tty(podman: Podman, runtime: str) -> None:
         assert out[0].startswith("/dev/pts/") and out[1] == "xterm", r
     finally:
         podman("rm", "--force", "--time", "0", name, runtime=runtime, check=False)
+
+
+@pytest.mark.criu
+@pytest.mark.skipif(not os.environ.get("PYRUN_IN_VM"),
+                    reason="CRIU 3.17 cannot dump on this kernel: tests/test_checkpoint_vm.py runs this in the VM")
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_container_checkpoint_and_restore(podman: Podman, runtime: str) -> None:
+    """`podman container checkpoint` / `restore` through the runtime's
+    checkpoint and restore (conmon runs the latter): the counter goes on."""
+    name = new_name()
+    podman("run", "-d", *podman.run_args(), "--name", name, IMAGE,
+           "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /count.log; sleep 0.2; done", runtime=runtime)
+    try:
+        def count() -> list[int]:
+            r = podman("exec", name, "cat", "/count.log", runtime=runtime, check=False)
+            return [int(n) for n in r.stdout.split()] if r.returncode == 0 else []
+        eventually(lambda: len(count()) > 3, 60, "the counter to start", interval=0.2)
+        podman("container", "checkpoint", name, runtime=runtime, timeout=300)
+        info = json.loads(podman("inspect", name, runtime=runtime).stdout)[0]
+        assert info["State"]["Status"] == "exited" and info["State"]["Checkpointed"], info["State"]
+        podman("container", "restore", name, runtime=runtime, timeout=300)
+        info = json.loads(podman("inspect", name, runtime=runtime).stdout)[0]
+        assert info["State"]["Status"] == "running" and info["State"]["Restored"], info["State"]
+        at_restore = len(count())
+        after = eventually(lambda: len(c := count()) > at_restore + 2 and c, 60, "the counter to go on",
+                           interval=0.2)
+        assert after == list(range(1, len(after) + 1)), after
+    finally:
+        podman("rm", "--force", "--time", "0", name, runtime=runtime, check=False)

@@ -6,6 +6,7 @@ Every assertion is made from inside the container, with busybox.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -446,3 +447,39 @@ def test_join_network_namespace_by_path(netns_dir, pyrun, bundle):
         assert out.splitlines()[-1] == f"net:[{inode}]"
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+# --- a cwd only the runtime may enter (runc: chdir before the user switch, then again) ---
+
+def test_cwd_the_user_cannot_enter_but_root_can(pyrun, bundle):
+    """cwd.bats "runc create can chdir if runc has access". Before:
+    `switch user: permission denied: /root`."""
+    (bundle.rootfs / "root").mkdir(exist_ok=True)
+    (bundle.rootfs / "root").chmod(0o700)
+    bundle.config["process"]["cwd"] = "/root"
+    set_user(bundle, uid=42, gid=42)
+    # runs there as 42, who may not read it
+    assert run_out(pyrun, bundle, "sh", "-c", "pwd; id -u; ls . >/dev/null 2>&1; echo ls=$?").split() == \
+        ["/root", "42", "ls=1"]
+
+
+def test_exec_user_with_no_access_to_the_cwd(pyrun, bundle):
+    """cwd.bats "runc exec --user with no access to cwd": the container's cwd
+    is its user's own 0700 directory; `exec --user 0` starts there (root may)."""
+    (bundle.rootfs / "root").mkdir(exist_ok=True)
+    os.chown(bundle.rootfs / "root", 42, 42)
+    (bundle.rootfs / "root").chmod(0o700)
+    bundle.config["process"]["cwd"] = "/root"
+    set_user(bundle, uid=42, gid=42)
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        assert pyrun("exec", "--user", "0", cid, "pwd").stdout == "/root\n"
+        # a cwd no one may enter: refused with runc's words
+        res = pyrun("exec", "--cwd", "/etc/passwd", cid, "pwd", check=False, global_args=("--log-format", "json"))
+        assert res.returncode == 255, res
+        assert ('switch user: chdir to cwd ("/etc/passwd") set in config.json failed: not a directory'
+                in json.loads(res.stderr)["msg"]), res.stderr
+    finally:
+        pyrun("delete", "--force", cid)

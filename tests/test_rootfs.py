@@ -6,6 +6,11 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
+from conftest import failed_run as conftest_failed_run
+from waiting import eventually
+
 
 def _run(pyrun, bundle, script: str, check: bool = True):
     bundle.set_args("sh", "-c", script)
@@ -148,6 +153,22 @@ def test_propagation_and_rootfs_propagation(pyrun, bundle, tmp_path):
     assert Path(host).is_dir()
 
 
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "rprivate", "shared"])
+def test_recursive_rootfs_propagation_is_accepted(pyrun, bundle, propagation):
+    """The recursive forms runc takes and containerd's CRI sends (rshared for
+    Kubernetes' Bidirectional mountPropagation, rslave for HostToContainer).
+    With (r)shared the mount holding the rootfs is shared too, and pivot_root
+    refuses a new root whose parent mount is shared: seen failing ("pivot_root:
+    invalid argument") without make_parent_mount_private.  The container's
+    root then has the propagation asked for (the spec's reading; runc leaves it
+    private), in a peer group of its own (test_shared_rootfs_propagation_reaches_not_the_host)."""
+    bundle.config["linux"]["rootfsPropagation"] = propagation
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo").stdout
+    root = [line for line in out.splitlines() if line.split()[4] == "/"][-1]
+    assert ("shared:" in root) is propagation.endswith("shared"), root
+    assert ("master:" in root) is False, root          # the parent went private first: no master to follow
+
+
 def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):
     """`rro` is mount_setattr(AT_RECURSIVE): the submounts of an rbind become
     read-only too, where plain `ro` only reaches the top mount."""
@@ -166,3 +187,152 @@ def test_recursive_read_only_reaches_submounts(pyrun, bundle, tmp_path):
         assert out.split() == ["rro-sub-ro", "ro-sub-writable", "rro-top-ro"]
     finally:
         subprocess.run(["umount", str(host / "sub")], check=False)
+
+
+# What runtime-tools' runtimetest checks of linux.rootfsPropagation, from inside:
+# bind / (recursively) elsewhere, then mount something under /: a shared root
+# shows it through the bind as well; slave and private roots do not; an
+# unbindable root cannot be bound at all.
+PROPAGATION_PROBE = (
+    "mkdir /target /mnt2 /src; touch /src/f; "
+    "mount --rbind / /target 2>&1 || exit 0; mount --bind /src /mnt2; "
+    "test -e /target/mnt2/f && echo exposed || echo hidden")
+
+
+def _admin(bundle) -> None:
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted(set(caps.get(kind, [])) | {"CAP_SYS_ADMIN"})
+    bundle.config["linux"].pop("seccomp", None)
+
+
+@pytest.mark.parametrize("mode,seen", [
+    ("shared", "exposed"), ("slave", "hidden"), ("private", "hidden"),
+    ("unbindable", "mount: mounting / on /target failed: Invalid argument"),
+])
+def test_rootfs_propagation_is_the_container_roots(pyrun, bundle, mode, seen):
+    """The container's / has the propagation asked for. Before: "shared"
+    failed create (pivot_root: invalid argument: the rootfs's parent mount was
+    shared) and "unbindable" too (the rootfs could not be bound onto itself);
+    runc 1.1.5 creates "shared" but leaves the root private (hidden)."""
+    _admin(bundle)
+    bundle.config["linux"]["rootfsPropagation"] = mode
+    assert _run(pyrun, bundle, PROPAGATION_PROBE).stdout.strip() == seen
+
+
+def test_shared_rootfs_propagation_reaches_not_the_host(pyrun, bundle, tmp_path):
+    """The bundle on a host mount that is shared (as on systemd hosts): with
+    rootfsPropagation "shared" the container's mounts are made in peer groups
+    joined with the host's, so the rootfs's own bind would appear on the host
+    but for the parent mount being made private first (runc's
+    rootfsParentMountPrivate). The host sees no new mount while the
+    container is created."""
+    import shutil
+    import subprocess
+    base = tmp_path / "sharedbase"
+    base.mkdir()
+    subprocess.run(["mount", "--bind", str(base), str(base)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(base)], check=True)
+        shutil.copytree(bundle.path, base / "b", symlinks=True)
+        bundle.path = base / "b"
+        _admin(bundle)
+        bundle.config["linux"]["rootfsPropagation"] = "shared"
+        bundle.set_args("sleep", "60")
+        cid = pyrun.new_id()
+        pyrun("create", "-b", str(bundle.path), cid)
+        try:
+            under = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                     if line.split()[4].startswith(str(base))]
+            assert under == [str(base)]
+        finally:
+            pyrun("delete", "--force", cid)
+    finally:
+        subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+def _without_mount_namespace(bundle) -> None:
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "mount"]
+    for key in ("maskedPaths", "readonlyPaths"):
+        linux.pop(key, None)
+    bundle.config["mounts"] = []
+
+
+def test_no_mount_namespace_runs_chrooted(pyrun, bundle):
+    """A config sharing the host's mount namespace: the container is chrooted
+    into its rootfs, with no mount made (none is ours to undo in the host's
+    namespace), and root.readonly not applied, as runc (its / is a host
+    directory, no mount point). Before: 'finalize rootfs: mount: invalid
+    argument: /' for any config with root.readonly."""
+    _without_mount_namespace(bundle)
+    bundle.config["root"]["readonly"] = True
+    before = Path("/proc/self/mountinfo").read_text().count("\n")
+    listing = sorted(os.listdir(bundle.rootfs))
+    out = _run(pyrun, bundle, "ls /; touch /made-here && echo written").stdout.split()
+    assert out == listing + ["written"]
+    assert (bundle.rootfs / "made-here").is_file()
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == before
+
+
+@pytest.mark.parametrize("key", ["maskedPaths", "readonlyPaths"])
+def test_no_mount_namespace_refuses_path_restrictions(pyrun, bundle, key):
+    """Masking and read-only paths are bind mounts, which in the host's mount
+    namespace would land on the host's own files: refused, in runc's words
+    (runc 1.1.5 and 1.4.3: 'unable to restrict sys entries without a private
+    MNT namespace'). Before: accepted, and nothing was masked."""
+    _without_mount_namespace(bundle)
+    bundle.config["linux"][key] = ["/proc/kcore"]
+    bundle.write()
+    assert conftest_failed_run(pyrun, bundle) == \
+        f"pyrun run failed: linux.{key}: unable to restrict sys entries without a private MNT namespace"
+
+
+def test_read_only_dev_is_populated_first(pyrun, bundle):
+    """"ro" on the /dev tmpfs: mounted read-write, the devices, symlinks and
+    the devpts, shm and mqueue mounts put in, then made read-only (runc's
+    mounts.bats "ro /dev mount"). Before: devpts on /dev/pts failed (EROFS)."""
+    dev = next(m for m in bundle.config["mounts"] if m["destination"] == "/dev")
+    dev["options"].append("ro")
+    out = _run(pyrun, bundle, "cat /proc/self/mountinfo; readlink /dev/ptmx; stat -c '%t:%T' /dev/null; "
+               "touch /dev/x 2>&1; echo hi > /dev/null && echo null-ok; touch /dev/shm/y && echo shm-ok").stdout
+    mounts = _mountinfo(out)
+    assert mounts["/dev"][0].split(",")[0] == "ro"
+    assert mounts["/dev/pts"][1] == "devpts" and mounts["/dev/shm"][0].split(",")[0] == "rw"
+    assert out.splitlines()[-5:] == ["pts/ptmx", "1:3", "touch: /dev/x: Read-only file system",
+                                     "null-ok", "shm-ok"]
+
+
+def test_user_namespace_binds_sources_only_host_root_reaches(pyrun, open_bundle):
+    """Bind sources behind a directory of mode 700 owned by host root: the
+    container's root (host uid 100000) could never look them up; the runtime,
+    host root, clones them before the init enters the user namespace, as
+    runc opens its mount sources beforehand (runc bats userns.bats
+    "inaccessible mounts"). Both the process and a later exec see them.
+    Before: 'error mounting ...: permission denied' (EACCES)."""
+    bundle = open_bundle
+    private = bundle.path / "private"
+    for name in ("one", "two"):
+        (private / name).mkdir(parents=True)
+        (private / name / "foo.txt").write_text(name + "\n")
+        (bundle.rootfs / name).mkdir()
+    private.chmod(0o700)
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.config["mounts"] += [
+        {"destination": "/one", "type": "bind", "source": "private/one", "options": ["bind"]},
+        {"destination": "/two", "type": "bind", "source": str(private / "two"), "options": ["rbind", "ro"]},
+    ]
+    bundle.set_args("sh", "-c", "cat /one/foo.txt /two/foo.txt; touch /two/x 2>&1; exec sleep 60")
+    cid = pyrun.new_id()
+    with open(bundle.path / "out", "w") as out:
+        pyrun("run", "-d", "-b", str(bundle.path), cid, stdout=out)
+    try:
+        eventually(lambda: (bundle.path / "out").read_text().count("\n") == 3, what="the container's output")
+        assert (bundle.path / "out").read_text().splitlines() == \
+            ["one", "two", "touch: /two/x: Read-only file system"]
+        assert pyrun("exec", cid, "cat", "/one/foo.txt", "/two/foo.txt").stdout.split() == ["one", "two"]
+    finally:
+        pyrun("delete", "--force", cid)

@@ -451,7 +451,18 @@ def test_notify_without_an_agent_fails_create_cleanly(pyrun, bundle, agent_path)
     notify_profile(bundle, agent_path, MKDIR)
     bundle.write()
     msg = failed_create(pyrun, bundle)
-    assert str(agent_path) in msg and "seccomp" in msg
+    # runc's words (callers and runc's bats grep them), with Go's dial error
+    assert msg.endswith("failed to connect with seccomp agent specified in the seccomp profile: "
+                        f"dial unix {agent_path}: connect: no such file or directory"), msg
+
+
+def test_notify_on_write_is_refused_in_runcs_words(pyrun, bundle, agent_path):
+    """The listener fd is announced with write(2): NOTIFY on write can never work."""
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(agent_path),
+                                         "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}
+    bundle.write()
+    msg = failed_create(pyrun, bundle)
+    assert msg.endswith("linux.seccomp.syscalls[0]: SCMP_ACT_NOTIFY cannot be used for the write syscall"), msg
 
 
 # --- Docker's default profile --------------------------------------------------------
@@ -605,3 +616,148 @@ def test_profile_without_openat2_before_the_user_switch(pyrun, bundle):
     bundle.config["process"]["noNewPrivileges"] = False
     st = status_fields(run_out(pyrun, bundle, "cat", "/proc/self/status"))
     assert (st["Seccomp"], int(st["CapBnd"], 16)) == ("2", 0x20000420), st
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_profile_without_close_range(pyrun, bundle, tmp_path, nnp):
+    """runtime-tools' profile (and older Docker ones) lists no close_range:
+    the init marks its fds close-on-exec before any filter is loaded, so the
+    container still runs, created then started, its output reaching the
+    files `create` was given after `create` has exited, and the preserved
+    fd is still the only one above stdio. Before: the init died in its exec
+    step with no word (EPERM from close_range) and runtimetest's output never
+    reached runtime-tools (default, mounts, process... all failed)."""
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    allow = [n for n in busybox_allow_list() if n != "close_range"]
+    set_profile(bundle, "SCMP_ACT_ERRNO", [{"names": allow, "action": "SCMP_ACT_ALLOW"}])
+    bundle.set_args("sh", "-c", "echo out; echo err >&2; ls /proc/self/fd; readlink /proc/self/fd/3")
+    cid = pyrun.new_id()
+    r, w = os.pipe()
+    pipe = f"pipe:[{os.fstat(r).st_ino}]"
+    try:
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+            pyrun("create", "-b", str(bundle.path), "--preserve-fds", "1", cid, stdout=out, stderr=err,
+                  preexec_fn=lambda: os.dup2(r, 3), pass_fds=(3,))
+        pyrun("start", cid)
+        pyrun.wait_status(cid, "stopped")
+    finally:
+        os.close(r)
+        os.close(w)
+    # 3: the preserved fd; 4: the directory ls reads
+    assert (tmp_path / "out").read_text().splitlines() == ["out", "0", "1", "2", "3", "4", pipe]
+    assert (tmp_path / "err").read_text() == "err\n"
+    pyrun("delete", cid)
+
+
+def _deny_close_range() -> None:
+    """preexec_fn: this process and its children get EPERM from close_range,
+    as pyrun does when it runs under a container engine's profile lacking it."""
+    import pyseccomp
+    f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    f.add_rule(pyseccomp.ERRNO(errno.EPERM), "close_range")
+    f.load()
+    os.dup2(PRESERVED_PIPE[0], 3)
+
+
+PRESERVED_PIPE: list[int] = []
+
+
+def test_runtime_without_close_range_marks_fds_one_by_one(pyrun, bundle):
+    """pyrun itself confined by a filter that denies close_range: the init
+    falls back to marking its fds close-on-exec one by one (listed from the
+    runtime's procfs), as runc >= 1.2 does. The container still runs and sees
+    stdio and the preserved fd only. Checked: with the fallback removed
+    (the OSError raised), run fails in step 'mark fds close-on-exec'."""
+    r, w = os.pipe()
+    PRESERVED_PIPE[:] = [r]
+    try:
+        bundle.set_args("sh", "-c", "ls /proc/self/fd; readlink /proc/self/fd/3")
+        res = pyrun("run", "-b", str(bundle.path), "--preserve-fds", "1", pyrun.new_id(),
+                    preexec_fn=_deny_close_range, pass_fds=(3,))
+        pipe = f"pipe:[{os.fstat(r).st_ino}]"
+    finally:
+        PRESERVED_PIPE.clear()
+        os.close(r)
+        os.close(w)
+    assert res.stdout.splitlines() == ["0", "1", "2", "3", "4", pipe]     # 4: ls's directory
+
+
+# --- syscalls the profile knows nothing about: ENOSYS, as runc's stub ------------------
+
+# syscall(NR) through one entry point (x86_64 `syscall`, i386 `int $0x80`), then exit(errno).
+RAW_SYSCALL = r"""
+__attribute__((noreturn)) void _start(void) {
+    long ret;
+#if ENTRY == 32
+    __asm__ volatile ("int $0x80" : "=a"(ret) : "a"((long)NR), "b"(0L), "c"(0L) : "memory");
+#else
+    __asm__ volatile ("syscall" : "=a"(ret) : "a"((long)NR), "D"(0L), "S"(0L) : "rcx", "r11", "memory");
+#endif
+    long status = ret < 0 ? -ret : 0;
+    __asm__ volatile ("syscall" : : "a"(60L), "D"(status) : "rcx", "r11", "memory");
+    __builtin_unreachable();
+}
+"""
+# mkdir: known to every libseccomp and left out of busybox_allow_list; 1000: no syscall at all.
+RAW_CALLS = {"x86_64-mkdir": (64, 83), "x86_64-1000": (64, 1000),
+             "i386-mkdir": (32, 39), "i386-1000": (32, 1000)}
+
+
+@pytest.fixture(scope="module")
+def raw_syscalls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import shutil
+    import subprocess
+    gcc = shutil.which("gcc")
+    if gcc is None or os.uname().machine != "x86_64":
+        pytest.skip("gcc on x86_64 builds the raw syscall programs")
+    out = tmp_path_factory.mktemp("raw")
+    (out / "raw.c").write_text(RAW_SYSCALL)
+    built = {}
+    for name, (entry, nr) in RAW_CALLS.items():
+        built[name] = out / f"raw-{name}"
+        subprocess.run([gcc, "-O1", "-static", "-nostdlib", "-no-pie", "-fno-pic", f"-DENTRY={entry}",
+                        f"-DNR={nr}", "-o", str(built[name]), str(out / "raw.c")], check=True)
+    return built
+
+
+def raw_errnos(pyrun, bundle: Bundle, programs: dict[str, Path]) -> dict[str, int]:
+    """Each program's errno (its exit status) inside one container."""
+    import shutil
+    for name, path in programs.items():
+        shutil.copy(path, bundle.rootfs / "bin" / path.name)
+    script = "; ".join(f"/bin/raw-{name}; echo {name} $?" for name in programs)
+    rows = [line.split() for line in run_out(pyrun, bundle, "sh", "-c", script).splitlines()]
+    return {name: int(rc) for name, rc in rows}
+
+
+@pytest.mark.parametrize("default_errno", [None, errno.ENXIO])
+def test_unknown_syscalls_get_enosys_known_ones_the_default(pyrun, bundle, raw_syscalls, default_errno):
+    """runc's seccomp.bats (-ENOSYS handling, defaultErrnoRet=ENXIO): under a
+    default-deny profile a number above every syscall the profile names gets
+    ENOSYS, so a program falls back to an older call instead of taking EPERM
+    as "forbidden"; a known syscall the profile leaves out keeps the default
+    errno.  For both ABIs the profile lists.  Seen failing before the stub:
+    syscall 1000 got EPERM (1) and ENXIO (6), not ENOSYS (38)."""
+    extra = {} if default_errno is None else {"defaultErrnoRet": default_errno}
+    set_profile(bundle, "SCMP_ACT_ERRNO", [{"names": busybox_allow_list(), "action": "SCMP_ACT_ALLOW"}],
+                architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], **extra)
+    denied = default_errno or errno.EPERM
+    assert raw_errnos(pyrun, bundle, raw_syscalls) == {
+        "x86_64-mkdir": denied, "x86_64-1000": errno.ENOSYS, "i386-mkdir": denied, "i386-1000": errno.ENOSYS}
+
+
+def test_no_enosys_stub_when_the_default_allows(pyrun, bundle, raw_syscalls):
+    """An allowing default lets every syscall reach the kernel, which says
+    ENOSYS itself for 1000 and EFAULT for mkdir(NULL): the stub changes nothing."""
+    set_profile(bundle, "SCMP_ACT_ALLOW", [{"names": ["chmod"], "action": "SCMP_ACT_ERRNO"}],
+                architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+    assert raw_errnos(pyrun, bundle, raw_syscalls) == {
+        "x86_64-mkdir": errno.EFAULT, "x86_64-1000": errno.ENOSYS,
+        "i386-mkdir": errno.EFAULT, "i386-1000": errno.ENOSYS}
+
+
+def test_default_errno_enosys_needs_no_stub(pyrun, bundle, raw_syscalls):
+    """defaultErrnoRet ENOSYS: every denied call, known or not, says ENOSYS."""
+    set_profile(bundle, "SCMP_ACT_ERRNO", [{"names": busybox_allow_list(), "action": "SCMP_ACT_ALLOW"}],
+                architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], defaultErrnoRet=errno.ENOSYS)
+    assert set(raw_errnos(pyrun, bundle, raw_syscalls).values()) == {errno.ENOSYS}

@@ -154,3 +154,81 @@ def test_run_in_the_foreground_proxies_our_terminal(pyrun, bundle):
         os.close(master)
         if slave >= 0:
             os.close(slave)
+
+
+# --- the pty belongs to the process's user (runc; tty.bats "tty owner ({u,g}id != 0)") ---
+
+def _in_a_pty(cmd: list[str]) -> tuple[int, str]:
+    """Run `cmd` with a fresh pty as its stdio: (exit status, what it printed)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        slave = -1
+        data = b""
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            data += read_pty(master, timeout=0.2)
+        data += read_pty(master, timeout=1)
+        return proc.wait(timeout=10), data.decode(errors="replace").replace("\r", "")
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+OWNER = "stat -c %u:%g $(tty); echo done"
+
+
+def test_console_pty_is_owned_by_the_process_user(pyrun, bundle, tmp_path):
+    """Through the console socket (create/start). Before: 0:5."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.set_args("sh", "-c", OWNER)
+    sock_path = tmp_path / "console.sock"
+    server = listen(sock_path)
+    cid = pyrun.new_id()
+    master = -1
+    try:
+        create = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "create", "-b",
+                                   str(bundle.path), "--console-socket", str(sock_path), cid],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            conn, _ = server.accept()
+        finally:
+            assert create.wait(timeout=30) == 0
+        with conn:
+            conn.settimeout(10)
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 4)
+            master = fds[0]
+        pyrun("start", cid)
+        lines = [line for line in read_pty(master, until=b"done").decode().replace("\r", "").splitlines() if line]
+        assert lines == ["1000:5", "done"], lines
+    finally:
+        if master >= 0:
+            os.close(master)
+        server.close()
+        pyrun("delete", "--force", cid, check=False)
+
+
+def test_run_pty_is_owned_by_the_process_user(pyrun, bundle):
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.set_args("sh", "-c", OWNER)
+    rc, text = _in_a_pty([str(PYRUN), "--root", str(pyrun.root), "run", "-b", str(bundle.path), pyrun.new_id()])
+    assert rc == 0, text
+    assert [line for line in text.splitlines() if line] == ["1000:5", "done"], text
+
+
+def test_exec_pty_is_owned_by_the_exec_user(pyrun, bundle):
+    """`exec -t --user 1000:1000`. Before: 0:5."""
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        rc, text = _in_a_pty([str(PYRUN), "--root", str(pyrun.root), "exec", "-t", "--user", "1000:1000",
+                              cid, "sh", "-c", OWNER])
+        assert rc == 0, text
+        assert [line for line in text.splitlines() if line] == ["1000:5", "done"], text
+    finally:
+        pyrun("delete", "--force", cid)

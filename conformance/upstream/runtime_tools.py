@@ -52,8 +52,11 @@ ABS_CGROUP_USERS = {"delete_only_create_resources", "delete_resources", "linux_c
                     "linux_cgroups_network", "linux_cgroups_pids"}
 
 
-# Programs whose success is silent (no TAP line): runc passes them printing nothing.
-SILENT_ON_SUCCESS = {"poststop", "prestart_fail", "process_rlimits_fail"}
+# Programs whose success is silent (no TAP line, exit 0); each fails loudly otherwise:
+# an `error` YAML diagnostic (poststop_fail) or a non-zero exit (util.Fatal: the
+# *_fail ones when the runtime accepts what it must refuse).
+SILENT_ON_SUCCESS = {"poststart", "poststop", "poststop_fail", "prestart_fail", "process_capabilities_fail",
+                     "process_rlimits_fail"}
 # The parents of the relative cgroupsPath testdir/cgrouptest/container: a runtime
 # removes the container's own cgroup, not the parents the config named (runc neither).
 REL_PARENTS = ("/testdir", "/testdir/cgrouptest")

@@ -29,6 +29,9 @@ def build() -> dict[str, Any]:
         "io.github.pyrun.commit": commit(),
         "io.github.pyrun.version": __version__,
     }
+    # runc says org.opencontainers.runc.checkpoint.enabled; ours says whether
+    # `checkpoint`/`restore` can work here: CRIU on PATH.
+    annotations["io.github.pyrun.checkpoint.enabled"] = "true" if _criu_found() else "false"
     seccomp, libseccomp_version = _seccomp()
     if libseccomp_version:
         annotations["io.github.seccomp.libseccomp.version"] = libseccomp_version
@@ -54,6 +57,12 @@ def build() -> dict[str, Any]:
         "annotations": annotations,
         "potentiallyUnsafeConfigAnnotations": list(UNSAFE_CONFIG_ANNOTATIONS),
     }
+
+
+def _criu_found() -> bool:
+    import os
+    return any(os.access(os.path.join(d, "criu"), os.X_OK)
+               for d in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") if d)
 
 
 def mount_options() -> list[str]:

@@ -68,9 +68,16 @@ def _one_line(data: bytes) -> str:
     return " ".join(data.decode(errors="replace").split())[:400]
 
 
+# How runc (Go's os.ProcessState) names the signal that killed a hook.
+_GO_SIGNALS = ("", "hangup", "interrupt", "quit", "illegal instruction", "trace/breakpoint trap",
+               "aborted", "bus error", "floating point exception", "killed", "user defined signal 1",
+               "segmentation fault", "user defined signal 2", "broken pipe", "alarm clock", "terminated",
+               "stack fault", "child exited", "continued", "stopped (signal)", "stopped",
+               "stopped (tty input)", "stopped (tty output)", "urgent I/O condition",
+               "CPU time limit exceeded", "file size limit exceeded", "virtual timer expired",
+               "profiling timer expired", "window changed", "I/O possible", "power failure",
+               "bad system call")
+
+
 def _signal_name(sig: int) -> str:
-    import signal
-    try:
-        return signal.Signals(sig).name[3:].lower()
-    except ValueError:
-        return str(sig)
+    return _GO_SIGNALS[sig] if 0 < sig < len(_GO_SIGNALS) else f"signal {sig}"

@@ -23,6 +23,26 @@ class Cgroup(ABC):
     def record(self) -> dict[str, Any]:
         """What state.json (and the pending file of a create in progress) keeps: `load` takes it back."""
 
+    def plan(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        """What `new` does (did) for this cgroup, as `pyrun explain` and PYRUN_TRACE show it."""
+        return [{"do": "stay in the caller's cgroup (rootless, no delegated cgroup)"}]
+
+    def join_plan(self) -> list[dict[str, Any]]:
+        """What `join` will write, as stage 1's plan shows it (nothing: no join)."""
+        return []
+
+    def mount_binds(self) -> list[tuple[str, str]]:
+        """`binds`, also for a cgroup `load` rebuilt (checkpoint's external mounts)."""
+        return self.binds
+
+    def freezer_dir(self) -> str | None:
+        """The directory whose freezer CRIU freezes the tree with (its freeze_cgroup)."""
+        return None
+
+    def audit(self) -> dict[str, Any]:
+        """What `pyrun audit` reports: the directories and the limits in force, as their files say."""
+        return {"paths": {}, "limits": {}}
+
     def check(self, resources: dict[str, Any] | None) -> None:
         """Refuse, before anything is forked, limits this cgroup can never take."""
 

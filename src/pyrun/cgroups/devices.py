@@ -52,8 +52,12 @@ def device_rules(spec: dict[str, Any]) -> list[Rule]:
     linux = spec.get("linux") or {}
     out = [Rule(False, "a", None, None, "rwm")]
     for rule in (linux.get("resources") or {}).get("devices") or []:
-        out.append(Rule(bool(rule.get("allow")), rule.get("type") or "a", _num(rule.get("major")),
-                        _num(rule.get("minor")), rule.get("access") or "rwm"))
+        # As runc: letters other than r, w and m ("rwa" in runc's own tests) are
+        # ignored, and a rule left with none of them changes nothing.
+        access = "".join(c for c in "rwm" if c in (rule.get("access") or "rwm"))
+        if access:
+            out.append(Rule(bool(rule.get("allow")), rule.get("type") or "a", _num(rule.get("major")),
+                            _num(rule.get("minor")), access))
     # linux.devices nodes get no rule of their own: resources.devices decides, in order
     # (config-linux.md), as runc does; callers (Docker --device) add their allow rules.
     out += [Rule(True, *r) for r in DEFAULT_RULES]

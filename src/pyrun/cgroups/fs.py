@@ -24,21 +24,16 @@ from pyrun.errors import PyrunError
 def new(spec: dict[str, Any], container_id: str, rootless_flag: str = "false") -> Cgroup:
     """Make the container's directories (runc's cgroupsPath rules), or the
     null cgroup for a rootless container that may not (cgroups/rootless.py)."""
-    from pyrun.cgroups.layout import container_paths, detect
     from pyrun.cgroups.ownership import owner_uid
     from pyrun.rootless import rootless_cgroups
     owner = owner_uid(spec)      # an unmapped process.user.uid fails here, before any mkdir
-    layout = detect()
-    paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    cgroup, _warning = planned(spec, container_id, rootless_flag)
+    if not isinstance(cgroup, FsCgroup):
+        return cgroup
     rootless = rootless_cgroups(rootless_flag)
-    if rootless:
-        from pyrun.cgroups import rootless as rootless_cgroup
-        own = rootless_cgroup.plan(spec, paths, layout)
-        if own is not None:
-            from pyrun.cgroups.null import NullCgroup
-            return NullCgroup(own)
-    _refuse_occupied(paths)
-    cgroup = from_paths(paths)
+    _refuse_occupied(cgroup.paths)
+    if cgroup.frozen():        # frozen beforehand: the init would freeze as it joins, create wait forever
+        raise PyrunError("container's cgroup unexpectedly frozen")
     cgroup.check((spec.get("linux") or {}).get("resources"))
     try:
         cgroup.create(owner)
@@ -56,12 +51,55 @@ def new(spec: dict[str, Any], container_id: str, rootless_flag: str = "false") -
         if not rootless:       # runc: device rules are best effort when rootless
             cgroup.destroy()
             raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
+    return cgroup
+
+
+def planned(spec: dict[str, Any], container_id: str, rootless_flag: str = "false") -> tuple[Cgroup, str | None]:
+    """The cgroup `new` makes, with nothing made yet (`pyrun explain` stops
+    here): its directories and binds, or the null cgroup and the warning a
+    rootless container without a writable cgroup gets."""
+    from pyrun.cgroups.layout import container_paths, detect
+    from pyrun.cgroups.ownership import owner_uid
+    from pyrun.rootless import rootless_cgroups
+    owner_uid(spec)              # an unmapped process.user.uid fails here, before any mkdir
+    layout = detect()
+    paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
+    if rootless_cgroups(rootless_flag):
+        from pyrun.cgroups import rootless as rootless_cgroup
+        own = rootless_cgroup.plan(spec, paths, layout)
+        if own is not None:
+            from pyrun.cgroups.null import NullCgroup
+            return NullCgroup(own), rootless_cgroup.WARNING
+    cgroup = from_paths(paths)
     if layout.mode == "v2":
         cgroup.binds = [("", paths[""])]
     else:   # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
         cgroup.binds = [(os.path.basename(h.mountpoint), paths[h.key])
                         for h in layout.hierarchies if not h.is_v2]
-    return cgroup
+    return cgroup, None
+
+
+def of_process(pid: int) -> Cgroup:
+    """The cgroup `pid` is in, as host directories (/proc/<pid>/cgroup is
+    relative to the reader's cgroup namespace and the mount's root)."""
+    from pyrun.cgroups.layout import detect
+    rels: dict[str, str] = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f.read().split("\n"):
+            parts = line.split(":", 2)
+            if len(parts) == 3:
+                rels[parts[1]] = parts[2]
+    dirs = {}
+    for h in detect().hierarchies:
+        rel = rels.get(h.key)
+        if rel is not None:
+            if h.root != "/" and rel.startswith(h.root):
+                rel = rel[len(h.root):] or "/"
+            dirs[h.key] = os.path.join(h.mountpoint, rel.lstrip("/"))
+    if not dirs:
+        from pyrun.cgroups.null import NullCgroup
+        return NullCgroup()
+    return from_paths(dirs)
 
 
 def from_paths(paths: dict[str, str]) -> FsCgroup:
@@ -74,18 +112,18 @@ def from_paths(paths: dict[str, str]) -> FsCgroup:
 def _refuse_occupied(paths: dict[str, str]) -> None:
     """A cgroupsPath naming a cgroup that already holds processes (the root
     cgroup, a slice, another container's) would have `kill --all` and
-    `delete` SIGKILL them: refuse it, as runc does on cgroup v2."""
+    `delete` SIGKILL them: refuse it, as runc >= 1.2 does (1.1 only warned),
+    in its words."""
+    pids: set[str] = set()      # a process shows in every v1 hierarchy: count it once
     for path in paths.values():
-        count = 0
         for dirpath, _dirs, _files in os.walk(path):
             try:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                    count += len(f.read().split())
+                    pids.update(f.read().split())
             except OSError:
                 continue
-        if count:
-            raise PyrunError(f"linux.cgroupsPath: container's cgroup {path} is not empty: "
-                             f"{count} process(es) found")
+    if pids:
+        raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
 
 
 class FsCgroup(Cgroup):
@@ -133,7 +171,43 @@ class FsCgroup(Cgroup):
             return "v2", self.paths[""]
         return None
 
+    def freezer_dir(self) -> str | None:
+        target = self.freezer()
+        return target[1] if target else None
+
+    def mount_binds(self) -> list[tuple[str, str]]:
+        if self.binds or list(self.paths) == [""]:
+            return self.binds or [("", self.paths[""])]
+        from pyrun.cgroups.layout import detect
+        return [(os.path.basename(h.mountpoint), self.paths[h.key])
+                for h in detect().hierarchies if not h.is_v2 and h.key in self.paths]
+
+    def audit(self) -> dict[str, Any]:
+        limits: dict[str, str] = {}
+        for key, files in (("memory", ("memory.max", "memory.limit_in_bytes")), ("pids", ("pids.max",)),
+                           ("cpu", ("cpu.max", "cpu.cfs_quota_us")), ("devices", ("devices.list",))):
+            dirs = [p for k, p in self.paths.items() if key in k.split(",")]
+            for d in dirs + ([self.paths[""]] if "" in self.paths else []):
+                for name in files:
+                    try:
+                        with open(os.path.join(d, name)) as f:
+                            limits[name] = f.read().strip()
+                    except OSError:
+                        pass
+        return {"paths": dict(self.paths), "limits": limits}
+
     # --- making it -----------------------------------------------------------------
+
+    def plan(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        """The directories made and the device rules set (devices.py's list)."""
+        from pyrun.cgroups.devices import rules_for
+        via = "devices.allow/devices.deny" if self.v1_dir("devices") is not None else "eBPF program"
+        return [{"do": "mkdir", "paths": sorted(self.paths.values())},
+                {"do": "device rules", "via": via,
+                 "rules": [("allow " if allow else "deny ") + line for allow, line in rules_for(spec)]}]
+
+    def join_plan(self) -> list[dict[str, Any]]:
+        return [{"do": "write our pid to cgroup.procs", "paths": sorted(self.paths.values())}]
 
     def create(self, owner: int | None = None) -> None:
         """Make the directories; `owner` (a host uid, from ownership.owner_uid)

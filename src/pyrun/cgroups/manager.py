@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from pyrun.cgroups.base import Cgroup
 from pyrun.cgroups.cgfile import CgroupError
 
-__all__ = ["Cgroup", "CgroupError", "new", "load"]
+__all__ = ["Cgroup", "CgroupError", "new", "load", "planned", "of_process", "record_writes", "stop_recording"]
 
 
 def new(spec: dict[str, Any], container_id: str, rootless_flag: str = "false",
@@ -43,3 +43,29 @@ def load(state: dict[str, Any]) -> Cgroup:
         return NullCgroup()
     from pyrun.cgroups import fs
     return fs.from_paths(paths)
+
+
+def planned(spec: dict[str, Any], container_id: str, rootless_flag: str = "false") -> tuple[Cgroup, str | None]:
+    """The cgroup `new` would make (cgroupfs), nothing made: `pyrun explain`'s,
+    with the warning create would print (rootless without a cgroup) or None."""
+    from pyrun.cgroups import fs
+    return fs.planned(spec, container_id, rootless_flag)
+
+
+def of_process(pid: int) -> Cgroup:
+    """The cgroup a running process is in (`pyrun audit`: what is, not what was recorded)."""
+    from pyrun.cgroups import fs
+    return fs.of_process(pid)
+
+
+def record_writes(dry: bool = False) -> list[dict[str, str]]:
+    """From now on every limit file write is appended, as {"file", "value"},
+    to the list returned (PYRUN_TRACE); `dry`: recorded, not written (explain)."""
+    from pyrun.cgroups import cgfile
+    cgfile.RECORD, cgfile.DRY = [], dry
+    return cgfile.RECORD
+
+
+def stop_recording() -> None:
+    from pyrun.cgroups import cgfile
+    cgfile.RECORD, cgfile.DRY = None, False

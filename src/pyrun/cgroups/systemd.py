@@ -313,6 +313,10 @@ class SystemdCgroup(V2Cgroup):
     def __str__(self) -> str:
         return f"{self.unit} ({self.paths['']})"
 
+    def plan(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"do": "StartTransientUnit", "unit": self.unit, "user": self.user, "path": self.paths[""]}] \
+            + super().plan(spec)[1:]
+
     def record(self) -> dict[str, Any]:
         return {"cgroup_paths": dict(self.paths), "cgroup_manager": "systemd",
                 "cgroup_unit": self.unit, "cgroup_user": self.user}

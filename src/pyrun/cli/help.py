@@ -9,13 +9,13 @@ checks that every flag has some, and no stale ones remain).
 """
 from __future__ import annotations
 
+from pyrun import program
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyrun.cli.parser import Flag
 
-NAME = "pyrun"
-
-APP_USAGE = """an OCI container runtime written in Python
+APP_USAGE = """Open Container Initiative runtime, written in Python
 
 pyrun runs containers packaged as OCI bundles, as described by the Open
 Container Initiative runtime specification, and answers to the same command
@@ -56,6 +56,19 @@ CREATE_FLAGS = {
     "no-pivot": "change root with MS_MOVE and chroot, not pivot_root (for a rootfs on a ramdisk)",
     "no-new-keyring": "keep the caller's session keyring instead of a new one",
     "preserve-fds": "pass N more file descriptors to the container (stdio + $LISTEN_FDS + N in all)"}
+
+# checkpoint's and restore's common flags
+CRIU_FLAGS = {
+    "image-path": "the directory of CRIU's image files (default: ./checkpoint)",
+    "work-path": "the directory of CRIU's work files and its log (default: the image directory)",
+    "tcp-established": "allow open TCP connections",
+    "ext-unix-sk": "allow external unix sockets",
+    "shell-job": "allow shell jobs (a terminal from outside the container)",
+    "lazy-pages": "restore memory pages lazily, through userfaultfd",
+    "file-locks": "handle file locks",
+    "manage-cgroups-mode": "cgroups mode: soft|full|strict|ignore (default: soft)",
+    "empty-ns": "create this namespace, but do not restore its properties (network only)",
+    "auto-dedup": "deduplicate memory images as they are written"}
 
 COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "create": (
@@ -177,6 +190,35 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
          "pids-limit": "the most processes the container may have",
          "l3-cache-schema": "Intel RDT L3 cache schema",
          "mem-bw-schema": "Intel RDT memory bandwidth schema"}),
+    "checkpoint": (
+        "checkpoint a running container",
+        f"<container-id>\n\n{ID}, a running (or paused) container.",
+        "checkpoint saves the container's processes with CRIU into the image directory;\n"
+        "the container is then destroyed, unless --leave-running or --pre-dump.",
+        CRIU_FLAGS | {
+            "parent-path": "the previous (pre-dump) image directory, relative to --image-path",
+            "leave-running": "leave the container running after the checkpoint",
+            "tcp-skip-in-flight": "skip in-flight TCP connections",
+            "link-remap": "link unlinked files back where possible",
+            "status-fd": "with --lazy-pages: CRIU writes \\0 to this fd once the page server is ready",
+            "page-server": "ADDRESS:PORT of a CRIU page server to send the memory pages to",
+            "pre-dump": "dump only the memory (for a later dump with --parent-path); the container keeps running"}),
+    "restore": (
+        "restore a container from a checkpoint",
+        f"<container-id>\n\n{ID}; it must be unique under the state root (it may differ\n"
+        "from the checkpointed container's).",
+        "restore brings a checkpoint made by \"pyrun checkpoint\" back as a new, running\n"
+        "container of the bundle. In the foreground (the default) pyrun waits for it as\n"
+        "\"pyrun run\" does.",
+        CRIU_FLAGS | {
+            "console-socket": CREATE_FLAGS["console-socket"],
+            "bundle": CREATE_FLAGS["bundle"],
+            "detach": "restore the container and return; do not wait for it",
+            "pid-file": CREATE_FLAGS["pid-file"],
+            "no-subreaper": "do not make pyrun a child subreaper while it waits",
+            "no-pivot": "accepted for runc's callers (CRIU changes root itself)",
+            "lsm-profile": "an LSM profile (TYPE:NAME) for the restored processes (needs AppArmor or SELinux)",
+            "lsm-mount-context": "an LSM mount context (needs SELinux)"}),
     "pause": (
         "freeze every process of a container",
         f"<container-id>\n\n{ID}.",
@@ -199,11 +241,41 @@ COMMANDS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "its cgroup statistics (cpu, memory, pids, blkio); --stats prints them once.",
         {"interval": "how often to print statistics",
          "stats": "print the statistics once and exit"}),
+    "explain": (
+        "print what create and start would do, without doing it",
+        "[<container-id>]\n\n" + ID + " (default \"explain\"); it decides the default cgroup path.",
+        "explain validates the bundle's config.json and prints, in order, every step create\n"
+        "and start would carry out on this host: the parent's (state directory, cgroup\n"
+        "directories, device rules, limit files and the values written), stage 1's\n"
+        "(cgroup join, namespaces created or joined) and the init's (mounts, devices,\n"
+        "hooks, masked and read-only paths, capabilities, seccomp, rlimits, user), and\n"
+        "the warnings create would print. Nothing is created. The steps are the ones\n"
+        "create runs (PYRUN_TRACE=<file> makes create write what it did in the same form).\n"
+        "See docs/explain-audit.md for the JSON.",
+        {"bundle": "the bundle directory (default: the current directory)",
+         "config": "a config file to explain instead of <bundle>/config.json (its directory is the bundle)",
+         "format": "text or json",
+         "pid-file": "as create's --pid-file (shown in the plan, not written)",
+         "console-socket": "as create's --console-socket (needed with process.terminal; not connected)",
+         "no-pivot": "as create's --no-pivot",
+         "no-new-keyring": "as create's --no-new-keyring"}),
+    "audit": (
+        "report how a running container is confined, read from the kernel",
+        f"<container-id>\n\n{ID}, as given to \"pyrun create\" (or runc's, with --root).",
+        "audit inspects a running container from the host, from /proc and the cgroup\n"
+        "files, not from its config.json: namespaces shared with the host, uid/gid maps,\n"
+        "capability sets, no_new_privs, seccomp, LSM label, rlimits, cgroup limits,\n"
+        "host paths mounted writable, device nodes, masked and read-only paths, sysctls\n"
+        "that differ from the host and fds that lead outside the rootfs. Findings are\n"
+        "graded high, medium, low or info; --strict exits 1 when any is high.\n"
+        "See docs/explain-audit.md for the JSON.",
+        {"format": "text or json",
+         "strict": "exit 1 when any finding is high-risk"}),
 }
 # Accepted but left out of the help, as runc 1.4 hides them (deprecated there).
 HIDDEN = {"kill": ("all",), "update": ("kernel-memory", "kernel-memory-tcp")}
-ORDER = ("create", "delete", "events", "exec", "kill", "list", "pause", "ps", "resume", "run",
-         "spec", "start", "state", "update", "features")
+ORDER = ("checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps", "restore", "resume", "run",
+         "spec", "start", "state", "update", "features", "explain", "audit")
 HELP_SUMMARY = "Shows a list of commands or help for one command"
 
 
@@ -231,9 +303,10 @@ def _option_rows(flags: list[Flag], words: dict[str, str], hidden: tuple[str, ..
 
 
 def app_help(global_flags: list[Flag], version: str) -> str:
+    name = program()
     commands = [("   " + name, COMMANDS[name][0]) for name in ORDER] + [("   help, h", HELP_SUMMARY)]
-    lines = [f"NAME:\n   {NAME} - {APP_USAGE}\n", "USAGE:",
-             f"   {NAME} [global options] command [command options] [arguments...]\n",
+    lines = [f"NAME:\n   {name} - {APP_USAGE}\n", "USAGE:",
+             f"   {name} [global options] command [command options] [arguments...]\n",
              f"VERSION:\n   {version}\n", "COMMANDS:", *_columns(commands), "",
              "GLOBAL OPTIONS:", *_columns(_option_rows(global_flags, GLOBAL_HELP, HIDDEN_GLOBALS))]
     return "\n".join(lines) + "\n"
@@ -249,10 +322,11 @@ def command_flags(command: str) -> list[Flag]:
 
 
 def command_help(command: str) -> str:
+    name = program()
     summary, args_usage, description, words = COMMANDS[command]
     flags = [f for f in command_flags(command) if f.names[0] not in HIDDEN.get(command, ())]
-    usage = f"{NAME} {command}" + (" [command options]" if flags else "") + " " + args_usage
-    out = f"NAME:\n   {NAME} {command} - {summary}\n\nUSAGE:\n   {usage}\n"
+    usage = f"{name} {command}" + (" [command options]" if flags else "") + " " + args_usage
+    out = f"NAME:\n   {name} {command} - {summary}\n\nUSAGE:\n   {usage}\n"
     if description:
         out += f"\nDESCRIPTION:\n   {description}\n"
     if flags:
@@ -262,4 +336,5 @@ def command_help(command: str) -> str:
 
 def help_command_help() -> str:
     """`pyrun help help` (runc's, urfave's own, leaves the name out)."""
-    return f"NAME:\n   {NAME} help - {HELP_SUMMARY}\n\nUSAGE:\n   {NAME} help [command]\n"
+    name = program()
+    return f"NAME:\n   {name} help - {HELP_SUMMARY}\n\nUSAGE:\n   {name} help [command]\n"

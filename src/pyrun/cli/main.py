@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyrun import log
+from pyrun import log, program
 from pyrun.cli.parser import ArgsError, Flag, FlagError, HelpRequested, parse, reorder_args
 from pyrun.errors import PyrunError, UsageError
 
@@ -28,6 +28,8 @@ COMMANDS = {
     "create": "create", "start": "start", "run": "run", "state": "state", "kill": "kill",
     "delete": "delete", "list": "list_", "spec": "spec", "exec": "exec_", "features": "features",
     "update": "update", "pause": "pause", "resume": "resume", "ps": "ps", "events": "events",
+    "checkpoint": "checkpoint", "restore": "restore",
+    "explain": "explain", "audit": "audit",
 }
 
 EXEC_FAILED = 255      # runc: every exec failure, usage errors aside
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"invalid log-format: {opts['log_format']}")
         if opts["version"]:
             from pyrun.cli.version import version_text
-            sys.stdout.write(f"pyrun version {version_text()}\n")
+            sys.stdout.write(f"{program()} version {version_text()}\n")
             return 0
         action = rest[0] if rest else ""
         if opts["help"] or action in ("", "help", "h"):
@@ -110,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         if action == "exec":        # runc: fatalWithCode(fmt.Errorf("exec failed: %w", err), 255)
             log.error(f"exec failed: {e}")
             return EXEC_FAILED
-        prefix = f"pyrun {action} failed: " if action in ("create", "run") else ""
+        if action in ("create", "run"):
+            prefix = f"{program()} {action} failed: "
+        else:
+            prefix = ""
         log.error(prefix + str(e))
         return e.exit_code
     except KeyboardInterrupt:

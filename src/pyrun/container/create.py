@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import SPEC_VERSION, faults, log
+from pyrun import SPEC_VERSION, faults, log, program
 from pyrun.errors import START_FAILED, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.spec.load import load_bundle
@@ -51,12 +51,20 @@ def create(req: CreateRequest) -> Created:
     spec = bundle.config
     _check_host_support(spec)
     _check_id_mappings(spec)
-    _drop_ungrantable_caps(spec)
+    if spec["process"].get("capabilities"):
+        from pyrun.container.capsets import drop_ungrantable
+        for warning in drop_ungrantable(spec["process"]):
+            log.warning(warning)
     process = spec["process"]
     _check_terminal(bool(process.get("terminal")), req)
     cdir = ContainerDir.create(req.root, req.id)
     log.debug(f"create {req.id}: state directory {cdir.path} claimed")
     faults.point("create: claimed")
+    trace_fd = -1
+    if os.environ.get("PYRUN_TRACE"):      # pyrun/trace.py: a debugging aid, imported only then
+        from pyrun import trace
+        trace_fd = trace.open_trace()
+        trace.emit(trace_fd, "parent", "claim state directory", claim_plan(req.root, req.id))
     cgroup = None
     fifo_fd = -1
     sink = None    # a foreground `run -t` keeps one end; the init sends the master to the other
@@ -66,7 +74,7 @@ def create(req: CreateRequest) -> Created:
             sink = unixsock.socketpair()
         cdir.make_fifo()
         fifo_fd = cdir.fifo_path_fd()
-        if _wants_idmap(spec):
+        if _wants_idmap(spec) or _userns_binds(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
         from pyrun.cgroups.manager import new as new_cgroup
@@ -78,6 +86,10 @@ def create(req: CreateRequest) -> Created:
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
+        if trace_fd >= 0:
+            ctx.trace_fd = trace_fd
+            trace.emit(trace_fd, "parent", "make cgroup", cgroup.plan(spec))
+            trace.emit(trace_fd, "parent", "compile seccomp", seccomp_plan(spec))
         from pyrun.process.launcher import launch
         owner = _meanwhile(req, spec, cgroup)
         log.debug(f"create {req.id}: starting the init")
@@ -87,6 +99,8 @@ def create(req: CreateRequest) -> Created:
             raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
         if log.debugging():
             log.debug(f"create {req.id}: init {launched.pid} ready after its steps: {init_steps('init')}")
+        if trace_fd >= 0:
+            trace.emit(trace_fd, "parent", "record state", record_plan(cdir.path, req.pid_file))
         state = _record(cdir, spec, bundle.path, bundle.rootfs, launched.pid, cgroup, ctx, owner)
         faults.point("create: state recorded")
         log.debug(f"create {req.id}: state recorded")
@@ -117,6 +131,8 @@ def create(req: CreateRequest) -> Created:
             sink[1].close()
         if fifo_fd >= 0:
             os.close(fifo_fd)
+        if trace_fd >= 0:
+            os.close(trace_fd)
         cdir.close()
 
 
@@ -128,22 +144,28 @@ def init_steps(mode: str) -> str:
     return ", ".join(names[:names.index("report ready") + 1] if "report ready" in names else names)
 
 
-def _drop_ungrantable_caps(spec: dict[str, Any]) -> None:
-    """config.md: capabilities that cannot be granted (not in our own bounding set,
-    e.g. in a restricted sandbox) MUST be logged as a warning; a runtime SHOULD NOT fail."""
-    caps = (spec.get("process") or {}).get("capabilities")
-    if not caps:
-        return
-    from pyrun.linux.capabilities import CAPABILITIES
-    with open("/proc/self/status") as f:
-        bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
-    missing = sorted({n for names in caps.values() for n in names or []
-                      if n in CAPABILITIES and not bounding >> CAPABILITIES[n] & 1})
-    if missing:
-        from pyrun import log
-        log.warning(f"ignoring capabilities this process cannot grant: {', '.join(missing)}")
-        for kind, names in caps.items():
-            caps[kind] = [n for n in names or [] if n not in missing]
+def claim_plan(root: str, container_id: str) -> list[dict[str, Any]]:
+    path = os.path.join(root, container_id)
+    return [{"do": "mkdir and flock", "path": path}, {"do": "mkfifo", "path": os.path.join(path, "exec.fifo")}]
+
+
+def seccomp_plan(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    cfg = (spec.get("linux") or {}).get("seccomp")
+    if not cfg:
+        return []
+    per_action: dict[str, int] = {}
+    for rule in cfg.get("syscalls") or []:
+        per_action[rule.get("action", "")] = per_action.get(rule.get("action", ""), 0) + len(rule.get("names") or [])
+    return [{"do": "compile the filter (or reuse the cached one)", "defaultAction": cfg.get("defaultAction"),
+             "architectures": cfg.get("architectures") or [], "flags": cfg.get("flags") or [],
+             "syscalls_per_action": per_action, "listenerPath": cfg.get("listenerPath")}]
+
+
+def record_plan(state_dir: str, pid_file: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"do": "write state.json", "path": os.path.join(state_dir, "state.json")}]
+    if pid_file:
+        out.append({"do": "write the pid file", "path": pid_file})
+    return out
 
 
 def _check_host_support(spec: dict[str, Any]) -> None:
@@ -177,11 +199,19 @@ def _wants_idmap(spec: dict[str, Any]) -> bool:
                or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
 
 
+def _userns_binds(spec: dict[str, Any]) -> bool:
+    """Bind mounts in a user namespace: the parent clones their sources (rootfs/idmapped.py)."""
+    linux = spec.get("linux") or {}
+    return any(ns.get("type") == "user" for ns in linux.get("namespaces") or []) and any(
+        m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
+        for m in spec.get("mounts") or [])
+
+
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
 
 
 def _check_id_mappings(spec: dict[str, Any]) -> None:
@@ -197,12 +227,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int
                     cgroup: Any, req: CreateRequest,
                     console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
-    new, join = [], {}
-    for ns in (spec.get("linux") or {}).get("namespaces") or []:
-        if ns.get("path"):
-            join[ns["type"]] = ns["path"]
-        else:
-            new.append(ns["type"])
+    new, join = namespaces_of(spec)
     console = console_sink
     if req.console_socket:
         try:
@@ -224,6 +249,17 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,
                          extra_env=extra_env)
+
+
+def namespaces_of(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """(types created, {type: path joined})."""
+    new, join = [], {}
+    for ns in (spec.get("linux") or {}).get("namespaces") or []:
+        if ns.get("path"):
+            join[ns["type"]] = ns["path"]
+        else:
+            new.append(ns["type"])
+    return new, join
 
 
 def _meanwhile(req: CreateRequest, spec: dict[str, Any], cgroup: Any) -> str:

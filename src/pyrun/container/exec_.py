@@ -12,7 +12,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun import faults, log
+from pyrun import faults, log, program
 from pyrun.errors import START_FAILED, ConfigError, FlagError, PyrunError, strerror
 from pyrun.linux import unixsock    # not socket: ~4 ms of imports
 from pyrun.state import jsonio       # not json (re) nor copy
@@ -64,11 +64,15 @@ def exec_process(req: ExecRequest) -> int:
 def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     config = state["config"]
     process = _process(req, config)
+    if process.get("capabilities"):     # what create dropped (or a --process file asks for)
+        from pyrun.container.capsets import drop_ungrantable
+        for warning in drop_ungrantable(process):
+            log.warning(warning)
     terminal = bool(process.get("terminal"))
     if terminal and req.detach and not req.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        raise PyrunError(f"cannot allocate tty if {program()} will detach without setting console socket")
     if not terminal and req.console_socket:
-        raise PyrunError("cannot use console socket if pyrun will not detach or allocate tty")
+        raise PyrunError(f"cannot use console socket if {program()} will not detach or allocate tty")
     if req.pid_file:
         req.pid_file = os.path.abspath(req.pid_file)
 
@@ -104,13 +108,26 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         master = receive_master(sink_parent)
         sink_parent.close()
         copy_size(master)
-    launched.release()
+    try:
+        launched.release(until_exec=True)
+    except PyrunError as e:
+        if master is not None:
+            os.close(master)
+        _reap(launched.pid)
+        raise PyrunError(f"{START_FAILED}: {e}", exit_code=255) from None
     log.debug(f"exec {req.id}: process {launched.pid} released")
     if req.detach:
         return 0
     if master is not None:
         return proxy_terminal(master, launched.pid)
     return wait(launched.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _abandon(launched: Any) -> None:

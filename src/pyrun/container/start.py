@@ -5,7 +5,7 @@ import os
 import select
 
 from pyrun import faults, log
-from pyrun.errors import PyrunError
+from pyrun.errors import START_FAILED, PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import CREATED, STOPPED, status_of
 from pyrun.state.store import FIFO, ContainerDir
@@ -34,16 +34,18 @@ def start(root: str, container_id: str) -> None:
         cdir.remove_fifo()
         log.debug(f"start {container_id}: init {pid} released")
         faults.point("start: released")
-        if data[:1] != b"0":        # a startContainer hook failed; the init has exited
-            raise PyrunError(data[1:].decode(errors="replace"))
+        if data != b"0":     # "1<step>: <error>" (after "0" if execve failed); the init has exited
+            text = data[data.index(b"1") + 1:].decode(errors="replace") if b"1" in data[:2] else repr(data)
+            raise PyrunError(f"{START_FAILED}: error during container init: {text}")
         poststart = ((state.get("config") or {}).get("hooks") or {}).get("poststart")
         if poststart:
             _run_poststart(state, poststart)
 
 
 def _read_release(fd: int, pid: int, started: int | None) -> bytes:
-    """Wait for the init's verdict (runc polls every 100 ms for a dead init):
-    "0", or "1" and a startContainer hook's error; read until it closes."""
+    """Wait for the init's verdict (runc polls every 100 ms for a dead init),
+    reading until the init's end closes at its execve: "0" alone, or "1" and
+    the failing step with its error."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     data = b""

@@ -75,6 +75,16 @@ def write(proc_fd: int, rel: str, data: str) -> None:
         os.close(fd)
 
 
+def open_fds(proc_fd: int) -> list[int]:
+    """The fds this process has open, from its fd directory under `proc_fd`
+    (including the one used to list them, closed by then)."""
+    fd = open_file(proc_fd, "self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return [int(name) for name in os.listdir(fd)]
+    finally:
+        os.close(fd)
+
+
 def last_cap(proc_fd: int) -> int:
     return int(read(proc_fd, "sys/kernel/cap_last_cap"))
 
@@ -92,3 +102,28 @@ def open_private() -> int:
         if e.errno != errno.EINVAL:        # subset= needs Linux 5.8
             raise
     return s.fsmount_new("proc", {}, attrs)
+
+
+def cloexec_from(proc_fd: int, first: int) -> None:
+    """Mark every fd >= first close-on-exec: close_range(CLOSE_RANGE_CLOEXEC),
+    or, where the kernel lacks it (ENOSYS; EINVAL before 5.11) or a seccomp
+    filter refuses it (EPERM), fd by fd from our fd list read beneath
+    `proc_fd` (never the container's /proc: a fake list would hide a leak)."""
+    try:
+        s.close_range_cloexec(first)
+        return
+    except OSError:     # any errno: a filter pyrun itself runs under picks its own (runc bats: ENXIO)
+        pass
+    listing = open_file(proc_fd, "self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        names = os.listdir(listing)
+    finally:
+        os.close(listing)
+    for name in names:
+        fd = int(name)
+        if fd >= first and fd != listing:
+            try:
+                os.set_inheritable(fd, False)      # FD_CLOEXEC, without importing fcntl
+            except OSError as e:
+                if e.errno != errno.EBADF:    # closed meanwhile: the listing's own fd
+                    raise

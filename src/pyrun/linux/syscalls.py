@@ -74,6 +74,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_NAME = 15
+PR_SET_PTRACER = 0x59616d61    # Yama: who may trace us (EINVAL without Yama)
 
 # openat2 resolve flags
 RESOLVE_NO_XDEV = 0x01
@@ -130,6 +132,35 @@ def setdomainname(name: str) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+
+
+# ptrace(2), for the guard that holds pyrun's own processes (process/guard.py)
+PTRACE_CONT = 7
+PTRACE_DETACH = 17
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SEIZE = 0x4206
+PTRACE_LISTEN = 0x4208
+PTRACE_O_TRACEFORK = 0x02
+PTRACE_O_TRACEVFORK = 0x04
+PTRACE_O_TRACECLONE = 0x08
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_STOP = 128
+
+
+def ptrace(request: int, pid: int, data: int = 0) -> None:
+    """ptrace(2) for the requests that take no address (seize, cont, detach, listen)."""
+    _check(_libc.ptrace(ctypes.c_long(request), ctypes.c_long(pid), None, ctypes.c_void_p(data)),
+           "ptrace")
+
+
+def ptrace_si_code(pid: int) -> int:
+    """si_code of the signal a tracee is stopped for (PTRACE_GETSIGINFO):
+    > 0 when the kernel raised it (a fault), <= 0 when someone sent it."""
+    info = ctypes.create_string_buffer(128)
+    _check(_libc.ptrace(ctypes.c_long(PTRACE_GETSIGINFO), ctypes.c_long(pid), None, info), "ptrace")
+    return int.from_bytes(info.raw[8:12], "little", signed=True)
 
 
 class _OpenHow(ctypes.Structure):

@@ -33,8 +33,11 @@ class LaunchContext:
     mode: str = "init"
     seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
-    idmapped_mounts: dict[int, int] = field(default_factory=dict)   # mounts[i] -> detached idmapped mount fd
+    # mounts[i] -> detached mount fd: idmapped, or a bind source cloned for a user namespace
+    idmapped_mounts: dict[int, int] = field(default_factory=dict)
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
+    guard_fd: int = -1                    # stage 1 reads "go" here once the guard traces it (process/guard.py)
+    trace_fd: int = -1                    # PYRUN_TRACE's file (pyrun/trace.py), -1 when not tracing
 
     @property
     def process(self) -> dict[str, Any]:

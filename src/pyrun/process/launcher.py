@@ -6,10 +6,10 @@ import resource
 import _signal as signal    # not signal: its enums cost ~1.5 ms
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
-from pyrun import faults
+from pyrun import faults, log
 from pyrun.errors import PyrunError, strerror
 from pyrun.linux import syscalls as s
-from pyrun.process import channel as chan
+from pyrun.process import channel as chan, guard
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
@@ -25,10 +25,22 @@ class Launched:
     pid: int
     channel: Channel
 
-    def release(self) -> None:
-        """State is recorded: let the init go on to wait for `start`."""
+    def release(self, until_exec: bool = False) -> None:
+        """State is recorded: let the init go on to wait for `start`.  An
+        exec'd process holds its end (close-on-exec) until execve: with
+        `until_exec`, read to that EOF, and a failing last step is raised."""
         self.channel.send(Msg.ACK)
-        self.channel.close()
+        try:
+            while until_exec:
+                msg = self.channel.recv()
+                if msg.type == Msg.ERROR:
+                    raise PyrunError(f"error during container init: {msg.data.get('step')}: {msg.data.get('msg', '')}")
+                if msg.type == Msg.FAULT:
+                    faults.die()
+        except ChannelClosed:
+            pass
+        finally:
+            self.channel.close()
 
 
 def launch(ctx: LaunchContext) -> Launched:
@@ -40,11 +52,28 @@ def launch(ctx: LaunchContext) -> Launched:
     """
     s.prctl(s.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = chan.pair()
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         parent.close()
+        os.close(go_w)
+        ctx.guard_fd = go_r
         child_main(ctx, child, bootstrap)
-    child.close()
+    os.close(go_r)
+    try:
+        guard.spawn(pid, go_w, child)     # stage 1 waits until it is traced by the guard
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(go_w)
+        child.close()
+    # --debug: runc's words at the points that correspond (its bats suite and
+    # people reading runc logs look for them): the stages now set up the
+    # namespaces, as runc's nsexec does; the init exists in them and runs its
+    # steps (runc: its Go init starts); the init reports ready (runc's init
+    # closes its pipe; an exec'd process then execs).
+    log.debug("=> nsexec container setup")
     if ctx.console_socket is not None:
         ctx.console_socket.close()
     init_pid = 0
@@ -66,10 +95,14 @@ def launch(ctx: LaunchContext) -> Launched:
                 early.append(msg)
                 continue
             if msg.type == Msg.USERMAP_REQUEST:
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "write id maps", id_map_plan(ctx.linux))
                 _write_id_maps(pid, ctx)
                 parent.send(Msg.USERMAP_DONE)
             elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
+                log.debug("<= nsexec container setup")
+                log.debug("child process in init()")
                 _reap(pid)
                 parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
                 ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
@@ -82,10 +115,14 @@ def launch(ctx: LaunchContext) -> Launched:
                     limits_set = True
                 from pyrun.hooks import hook_state, hooks_of, run_hooks
                 state = hook_state(ctx.spec, ctx.container_id, "creating", init_pid, ctx.bundle)
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "run prestart and createRuntime hooks", hooks_plan(ctx.spec))
                 run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
                 run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
                 parent.send(Msg.HOOKS_DONE)
             elif msg.type == Msg.RLIMITS_REQUEST:
+                if ctx.trace_fd >= 0:
+                    _trace(ctx, "prlimit the init", rlimits_plan(ctx.process))
                 _apply_rlimits(init_pid, ctx)
                 parent.send(Msg.RLIMITS_DONE)
             elif msg.type == Msg.SECCOMP_LISTENER:
@@ -97,6 +134,8 @@ def launch(ctx: LaunchContext) -> Launched:
                     os.close(fd)
                 parent.send(Msg.SECCOMP_DONE)
             elif msg.type == Msg.READY:
+                log.debug("setns_init: about to exec" if ctx.mode == "exec"
+                          else "init: closing the pipe to signal completion")
                 if not limits_set:
                     _apply_resources(ctx, "procReady")
                 return Launched(init_pid, parent)
@@ -136,11 +175,38 @@ def _apply_resources(ctx: LaunchContext, when: str) -> None:
     when there are such hooks (as runc), otherwise at READY.  The runtime's
     own set-up is not charged against pids.max or a tiny memory limit; the
     user process is limited from its first instruction."""
-    from pyrun.cgroups.manager import CgroupError
+    from pyrun.cgroups.manager import CgroupError, record_writes, stop_recording
+    written = record_writes() if ctx.trace_fd >= 0 else None
     try:
         ctx.cgroup.update(ctx.linux.get("resources"))
     except CgroupError as e:
         raise PyrunError(f"error setting cgroup config for {when} process: {e}") from None
+    finally:
+        if written is not None:
+            stop_recording()
+            _trace(ctx, "write cgroup limits", [{"do": "write", "when": when, **w} for w in written])
+
+
+def _trace(ctx: LaunchContext, step: str, actions: list) -> None:
+    from pyrun import trace
+    trace.emit(ctx.trace_fd, "parent", step, actions)
+
+
+def id_map_plan(linux: dict) -> list[dict]:
+    return [{"do": "write " + name, "mappings": linux.get(key) or []}
+            for name, key in (("gid_map", "gidMappings"), ("uid_map", "uidMappings")) if linux.get(key)]
+
+
+def hooks_plan(spec: dict) -> list[dict]:
+    from pyrun.hooks import hooks_of
+    return [{"do": f"run {kind} hook", "order": i, "namespace": "runtime", "path": h.get("path"),
+             "args": h.get("args") or [], "timeout": h.get("timeout")}
+            for kind in ("prestart", "createRuntime") for i, h in enumerate(hooks_of(spec, kind))]
+
+
+def rlimits_plan(process: dict) -> list[dict]:
+    return [{"do": "prlimit", "type": rl["type"], "soft": rl["soft"], "hard": rl["hard"]}
+            for rl in process.get("rlimits") or []]
 
 
 def _copy_fd_from(pid: int, fd: int) -> int:

@@ -23,8 +23,12 @@ from pyrun.errors import InitError, oserror_text
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.namespaces import JOIN_ORDER, NAMESPACES
 from pyrun.process.channel import Channel, Msg
-from pyrun.process import init
+from pyrun.process import guard, init
 from pyrun.process.context import LaunchContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyrun.cgroups.manager import Cgroup
 
 
 def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
@@ -81,6 +85,15 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     ctx.parent_fds = []
     _close_inherited_fds(ctx, ch)
     init.preload(ctx)
+    # Meanwhile the guard has started: it must hold us before anything is
+    # forked, and (without CAP_SYS_PTRACE) while we are still dumpable.
+    guard.wait_for_guard(ctx.guard_fd)
+    ctx.guard_fd = -1
+    plan = dict(bootstrap_plan(ctx))
+    if ctx.trace_fd >= 0:
+        from pyrun import trace
+        for name, actions in plan.items():
+            trace.emit(ctx.trace_fd, "stage 1", name, actions)
     # Before any namespace is joined, keep container processes away from this
     # host interpreter's /proc/<pid>/exe and memory (CVE-2019-5736 class).
     s.prctl(s.PR_SET_DUMPABLE, 0)
@@ -93,16 +106,16 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
         # As runc: in the container's cgroup before any namespace exists, so that
         # everything the container costs the kernel is charged there and a new
         # cgroup namespace is rooted at the container's cgroup.
-        ctx.cgroup.join(os.getpid())
+        if plan["join cgroup"]:
+            _join_cgroup(ctx.cgroup, os.getpid())
         step = "set oom_score_adj"
-        adj = ctx.process.get("oomScoreAdj")
-        if adj is not None:
+        for act in plan[step]:
             with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(adj))
+                f.write(act["value"])
         step = "join namespaces"
-        _join_namespaces(ctx)
+        _join_namespaces([(act["type"], act["path"]) for act in plan[step]])
         step = "create user namespace"
-        if "user" in ctx.new_namespaces:
+        if plan[step]:
             s.unshare(s.CLONE_NEWUSER)
             # An ordinary user's parent (and newuidmap) can only write the
             # maps of a dumpable process: /proc/<pid> is root's otherwise.
@@ -115,14 +128,14 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
             init.die_with_parent(ch)     # the kernel cleared it with the uid/gid change
         step = "create namespaces"
         flags = 0
-        for ns in ctx.new_namespaces:
-            if ns != "user":
+        for act in plan[step]:
+            for ns in act["namespaces"]:
                 flags |= NAMESPACES[ns][0]
         if flags:
             s.unshare(flags)
         step = "set time offsets"
-        if "time" in ctx.new_namespaces:
-            _write_time_offsets(ctx.linux.get("timeOffsets") or {})
+        for act in plan[step]:
+            _write_time_offsets(act["lines"])
     except OSError as e:
         raise InitError(step, oserror_text(e)) from None
 
@@ -132,6 +145,35 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
     ch.send(Msg.INIT_PID, pid=pid)
 
 
+def bootstrap_plan(ctx: LaunchContext) -> list[tuple[str, list[dict[str, object]]]]:
+    """Stage 1's steps and what each does, computed from the context: bootstrap
+    performs exactly these (and `pyrun explain` prints them)."""
+    cgroup = ctx.cgroup.join_plan()
+    adj = ctx.process.get("oomScoreAdj")
+    others = [ns for ns in ctx.new_namespaces if ns != "user"]
+    user = []
+    if "user" in ctx.new_namespaces:
+        user = [{"do": "unshare", "namespaces": ["user"]},
+                {"do": "ask the parent to write uid_map/gid_map",
+                 "uidMappings": ctx.linux.get("uidMappings") or [], "gidMappings": ctx.linux.get("gidMappings") or []},
+                {"do": "setresgid/setresuid", "id": 0}]
+    offsets = ctx.linux.get("timeOffsets") or {}
+    return [
+        ("open procfs", [{"do": "open the runtime's /proc (checked to be a procfs root)"}]),
+        ("join cgroup", cgroup),
+        ("set oom_score_adj", [{"do": "write /proc/self/oom_score_adj", "value": str(adj)}] if adj is not None else []),
+        ("join namespaces", [{"do": "setns", "type": ns, "path": ctx.join_namespaces[ns]}
+                             for ns in JOIN_ORDER if ctx.join_namespaces.get(ns)]),
+        ("create user namespace", user),
+        ("create namespaces", [{"do": "unshare", "namespaces": others}] if others else []),
+        ("set time offsets", [{"do": "write /proc/self/timens_offsets",
+                               "lines": [f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}"
+                                         for clock, v in offsets.items()]}]
+         if "time" in ctx.new_namespaces and offsets else []),
+        ("fork the init", [{"do": "fork", "then": "the init's steps"}]),
+    ]
+
+
 def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
     """Whatever the caller leaked to us must not live on in the container's
     init while it waits for `start` (a pipe the caller reads to EOF would
@@ -139,9 +181,13 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
     keep = {0, 1, 2, ch.sock.fileno()} | set(range(3, 3 + ctx.preserve_fds))
     if ctx.fifo_fd >= 0:
         keep.add(ctx.fifo_fd)
+    if ctx.guard_fd >= 0:
+        keep.add(ctx.guard_fd)
     if ctx.console_socket is not None:
         keep.add(ctx.console_socket.fileno())
     keep.update(ctx.idmapped_mounts.values())
+    if ctx.trace_fd >= 0:
+        keep.add(ctx.trace_fd)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
@@ -151,14 +197,12 @@ def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:
                 pass
 
 
-def _join_namespaces(ctx: LaunchContext) -> None:
+def _join_namespaces(joins: list[tuple[str, str]]) -> None:
     # Open every path first: after joining a mount namespace host paths are gone.
     fds = []
     try:
-        for ns in JOIN_ORDER:
-            path = ctx.join_namespaces.get(ns)
-            if path:
-                fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        for ns, path in joins:
+            fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
         for ns, path, fd in fds:
             try:
                 s.setns(fd, NAMESPACES[ns][0])
@@ -169,8 +213,18 @@ def _join_namespaces(ctx: LaunchContext) -> None:
             os.close(fd)
 
 
-def _write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
-    lines = [f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}" for clock, v in offsets.items()]
+def _write_time_offsets(lines: list[str]) -> None:
     if lines:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("\n".join(lines) + "\n")
+
+
+def _join_cgroup(cgroup: Cgroup, pid: int) -> None:
+    """Into the container's cgroup (exec: a --cgroup sub-cgroup): a missing
+    one is reported in runc's words, which its exec.bats greps."""
+    try:
+        cgroup.join(pid)
+    except OSError as e:
+        from pyrun.errors import strerror
+        raise OSError(e.errno, f"error adding pid {pid} to cgroups: failed to write {pid}: "
+                               f"open {e.filename}: {strerror(e.errno)}") from None

@@ -20,9 +20,9 @@ def current_flags(path: str) -> int:
     return os.statvfs(path).f_flag & _REMOUNT_KEEP
 
 
-def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
-                cgroup_binds: list[tuple[str, str]], detached: int = -1) -> None:
-    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped)."""
+def classify(entry: dict[str, Any], detached: int = -1) -> tuple[str, str, mount_options.MountOptions, str]:
+    """(destination, type, options, kind): what mount_entry does with `entry`,
+    and what `pyrun explain` shows (kind: idmapped|bind|cgroup|remount|fresh)."""
     dest = entry["destination"]
     if not dest.startswith("/"):
         dest = "/" + dest           # relative destinations are read relative to "/"
@@ -30,15 +30,57 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
     opts = mount_options.parse(entry.get("options") or [])
     if fstype == "bind":
         opts.flags |= s.MS_BIND
+    if _read_only_later(dest, opts):
+        opts.flags &= ~s.MS_RDONLY
+    if detached >= 0:
+        kind = "idmapped"
+    elif opts.is_bind:
+        kind = "bind"
+    elif fstype in ("cgroup", "cgroup2"):
+        kind = "cgroup"
+    elif opts.flags & s.MS_REMOUNT:
+        kind = "remount"
+    else:
+        kind = "fresh"
+    return dest, fstype, opts, kind
+
+
+def describe(entry: dict[str, Any], bundle: str, cgroup_binds: list[tuple[str, str]],
+             detached: int = -1) -> dict[str, Any]:
+    """The plan of one `mounts` entry, from classify (as mount_entry performs it)."""
+    dest, fstype, opts, kind = classify(entry, detached)
+    source = entry.get("source") or ""
+    if kind in ("bind", "idmapped") and not os.path.isabs(source):
+        source = os.path.join(bundle, source)
+    elif kind == "cgroup":
+        source = ",".join(host for _name, host in cgroup_binds)
+    elif not source:
+        source = fstype
+    out: dict[str, Any] = {"do": "mount", "kind": kind, "source": source, "destination": dest,
+                           "type": fstype, "flags": mount_options.flag_names(opts.flags),
+                           "clear": mount_options.flag_names(opts.clear)}
+    if opts.data:
+        out["data"] = opts.data_string
+    if opts.propagation:
+        out["propagation"] = [mount_options.propagation_name(p) for p in opts.propagation]
+    if opts.attr_set or opts.attr_clr:
+        out["recursive_attrs"] = {"set": opts.attr_set, "clear": opts.attr_clr}
+    return out
+
+
+def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
+                cgroup_binds: list[tuple[str, str]], detached: int = -1) -> None:
+    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped)."""
+    dest, fstype, opts, kind = classify(entry, detached)
     if fstype in ("proc", "sysfs") and not opts.is_bind:
         procsafe.check_ordinary_directory(root_fd, dest, fstype)
-    if detached >= 0:
+    if kind == "idmapped":
         _attach(root_fd, dest, detached, opts)
-    elif opts.is_bind:
+    elif kind == "bind":
         _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
-    elif fstype in ("cgroup", "cgroup2"):
+    elif kind == "cgroup":
         _cgroup(root_fd, dest, opts, cgroup_binds)
-    elif opts.flags & s.MS_REMOUNT:
+    elif kind == "remount":
         _remount(root_fd, dest, fstype, entry.get("source") or fstype, opts)
     else:
         try:
@@ -50,6 +92,25 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
             # namespace may not mount sysfs, but may bind the host's /sys.
             opts.flags |= s.MS_BIND | s.MS_REC
             _bind(root_fd, dest, "/sys", "/", opts)
+
+
+def _read_only_later(dest: str, opts: mount_options.MountOptions) -> bool:
+    """A read-only /dev filesystem is mounted read-write: the devices, the
+    /dev symlinks, devpts, shm and mqueue go in first; the init makes it
+    read-only once the root is set up (as runc's finalizeRootfs)."""
+    return os.path.normpath(dest) == "/dev" and not opts.is_bind and bool(opts.flags & s.MS_RDONLY)
+
+
+def dev_read_only(mounts: list[dict[str, Any]]) -> bool:
+    """Whether some entry asks for a read-only /dev filesystem (see above)."""
+    for entry in mounts:
+        dest = entry.get("destination") or ""
+        opts = mount_options.parse(entry.get("options") or [])
+        if entry.get("type") == "bind":
+            opts.flags |= s.MS_BIND
+        if _read_only_later(dest if dest.startswith("/") else "/" + dest, opts):
+            return True
+    return False
 
 
 def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:

@@ -92,3 +92,14 @@ def parse(options: list[str]) -> MountOptions:
         else:
             out.data.append(opt)
     return out
+
+
+def flag_names(flags: int) -> list[str]:
+    """MS_* bits as option words (`pyrun explain`), in the table's order."""
+    return [name for name, (set_, _clear) in FLAGS.items()
+            if set_ and flags & set_ == set_ and name not in ("bind", "rbind", "remount")] + \
+        [w for w, bit in (("bind", s.MS_BIND), ("rec", s.MS_REC), ("remount", s.MS_REMOUNT)) if flags & bit]
+
+
+def propagation_name(flags: int) -> str:
+    return next(name for name, value in PROPAGATION.items() if value == flags)

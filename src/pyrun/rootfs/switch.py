@@ -44,9 +44,29 @@ def chroot_only(rootfs: str) -> None:
     os.chdir("/")
 
 
-def remount_root_readonly() -> None:
+def make_parent_mount_private(rootfs: str, proc_fd: int) -> None:
+    """The mount holding the rootfs goes private if it is shared or
+    unbindable, before the rootfs is bound onto itself (as runc's
+    rootfsParentMountPrivate, which covers only shared): a shared parent
+    would carry that bind to its peers, the host's among them, and make
+    pivot_root refuse (EINVAL); an unbindable one cannot be bound at all.
+    Read from the runtime's procfs: this is our own mount namespace."""
+    from pyrun.linux import procfs
+    best, best_opts = "", []
+    for line in procfs.read(proc_fd, "self/mountinfo").splitlines():
+        fields = line.split()
+        point = _unescape(fields[4])
+        inside = rootfs == point or rootfs.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_opts = point, fields[6:fields.index("-")]
+    if best and any(o.startswith("shared:") or o == "unbindable" for o in best_opts):
+        s.mount(None, best, None, s.MS_PRIVATE)
+
+
+def remount_root_readonly(path: str = "/") -> None:
+    """`path` (the root, or /dev) read-only, keeping its other flags."""
     from pyrun.rootfs.mounts import current_flags
-    s.mount(None, "/", None, s.MS_BIND | s.MS_REMOUNT | s.MS_RDONLY | current_flags("/"))
+    s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | s.MS_RDONLY | current_flags(path))
 
 
 def _hide_host_proc_and_sys(rootfs: str, proc_fd: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
 TYPE_CHECKING = False
@@ -139,7 +140,7 @@ def compile_filter(cfg: dict[str, Any]) -> CompiledFilter:
     for i, rule in enumerate(rules):
         notify |= _add_rule(pyseccomp, filt, rule, default, f"{FIELD}.syscalls[{i}]")
     flags = _flags(cfg.get("flags") or [], notify)
-    bpf = _export(filt)
+    bpf = _enosys_stub(pyseccomp, cfg, default) + _export(filt)
     if len(bpf) // 8 > _BPF_MAXINSNS:
         raise ConfigError(f"{FIELD}: the filter compiles to {len(bpf) // 8} BPF instructions, "
                           f"more than the kernel's limit of {_BPF_MAXINSNS}")
@@ -192,8 +193,7 @@ def _add_rule(pyseccomp: Any, filt: Any, rule: dict[str, Any], default: int, whe
     if action == _ACT_NOTIFY:
         for name in names:
             if name in _NOTIFY_FORBIDDEN:
-                raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for {name}: "
-                                  f"pyrun announces the seccomp fd with it")
+                raise ConfigError(f"{where}: SCMP_ACT_NOTIFY cannot be used for the {name} syscall")
     if action == default:
         return False
     # Two comparisons of one argument cannot be ANDed by libseccomp: as runc
@@ -259,6 +259,83 @@ def _kernel_has(flag: int) -> bool:
     except OSError as e:
         return e.errno != errno.EINVAL
     return True
+
+
+# --- the -ENOSYS stub ------------------------------------------------------------
+#
+# A profile lists the syscalls its author knew.  A newer syscall (a number
+# above every one the profile names) would get the default action, typically
+# EPERM, and programs take EPERM as "forbidden" where ENOSYS would have made
+# them fall back to an older call (clone3 -> clone, openat2 -> openat).  runc
+# (libcontainer/seccomp/patchbpf) therefore puts a stub in front of the
+# filter: per architecture, a syscall number above the largest the profile
+# names returns ENOSYS.  Same rule here, assembled our own way.
+
+_ERRNO_ENOSYS = _ACT_ERRNO | errno.ENOSYS
+_PERMISSIVE = (ACTIONS["SCMP_ACT_ALLOW"], ACTIONS["SCMP_ACT_LOG"])
+_X32_BIT = 0x40000000                   # x32 syscalls on AUDIT_ARCH_X86_64 carry it
+_S390 = (ARCHES["SCMP_ARCH_S390"], ARCHES["SCMP_ARCH_S390X"])
+# classic BPF opcodes (linux/bpf_common.h) and struct sock_filter
+_LD_ABS_W, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_INSN = struct.Struct("=HBBI")
+
+
+def _enosys_stub(pyseccomp: Any, cfg: dict[str, Any], default: int) -> bytes:
+    """The instructions runc prepends to the filter, as bytes (b"" when none).
+
+    No stub when the default action already lets unknown syscalls through
+    (ALLOW, LOG, TRACE: a tracer handles ENOSYS itself) or already returns
+    ENOSYS."""
+    if default in _PERMISSIVE or default & 0xFFFF0000 == _ACT_TRACE or default == _ERRNO_ENOSYS:
+        return b""
+    names = {str(n) for rule in cfg.get("syscalls") or [] for n in rule.get("names") or []}
+    tokens = {ARCHES[a] for a in cfg.get("architectures") or []}
+    tokens.add(pyseccomp.system_arch())      # as current runc: the native one always
+    largest: dict[int, dict[int, int]] = {}  # audit arch -> {libseccomp arch token: largest nr}
+    for token in sorted(tokens):
+        numbers = [pyseccomp.resolve_syscall(token, n) for n in names]
+        top = max((nr for nr in numbers if nr >= 0), default=0)  # < 0: unknown there, or a pseudo-syscall
+        if top:
+            audit = ARCHES["SCMP_ARCH_X86_64"] if token == ARCHES["SCMP_ARCH_X32"] else token
+            largest.setdefault(audit, {})[token] = top
+    return _assemble_stub(largest) if largest else b""
+
+
+def _assemble_stub(largest: dict[int, dict[int, int]]) -> bytes:
+    """load arch; per arch: load nr, nr > largest -> ENOSYS, else the filter.
+
+    Jump targets are written as "enosys", "filter", "next" (the next arch's
+    test) or "+n" (n instructions on), and made relative at the end; the
+    stub is far shorter than the 255 instructions a conditional jump skips."""
+    amd64, x32 = ARCHES["SCMP_ARCH_X86_64"], ARCHES["SCMP_ARCH_X32"]
+    code: list[tuple[int, str, str, int]] = [(_LD_ABS_W, "", "", 4)]     # seccomp_data.arch
+    nexts: list[int] = []                   # per instruction: where its "next" is
+    for audit, tops in largest.items():
+        block = [(_JEQ, "+1", "next", audit), (_LD_ABS_W, "", "", 0)]   # seccomp_data.nr
+        if audit in _S390:      # setup(2), nr 0, multiplexes numbers the kernel does not know
+            block.append((_JEQ, "enosys", "+1", 0))
+        if audit == amd64:      # two ABIs on one audit arch, told apart by the x32 bit
+            to_x32 = ("+2" if amd64 in tops else "+1") if x32 in tops else "filter"
+            block.append((_JSET, to_x32, "+1" if amd64 in tops else "filter", _X32_BIT))
+            block += [(_JGT, "enosys", "filter", tops[t]) for t in (amd64, x32) if t in tops]
+        else:
+            block.append((_JGT, "enosys", "filter", tops[audit]))
+        code += block
+        nexts += [len(code)] * len(block)
+    code += [(_JA, "", "", 1),                      # an arch the stub does not know: the filter
+             (_RET, "", "", _ERRNO_ENOSYS)]
+    labels = {"enosys": len(code) - 1, "filter": len(code)}
+    out = bytearray()
+    for pc, (op, jt, jf, k) in enumerate(code):
+        offsets = [0, 0]
+        if op in (_JEQ, _JGT, _JSET):
+            for i, target in enumerate((jt, jf)):
+                dest = (pc + int(target[1:]) if target[0] == "+" else
+                        nexts[pc - 1] if target == "next" else labels[target])
+                offsets[i] = dest - pc - 1
+                assert 0 <= offsets[i] <= 255, (pc, target)
+        out += _INSN.pack(op, offsets[0], offsets[1], k)
+    return bytes(out)
 
 
 def _export(filt: Any) -> bytes:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _DIR = "@seccomp-filters"       # beside the containers, under a name no ID can take
 _LIMIT = 64                     # entries kept; the oldest go first
+_FORMAT = 2                     # what compile_filter makes (2: with the -ENOSYS stub); older entries are not reused
 
 
 def compiled(cfg: dict[str, Any], root: str) -> CompiledFilter:
@@ -48,7 +49,7 @@ def _key(cfg: dict[str, Any]) -> str:
         from hashlib import sha256
     from pyrun import __version__
     h = sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode())
-    h.update(f"|{__version__}|{os.uname().release}|{_pyseccomp_stamp()}".encode())
+    h.update(f"|{__version__}|{_FORMAT}|{os.uname().release}|{_pyseccomp_stamp()}".encode())
     return h.hexdigest()
 
 

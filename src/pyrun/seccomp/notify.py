@@ -46,7 +46,9 @@ def send_to_agent(ctx: Any, init_pid: int, fd: int) -> None:
         try:
             sock.connect(path)
         except OSError as e:
-            raise PyrunError(f"failed to connect to seccomp agent at {path}: {strerror(e.errno)}") from None
+            # runc's words, Go's dial error included: callers grep for them
+            raise PyrunError("failed to connect with seccomp agent specified in the seccomp profile: "
+                             f"dial unix {path}: connect: {strerror(e.errno)}") from None
         try:
             sent = socket.send_fds(sock, [data], [fd])
             if sent < len(data):        # a stream may take it in parts; the fd went with the first

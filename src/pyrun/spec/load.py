@@ -25,25 +25,26 @@ class Bundle:
     rootfs: str
 
 
-def load_bundle(bundle: str | None, cache: str | None = None) -> Bundle:
+def load_bundle(bundle: str | None, cache: str | None = None, config_file: str = CONFIG) -> Bundle:
+    """`config_file`: another file name than config.json in the bundle (`explain --config`)."""
     path = os.path.abspath(bundle or ".")
     try:
         os.chdir(path)     # like runc: relative paths in the config are bundle-relative
     except OSError as e:
         raise ConfigError(f"chdir {path}: {strerror(e.errno)}") from None
     try:
-        with open(CONFIG, "rb") as f:
+        with open(config_file, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise ConfigError(f"JSON specification file {CONFIG} not found") from None
+        raise ConfigError(f"JSON specification file {config_file} not found") from None
     except OSError as e:
-        raise ConfigError(f"open {CONFIG}: {strerror(e.errno)}") from None
+        raise ConfigError(f"open {config_file}: {strerror(e.errno)}") from None
     try:
         config = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ConfigError(f"{CONFIG}: invalid JSON: {e}") from None
+        raise ConfigError(f"{config_file}: invalid JSON: {e}") from None
     if not isinstance(config, dict):
-        raise ConfigError(f"{CONFIG}: the configuration must be a JSON object")
+        raise ConfigError(f"{config_file}: the configuration must be a JSON object")
     check_strings_and_depth(config)
     if not _known_valid(raw, cache):
         validate_schema(config)
@@ -177,6 +178,11 @@ def check_semantics(config: dict[str, Any], bundle: str) -> str:
         raise ConfigError("hostname: unable to set hostname without a private UTS namespace")
     if config.get("domainname") and "uts" not in namespaces:
         raise ConfigError("domainname: unable to set domainname without a private UTS namespace")
+    for key in ("maskedPaths", "readonlyPaths"):
+        if linux.get(key) and "mount" not in namespaces:
+            # runc's words: masking binds over paths, which in the host's mount
+            # namespace would be the host's own
+            raise ConfigError(f"linux.{key}: unable to restrict sys entries without a private MNT namespace")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise ConfigError("linux.timeOffsets: time offsets require a time namespace")
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in namespaces:

@@ -1,0 +1,94 @@
+"""What CRIU must be told about a container's mounts and namespaces: the
+mounts whose source is outside the container (bind mounts, the cgroup
+binds, bind-mounted devices, masks on /dev/null) are external, named by their
+destination at dump and mapped back to a host source at restore; namespaces
+joined by path are the caller's, kept out of the image."""
+from __future__ import annotations
+
+import os
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# runtime-spec namespace type -> CRIU's (and the kernel's /proc/<pid>/ns) name
+NS_NAMES = {"network": "net", "pid": "pid", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+            "user": "user", "cgroup": "cgroup", "time": "time"}
+DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
+def is_bind(mount: dict[str, Any]) -> bool:
+    options = mount.get("options") or []
+    return mount.get("type") == "bind" or "bind" in options or "rbind" in options
+
+
+def resolve_in_root(rootfs: str, path: str) -> str:
+    """`path` with the symlinks inside the rootfs followed as the init followed
+    them (never out of the rootfs): CRIU names a mount by where it really is."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(rootfs, *done, part)
+        if os.path.islink(candidate) and hops < 40:
+            hops += 1
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
+def external_mounts(spec: dict[str, Any], rootfs: str, binds: list[tuple[str, str]],
+                    restore: bool) -> list[tuple[str, str]]:
+    """ext_mnt (key, val) pairs. Dump: (mountpoint, id), the id being the
+    mountpoint itself; restore: (id, host source).  `binds`: what a "cgroup"
+    mount shows (Cgroup.mount_binds)."""
+    pairs: list[tuple[str, str]] = []
+    for m in spec.get("mounts") or []:
+        dest = resolve_in_root(rootfs, m["destination"])
+        if is_bind(m):
+            source = m.get("source", "")
+            pairs.append((dest, source if restore else dest))
+        elif m.get("type") in ("cgroup", "cgroup2"):
+            for name, host_dir in binds:
+                sub = os.path.join(dest, name) if name else dest
+                pairs.append((sub, host_dir if restore else sub))
+    devices = list(DEFAULT_DEVICES) + [d["path"] for d in (spec.get("linux") or {}).get("devices") or []]
+    for path in dict.fromkeys(devices):
+        pairs.append((path, path))
+    return pairs
+
+
+def masked_files(spec: dict[str, Any], pid: int) -> list[tuple[str, str]]:
+    """Dump: each masked path that is a file (a bind of /dev/null) in the running container."""
+    pairs = []
+    for path in (spec.get("linux") or {}).get("maskedPaths") or []:
+        try:
+            st = os.stat(f"/proc/{pid}/root/{path.lstrip('/')}")
+        except OSError:
+            continue
+        import stat
+        if not stat.S_ISDIR(st.st_mode):
+            pairs.append((path, "/dev/null"))
+    return pairs
+
+
+def ext_mnt_fields(pairs: list[tuple[str, str]]) -> tuple[list[Any], ...]:
+    return tuple([(1, key), (2, val)] for key, val in pairs)
+
+
+def ns_key(ns_type: str) -> str:
+    """CRIU's inherit-fd key for an external namespace, runc's naming."""
+    return f"extRoot{NS_NAMES[ns_type].capitalize()}NS"
+
+
+def joined_namespaces(spec: dict[str, Any]) -> dict[str, str]:
+    return {ns["type"]: ns["path"] for ns in (spec.get("linux") or {}).get("namespaces") or []
+            if ns.get("path")}
