@@ -58,23 +58,19 @@ def guest() -> harness.VmResult:
     return result
 
 
-def _text(guest: harness.VmResult, name: str) -> str:
-    assert name in guest.files, f"the guest wrote no {name}\n{guest.describe()}"
-    return guest.files[name].decode(errors="replace")
-
 
 def test_guest_has_cgroup_v2_only(guest):
-    fstypes = [line.split(" - ")[1].split()[0] for line in _text(guest, "mountinfo").splitlines()]
+    fstypes = [line.split(" - ")[1].split()[0] for line in guest.text("mountinfo").splitlines()]
     assert "cgroup2" in fstypes and "cgroup" not in fstypes
-    controllers = set(_text(guest, "controllers").split())
+    controllers = set(guest.text("controllers").split())
     assert {"cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc"} <= controllers
-    assert set(_text(guest, "subtree_control").split()) == controllers
-    assert _text(guest, "self_cgroup") == "0::/\n"
+    assert set(guest.text("subtree_control").split()) == controllers
+    assert guest.text("self_cgroup") == "0::/\n"
 
 
 def _inner_run(guest: harness.VmResult, name: str) -> None:
-    out = _text(guest, f"{name}.out")
-    status = _text(guest, f"{name}.status").strip()
+    out = guest.text(f"{name}.out")
+    status = guest.text(f"{name}.status").strip()
     assert status == "0" and " passed" in out, f"inner pytest exited {status}:\n{out}"
     print(out.strip().splitlines()[-1])
 
@@ -89,7 +85,7 @@ def test_lifecycle_subset_passes_on_v2(guest):
 
 def test_conformance_v2_statements_pass_on_v2(guest):
     _inner_run(guest, "conformance")
-    out = _text(guest, "conformance.out")
+    out = guest.text("conformance.out")
     assert "skipped" not in out.strip().splitlines()[-1], out
 
 

@@ -38,18 +38,14 @@ def guest() -> harness.VmResult:
     return result
 
 
-def _text(guest: harness.VmResult, name: str) -> str:
-    assert name in guest.files, f"the guest wrote no {name}\n{guest.describe()}"
-    return guest.files[name].decode(errors="replace")
-
 
 def test_criu_works_on_the_guest_kernel(guest):
-    assert _text(guest, "criu-check.status").strip() == "0", _text(guest, "criu-check.out")
+    assert guest.text("criu-check.status").strip() == "0", guest.text("criu-check.out")
 
 
 def test_checkpoint_scenarios_pass_in_the_vm(guest):
-    out = _text(guest, "criu.out")
-    status = _text(guest, "criu.status").strip()
+    out = guest.text("criu.out")
+    status = guest.text("criu.status").strip()
     summary = out.strip().splitlines()[-1]
     assert status == "0" and " passed" in summary, f"inner pytest exited {status}:\n{out}"
     for word in ("skipped", "failed", "error"):

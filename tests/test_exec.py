@@ -153,43 +153,58 @@ def test_interpreter_unreachable_during_exec(pyrun, bundle):
     init = pyrun.state(running)["pid"]
     init_pidns = os.readlink(f"/proc/{init}/ns/pid")
     init_caps = _cap_eff(init)
-    for _attempt in range(30):
-        parent = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", "-d", running, "true"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stage = _find_stage(parent.pid, init_pidns)
-        if stage is None:
-            parent.wait(timeout=10)
-            continue
-        # The stage waits for the parent to reap stage 1 (then it arms its
-        # parent-death signal): stop the parent only once it is its parent.
-        deadline = time.monotonic() + 2
-        while _ppid(stage) not in (parent.pid, None) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        os.kill(parent.pid, signal.SIGSTOP)
-        try:
+    try:
+        for _attempt in range(30):
+            parent = subprocess.Popen([str(PYRUN), "--root", str(pyrun.root), "exec", "-d", running, "true"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stage = _find_stage(parent.pid, init_pidns)
+            if stage is None:
+                parent.wait(timeout=10)
+                continue
+            # The stage waits for the parent to reap stage 1 (then it arms its
+            # parent-death signal): stop the parent only once it is its parent.
             deadline = time.monotonic() + 2
-            while _cap_eff(stage) != init_caps and time.monotonic() < deadline:
-                time.sleep(0.001)       # let it reach the wait for ACK, after the user switch
-            if not os.path.samestat(os.stat(f"/proc/{stage}/exe"), os.stat(os.path.realpath(sys.executable))):
-                continue    # too late: it already exec'd `true`
-            if _cap_eff(stage) != init_caps:
-                continue    # stopped between reaping stage 1 and telling the stage so
-            assert _cap_eff(stage) == init_caps
-            inner = next(line for line in Path(f"/proc/{stage}/status").read_text().splitlines()
-                         if line.startswith("NSpid:")).split()[-1]
-            out = pyrun("exec", running, "sh", "-c",
-                        f"readlink /proc/{inner}/exe && echo LINK-READ; "
-                        f"cat /proc/{inner}/exe > /dev/null && echo EXE-READ; echo done")
-            assert out.stdout.split() == ["done"], out.stdout
-            assert "Permission denied" in out.stderr
-            pyrun("delete", "-f", running)
-            return
-        except (FileNotFoundError, StopIteration):
-            continue
-        finally:
-            os.kill(parent.pid, signal.SIGCONT)
-            parent.wait(timeout=10)
-    pytest.fail("never caught an exec stage before its execve")
+            while _ppid(stage) not in (parent.pid, None) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            os.kill(parent.pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 2
+                while _cap_eff(stage) != init_caps and time.monotonic() < deadline:
+                    time.sleep(0.001)       # let it reach the wait for ACK, after the user switch
+                if not os.path.samestat(os.stat(f"/proc/{stage}/exe"), os.stat(os.path.realpath(sys.executable))):
+                    continue    # too late: it already exec'd `true`
+                if _cap_eff(stage) != init_caps:
+                    continue    # stopped between reaping stage 1 and telling the stage so
+                if not _blocked_in_recvmsg(stage):
+                    continue    # the ACK was sent before the stop: it is on its way to execve
+                assert _cap_eff(stage) == init_caps
+                inner = next(line for line in Path(f"/proc/{stage}/status").read_text().splitlines()
+                             if line.startswith("NSpid:")).split()[-1]
+                out = pyrun("exec", running, "sh", "-c",
+                            f"readlink /proc/{inner}/exe && echo LINK-READ; "
+                            f"cat /proc/{inner}/exe > /dev/null && echo EXE-READ; echo done")
+                assert out.stdout.split() == ["done"], out.stdout
+                assert "Permission denied" in out.stderr
+                return
+            except (FileNotFoundError, StopIteration):
+                continue
+            finally:
+                os.kill(parent.pid, signal.SIGCONT)
+                parent.wait(timeout=10)
+        pytest.fail("never caught an exec stage before its execve")
+    finally:
+        pyrun("delete", "-f", running)
+
+
+def _blocked_in_recvmsg(pid: int) -> bool:
+    """The stage sleeps in recvmsg(2) (x86-64 nr 47) on its channel: with the
+    parent stopped, nothing can wake it, so it stays the host's Python."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        syscall = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "S" and syscall == "47"
 
 
 def _ppid(pid: int) -> int | None:

@@ -46,6 +46,11 @@ class VmResult:
         return (f"VM command exit status {self.status} after {self.seconds:.0f}s\n"
                 f"--- output ---\n{self.output}\n--- console ---\n{self.console[-4000:]}")
 
+    def text(self, name: str) -> str:
+        """A file the guest wrote to $PYRUN_VM_OUT, decoded; a missing one fails the test."""
+        assert name in self.files, f"the guest wrote no {name}\n{self.describe()}"
+        return self.files[name].decode(errors="replace")
+
 
 def qemu_args(kernel: Kernel, io_dir: Path, memory: int, cpus: int) -> list[str]:
     accel = os.environ.get("PYRUN_VM_ACCEL", "tcg,thread=multi")

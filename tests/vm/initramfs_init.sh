@@ -41,5 +41,6 @@ show() {
 }
 show "$PYRUN_VM_CWD"
 show "$(busybox dirname "$PYRUN_VM_CWD")/shared"
+show "$PYRUN_VM_MODULES"      # a kernel cache under /tmp (PYRUN_VM_CACHE): modprobe needs it
 busybox umount /proc /sys
 exec busybox switch_root /newroot /bin/busybox sh /pyrun-io/guest_init.sh
