@@ -126,13 +126,13 @@ def systemd_guest() -> harness.VmResult:
 
 
 def test_systemd_guest_runs_the_command_as_a_unit(systemd_guest):
-    assert _text(systemd_guest, "pid1") == "systemd\n"
-    assert _text(systemd_guest, "self_cgroup") == "0::/system.slice/pyrun-vm.service\n"
+    assert systemd_guest.text("pid1") == "systemd\n"
+    assert systemd_guest.text("self_cgroup") == "0::/system.slice/pyrun-vm.service\n"
 
 
 def test_systemd_driver_runs_containers_in_scopes(systemd_guest):
-    out = _text(systemd_guest, "systemd.out")
-    status = _text(systemd_guest, "systemd.status").strip()
+    out = systemd_guest.text("systemd.out")
+    status = systemd_guest.text("systemd.status").strip()
     assert status == "0", f"inner pytest exited {status}:\n{out}"
     for name in SYSTEMD_TESTS:     # these skip where systemd is not pid 1: here they must run
         assert f"test_cgroup_systemd.py::{name} PASSED" in out, out
@@ -140,6 +140,6 @@ def test_systemd_driver_runs_containers_in_scopes(systemd_guest):
 
 
 def test_systemd_driver_leaves_no_unit_and_no_cgroup(systemd_guest):
-    assert _text(systemd_guest, "units") == ""
-    assert _text(systemd_guest, "cgroups") == ""
-    assert _text(systemd_guest, "slices") == ""
+    assert systemd_guest.text("units") == ""
+    assert systemd_guest.text("cgroups") == ""
+    assert systemd_guest.text("slices") == ""
