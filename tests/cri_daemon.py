@@ -102,8 +102,11 @@ class CriContainerd:
     """containerd 1.6 with the CRI plugin; handlers `pyrun` and `runc`."""
 
     def __init__(self, workdir: Path, pyrun: str, default_handler: str = "pyrun",
-                 mirror: str | None = None, preexec: Callable[[], None] | None = None) -> None:
+                 mirror: str | None = None, preexec: Callable[[], None] | None = None,
+                 systemd_cgroup: bool = False, snapshotter: str = "overlayfs") -> None:
         self.workdir = workdir
+        self.snapshotter = snapshotter         # "native" where the workdir is on overlayfs (the VM's /tmp)
+        self.systemd_cgroup = systemd_cgroup   # both handlers: cgroupsPath "slice:cri-containerd:id"
         self.pyrun = pyrun
         self.preexec = preexec              # e.g. joining a cgroup of the caller's
         self.default_handler = default_handler
@@ -132,7 +135,7 @@ class CriContainerd:
 [{cri}.containerd.runtimes.{name}.options]
   BinaryName = "{binary}"
   Root = "{self.handler_root(name)}"
-  SystemdCgroup = false
+  SystemdCgroup = {str(self.systemd_cgroup).lower()}
 """
         mirror = ""
         for host in ("registry.k8s.io", "gcr.io") if self.mirror else ():
@@ -167,7 +170,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   disable_apparmor = true
 [{cri}.containerd]
   default_runtime_name = "{self.default_handler}"
-  snapshotter = "overlayfs"
+  snapshotter = "{self.snapshotter}"
 {handlers}
 [{cri}.cni]
   bin_dir = "{w}/cni-bin"
@@ -212,7 +215,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     def import_image(self, image: Image, name: str) -> None:
         archive = self.workdir / "image.tar"
         write_archive(image, archive, name)
-        self.ctr("images", "import", str(archive), timeout=120)
+        self.ctr("images", "import", "--snapshotter", self.snapshotter, str(archive), timeout=120)
         archive.unlink()
 
     def import_busybox(self, rootfs: Path, name: str = BUSYBOX_IMAGE) -> None:

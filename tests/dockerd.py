@@ -108,10 +108,14 @@ class Dockerd:
     """One dockerd (and the containerd it manages) private to a test run."""
 
     def __init__(self, workdir: Path, runtimes: Mapping[str, str] | None = None,
-                 cgroup_parent: str = CGROUP_PARENT, extra_args: tuple[str, ...] = ()) -> None:
+                 cgroup_parent: str = CGROUP_PARENT, extra_args: tuple[str, ...] = (),
+                 cgroup_driver: str = "cgroupfs") -> None:
         self.workdir = Path(workdir)
         self.runtimes = dict(runtimes or {})
-        self.cgroup_parent = cgroup_parent
+        # "systemd" (Docker's default where systemd is pid 1): containers are
+        # systemd's docker-<id>.scope units in system.slice, no --cgroup-parent
+        self.cgroup_driver = cgroup_driver
+        self.cgroup_parent = cgroup_parent if cgroup_driver == "cgroupfs" else None
         self.extra_args = tuple(extra_args)
         self.data_root = self.workdir / "data"
         self.exec_root = self.workdir / "exec"
@@ -140,8 +144,8 @@ class Dockerd:
             "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
             "--bridge=none",
             "--userland-proxy=true",
-            "--cgroup-parent", self.cgroup_parent,
-            "--exec-opt", "native.cgroupdriver=cgroupfs",
+            *(("--cgroup-parent", self.cgroup_parent) if self.cgroup_parent else ()),
+            "--exec-opt", f"native.cgroupdriver={self.cgroup_driver}",
             "--log-level=warn",
             "--shutdown-timeout=5",
         ]
@@ -247,7 +251,8 @@ class Dockerd:
     def _remove_cgroups(self) -> None:
         """Containers a dead daemon left running are killed, by pid; then the empty
         directories under our --cgroup-parent are removed. Nothing else is touched."""
-        empty_and_remove_cgroups(self._our_cgroups)
+        if self.cgroup_parent:          # systemd's scopes are systemd's to remove
+            empty_and_remove_cgroups(self._our_cgroups)
 
     # -- the client --
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,12 @@ SYSTEMD_TESTS = (
     "test_nested_slice_is_made_by_systemd",
     "test_memory_hog_is_oom_killed_in_its_scope",
 )
+# tests/test_systemd_engines.py: Docker and containerd's CRI with their systemd
+# cgroup driver, each scenario with pyrun and with runc, in the same boot
+ENGINE_TESTS = tuple(f"{name}[{rt}]" for rt in ("pyrun", "runc2") for name in (
+    "test_docker_container_is_a_scope_with_its_limits",
+    "test_docker_oom_hog_is_oom_killed",
+)) + tuple(f"test_cri_container_is_a_scope_in_its_pod_slice[{h}]" for h in ("pyrun", "runc"))
 
 
 def _systemd_script() -> str:
@@ -105,14 +112,16 @@ def _systemd_script() -> str:
         'out="$PYRUN_VM_OUT"',
         'cat /proc/1/comm > "$out/pid1"',
         'cat /proc/self/cgroup > "$out/self_cgroup"',
-        f'{pytest_cmd} tests/test_cgroup_systemd.py > "$out/systemd.out" 2>&1',
+        # one pytest for both modules: each start costs seconds under TCG
+        f'{pytest_cmd} tests/test_cgroup_systemd.py tests/test_systemd_engines.py > "$out/systemd.out" 2>&1',
         'echo $? > "$out/systemd.status"',
         # after every delete: no container scope is loaded, no scope cgroup is left
         # (the slices above them are systemd's, as under runc; the test stops its own)
-        "systemctl list-units --all --no-legend --plain --type=scope 'pyrun-*' 'runc-*' 'x-*' > \"$out/units\"",
-        "find /sys/fs/cgroup -name '*.scope' \\( -name 'pyrun-*' -o -name 'runc-*' -o -name 'x-*' \\) "
-        "> \"$out/cgroups\"",
-        "systemctl list-units --all --no-legend --plain --type=slice 'pyrun*' > \"$out/slices\"",
+        "systemctl list-units --all --no-legend --plain --type=scope 'pyrun-*' 'runc-*' 'x-*' 'docker-*' "
+        "'cri-containerd-*' > \"$out/units\"",
+        "find /sys/fs/cgroup -name '*.scope' \\( -name 'pyrun-*' -o -name 'runc-*' -o -name 'x-*' "
+        "-o -name 'docker-*' -o -name 'cri-containerd-*' \\) > \"$out/cgroups\"",
+        "systemctl list-units --all --no-legend --plain --type=slice 'pyrun*' 'kubepods*' > \"$out/slices\"",
     ])
 
 
@@ -120,6 +129,9 @@ def _systemd_script() -> str:
 def systemd_guest() -> harness.VmResult:
     if os.environ.get("PYRUN_IN_VM"):
         pytest.skip("already inside the VM")
+    sys.path.insert(0, str(REPO / "conformance" / "upstream"))
+    import build
+    build.build("cri-tools")        # crictl, into the host's cache (no-op when cached): the guest reads it
     result = harness.run(_systemd_script(), cwd=REPO, timeout=TIMEOUT, systemd=True)
     assert result.status == 0, result.describe()
     return result
@@ -137,6 +149,12 @@ def test_systemd_driver_runs_containers_in_scopes(systemd_guest):
     for name in SYSTEMD_TESTS:     # these skip where systemd is not pid 1: here they must run
         assert f"test_cgroup_systemd.py::{name} PASSED" in out, out
     print(out.strip().splitlines()[-1])
+
+
+def test_docker_and_containerd_use_systemd_scopes(systemd_guest):
+    out = systemd_guest.text("systemd.out")
+    for name in ENGINE_TESTS:      # skipped where systemd is not pid 1 or docker is missing: here they run
+        assert f"test_systemd_engines.py::{name} PASSED" in out, out
 
 
 def test_systemd_driver_leaves_no_unit_and_no_cgroup(systemd_guest):
