@@ -180,7 +180,8 @@ class Dockerd:
                                    f"{self.describe()}")
             if not self.socket.exists():
                 return False
-            r = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+            r = self.docker("version", "--format", "{{.Server.Version}}", check=False,
+                            timeout=max(10.0, timeout / 6))     # slower machines (a TCG VM) wait longer
             last = r.stderr.strip()
             return r.returncode == 0
         try:
@@ -282,7 +283,7 @@ class Dockerd:
 
 @contextmanager
 def running_dockerd(runtimes: Runtimes = None, rootfs: Path | None = None,
-                    **kw: Any) -> Iterator[Dockerd]:
+                    start_timeout: float = START_TIMEOUT, **kw: Any) -> Iterator[Dockerd]:
     """Start a private dockerd, import `rootfs` as pyrun-busybox:test, stop it after.
 
     `runtimes` maps --add-runtime names to paths; a callable gets the daemon's
@@ -297,7 +298,7 @@ def running_dockerd(runtimes: Runtimes = None, rootfs: Path | None = None,
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     try:
-        daemon.start()
+        daemon.start(start_timeout)
         if rootfs is not None:
             daemon.import_rootfs(rootfs)
         yield daemon

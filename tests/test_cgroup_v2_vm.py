@@ -29,6 +29,8 @@ LIFECYCLE = (
 )
 # Boot ~15 s, then ~5-15 s per container test under TCG (more on a busy host).
 TIMEOUT = float(os.environ.get("PYRUN_VM_TIMEOUT", 900))
+# the systemd boot also starts dockerd and containerd and runs their containers
+SYSTEMD_TIMEOUT = float(os.environ.get("PYRUN_VM_TIMEOUT", 1500))
 
 
 def _inner_script() -> str:
@@ -132,7 +134,7 @@ def systemd_guest() -> harness.VmResult:
     sys.path.insert(0, str(REPO / "conformance" / "upstream"))
     import build
     build.build("cri-tools")        # crictl, into the host's cache (no-op when cached): the guest reads it
-    result = harness.run(_systemd_script(), cwd=REPO, timeout=TIMEOUT, systemd=True)
+    result = harness.run(_systemd_script(), cwd=REPO, timeout=SYSTEMD_TIMEOUT, systemd=True)
     assert result.status == 0, result.describe()
     return result
 

@@ -55,7 +55,8 @@ def dockerd(rootfs_template: Path) -> Iterator[Dockerd]:
     if reason:
         pytest.skip(reason)
     # vfs: the guest's /tmp is on overlayfs, where overlay2 cannot stack
-    with running_dockerd(RUNTIMES, rootfs=rootfs_template, cgroup_driver="systemd",
+    # and a longer start: under TCG on a busy host dockerd has taken over a minute to answer
+    with running_dockerd(RUNTIMES, rootfs=rootfs_template, cgroup_driver="systemd", start_timeout=300,
                          extra_args=("--storage-driver", "vfs")) as daemon:
         yield daemon
 
@@ -66,7 +67,7 @@ class Running:
     def __init__(self, daemon: Dockerd, rt: str, *args: str) -> None:
         self.daemon = daemon
         self.name = f"pyrun-sd-{uuid.uuid4().hex[:8]}"
-        self.id = daemon.docker("run", "-d", "--name", self.name, "--runtime", rt, *args).stdout.strip()
+        self.id = daemon.docker("run", "-d", "--name", self.name, "--runtime", rt, *args, timeout=120).stdout.strip()
         self.unit = f"docker-{self.id}.scope"
         self.cgroup = f"/sys/fs/cgroup/system.slice/{self.unit}"
 
@@ -154,7 +155,7 @@ def cri(rootfs_template: Path) -> Iterator["Crictl"]:
     # native snapshots: the guest's /tmp is on overlayfs, where overlay cannot stack
     daemon = CriContainerd(new_workdir(), str(PYRUN), systemd_cgroup=True, snapshotter="native")
     try:
-        daemon.start()
+        daemon.start(timeout=300)
         daemon.import_busybox(rootfs_template)
         yield Crictl(binary, daemon)
     finally:
