@@ -109,7 +109,8 @@ ENGINE_TESTS = tuple(f"{name}[{rt}]" for rt in ("pyrun", "runc2") for name in (
 
 
 def _systemd_script() -> str:
-    pytest_cmd = ".venv/bin/python -m pytest -p no:cacheprovider -v -rfE"
+    # --durations: where the boot's minutes go (dockerd, containerd, each runtime)
+    pytest_cmd = ".venv/bin/python -m pytest -p no:cacheprovider -v -rfE --durations=20"
     return "\n".join([
         'out="$PYRUN_VM_OUT"',
         'cat /proc/1/comm > "$out/pid1"',
