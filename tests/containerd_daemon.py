@@ -43,6 +43,7 @@ class PrivateContainerd:
         self.namespace = namespace          # ctr's, and the shims' tasks'
         self.cgroup_name = cgroup_name      # teardown empties and removes cgroups so named
         self.preexec = preexec              # e.g. joining a cgroup of the caller's
+        self.snapshotter = "overlayfs"      # images are unpacked for it (the CRI's may choose another)
         self.config = workdir / "config.toml"
         self.address = str(workdir / "c.sock")
         self.log_path = workdir / "containerd.log"
@@ -99,7 +100,7 @@ disabled_plugins = [{plugins}]
     def import_image(self, image: Image, name: str) -> None:
         archive = self.workdir / "image.tar"
         write_archive(image, archive, name)
-        self.ctr("images", "import", str(archive), timeout=120)
+        self.ctr("images", "import", "--snapshotter", self.snapshotter, str(archive), timeout=120)
         archive.unlink()
 
     def import_rootfs(self, rootfs: Path, name: str) -> None:

@@ -96,9 +96,12 @@ class CriContainerd(PrivateContainerd):
     """containerd 1.6 with the CRI plugin; handlers `pyrun` and `runc`."""
 
     def __init__(self, workdir: Path, pyrun: str, default_handler: str = "pyrun",
-                 mirror: str | None = None, preexec: Callable[[], None] | None = None) -> None:
+                 mirror: str | None = None, preexec: Callable[[], None] | None = None,
+                 systemd_cgroup: bool = False, snapshotter: str = "overlayfs") -> None:
         self.cgroup_parent = f"pyrun-cri-{os.getpid()}"
         super().__init__(workdir, K8S_NS, self.cgroup_parent, preexec)
+        self.snapshotter = snapshotter         # "native" where the workdir is on overlayfs (the VM's /tmp)
+        self.systemd_cgroup = systemd_cgroup   # both handlers: cgroupsPath "slice:cri-containerd:id"
         self.pyrun = pyrun
         self.default_handler = default_handler
         self.mirror = mirror                # "127.0.0.1:<port>": registry.k8s.io and gcr.io, over http
@@ -125,7 +128,7 @@ class CriContainerd(PrivateContainerd):
 [{cri}.containerd.runtimes.{name}.options]
   BinaryName = "{binary}"
   Root = "{self.handler_root(name)}"
-  SystemdCgroup = false
+  SystemdCgroup = {str(self.systemd_cgroup).lower()}
 """
         mirror = ""
         for host in ("registry.k8s.io", "gcr.io") if self.mirror else ():
@@ -142,7 +145,7 @@ class CriContainerd(PrivateContainerd):
   disable_apparmor = true
 [{cri}.containerd]
   default_runtime_name = "{self.default_handler}"
-  snapshotter = "overlayfs"
+  snapshotter = "{self.snapshotter}"
 {handlers}
 [{cri}.cni]
   bin_dir = "{w}/cni-bin"

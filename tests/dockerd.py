@@ -108,10 +108,14 @@ class Dockerd:
     """One dockerd (and the containerd it manages) private to a test run."""
 
     def __init__(self, workdir: Path, runtimes: Mapping[str, str] | None = None,
-                 cgroup_parent: str = CGROUP_PARENT, extra_args: tuple[str, ...] = ()) -> None:
+                 cgroup_parent: str = CGROUP_PARENT, extra_args: tuple[str, ...] = (),
+                 cgroup_driver: str = "cgroupfs") -> None:
         self.workdir = Path(workdir)
         self.runtimes = dict(runtimes or {})
-        self.cgroup_parent = cgroup_parent
+        # "systemd" (Docker's default where systemd is pid 1): containers are
+        # systemd's docker-<id>.scope units in system.slice, no --cgroup-parent
+        self.cgroup_driver = cgroup_driver
+        self.cgroup_parent = cgroup_parent if cgroup_driver == "cgroupfs" else None
         self.extra_args = tuple(extra_args)
         self.data_root = self.workdir / "data"
         self.exec_root = self.workdir / "exec"
@@ -140,8 +144,8 @@ class Dockerd:
             "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
             "--bridge=none",
             "--userland-proxy=true",
-            "--cgroup-parent", self.cgroup_parent,
-            "--exec-opt", "native.cgroupdriver=cgroupfs",
+            *(("--cgroup-parent", self.cgroup_parent) if self.cgroup_parent else ()),
+            "--exec-opt", f"native.cgroupdriver={self.cgroup_driver}",
             "--log-level=warn",
             "--shutdown-timeout=5",
         ]
@@ -176,7 +180,8 @@ class Dockerd:
                                    f"{self.describe()}")
             if not self.socket.exists():
                 return False
-            r = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+            r = self.docker("version", "--format", "{{.Server.Version}}", check=False,
+                            timeout=max(10.0, timeout / 6))     # slower machines (a TCG VM) wait longer
             last = r.stderr.strip()
             return r.returncode == 0
         try:
@@ -247,7 +252,8 @@ class Dockerd:
     def _remove_cgroups(self) -> None:
         """Containers a dead daemon left running are killed, by pid; then the empty
         directories under our --cgroup-parent are removed. Nothing else is touched."""
-        empty_and_remove_cgroups(self._our_cgroups)
+        if self.cgroup_parent:          # systemd's scopes are systemd's to remove
+            empty_and_remove_cgroups(self._our_cgroups)
 
     # -- the client --
 
@@ -277,7 +283,7 @@ class Dockerd:
 
 @contextmanager
 def running_dockerd(runtimes: Runtimes = None, rootfs: Path | None = None,
-                    **kw: Any) -> Iterator[Dockerd]:
+                    start_timeout: float = START_TIMEOUT, **kw: Any) -> Iterator[Dockerd]:
     """Start a private dockerd, import `rootfs` as pyrun-busybox:test, stop it after.
 
     `runtimes` maps --add-runtime names to paths; a callable gets the daemon's
@@ -292,7 +298,7 @@ def running_dockerd(runtimes: Runtimes = None, rootfs: Path | None = None,
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     try:
-        daemon.start()
+        daemon.start(start_timeout)
         if rootfs is not None:
             daemon.import_rootfs(rootfs)
         yield daemon

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from pyrun.cgroups.manager import container_paths
+from pyrun.cgroups.layout import container_paths
 from waiting import eventually
 
 

@@ -31,6 +31,7 @@ HEAVY = {
     "hashlib", "_hashlib",                        # OpenSSL, ~2 ms
     "pathlib", "urllib",                          # ~2 ms
     "subprocess", "threading", "traceback", "argparse", "asyncio",
+    "jeepney",                                    # D-Bus: --systemd-cgroup only
     "pyrun.criu", "pyrun.container.checkpoint", "pyrun.container.restore",   # checkpoint/restore only
 }
 

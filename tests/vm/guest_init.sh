@@ -7,6 +7,14 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb PYRUN_IN_VM=1
 bb=/bin/busybox
 io=/pyrun-io
+if [ "$1" = run ]; then       # as systemd's pyrun-vm.service (below): everything is set up
+    export PYRUN_VM_OUT=$io/files
+    . $io/env
+    cd "$PYRUN_VM_CWD" && /bin/sh $io/command > $io/output 2>&1 < /dev/null
+    echo $? > $io/status
+    $bb sync
+    $bb reboot -f
+fi
 $bb mount -t proc -o nosuid,nodev,noexec proc /proc
 $bb mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 $bb mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
@@ -35,8 +43,33 @@ if [ -n "$PYRUN_VM_MODULES" ]; then   # the unpacked kernel's modules, for modpr
     [ -e /sbin/modprobe ] || $bb ln -s /bin/busybox /sbin/modprobe
 fi
 export PYRUN_VM_OUT=$io/files
-# /bin/sh, not busybox sh: busybox prefers its own applets to the PATH
-cd "$PYRUN_VM_CWD" && /bin/sh $io/command > $io/output 2>&1 < /dev/null
-echo $? > $io/status
-$bb sync
-$bb reboot -f
+run_command() {
+    # /bin/sh, not busybox sh: busybox prefers its own applets to the PATH
+    cd "$PYRUN_VM_CWD" && /bin/sh $io/command > $io/output 2>&1 < /dev/null
+    echo $? > $io/status
+    $bb sync
+    $bb reboot -f
+}
+if [ -n "$PYRUN_VM_SYSTEMD" ]; then
+    # systemd as pid 1 (the host's systemd and dbus, from the 9p root): only the
+    # command's unit and the system bus start, none of the host's own units;
+    # the command runs as that unit, so systemd owns every cgroup as on a real host.
+    $bb mkdir -p /etc/systemd/system/dbus.socket.d /etc/systemd/system/dbus.service.d
+    printf '[Unit]\nDefaultDependencies=no\n' > /etc/systemd/system/dbus.socket.d/pyrun-vm.conf
+    printf '[Unit]\nDefaultDependencies=no\n' > /etc/systemd/system/dbus.service.d/pyrun-vm.conf
+    $bb cat > /etc/systemd/system/pyrun-vm.service <<EOF
+[Unit]
+DefaultDependencies=no
+Wants=dbus.socket dbus.service
+After=dbus.socket dbus.service
+[Service]
+Type=oneshot
+Environment=PATH=$PATH HOME=$HOME LANG=$LANG TERM=$TERM PYRUN_IN_VM=1 PYRUN_VM_OUT=$PYRUN_VM_OUT PYRUN_VM_SYSTEMD=1
+ExecStart=$bb sh $io/guest_init.sh run
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+EOF
+    exec /lib/systemd/systemd --unit=pyrun-vm.service --log-target=console --show-status=0
+fi
+run_command

@@ -87,8 +87,10 @@ def qemu_args(kernel: Kernel, io_dir: Path, memory: int, cpus: int) -> list[str]
 
 
 def run(command: str, *, cwd: str | os.PathLike[str] | None = None, timeout: float = 600,
-        memory: int = 2048, cpus: int = 2, stream: TextIO | None = None) -> VmResult:
-    """Run `command` (a shell command line) as root in a fresh VM.
+        memory: int = 2048, cpus: int = 2, stream: TextIO | None = None, systemd: bool = False) -> VmResult:
+    """Run `command` (a shell command line) as root in a fresh VM; with
+    `systemd`, systemd is pid 1 and the command runs as its unit, with the
+    system bus up (guest_init.sh).
 
     qemu is killed at `timeout` seconds; its temporary files go either way.
     With `stream`, the command's output is copied there while it runs.
@@ -105,7 +107,8 @@ def run(command: str, *, cwd: str | os.PathLike[str] | None = None, timeout: flo
         (io_dir / "command").write_text(command + "\n")
         (io_dir / "env").write_text(
             f"PYRUN_VM_CWD={shlex.quote(str(cwd or os.getcwd()))}\n"
-            f"PYRUN_VM_MODULES={shlex.quote(str(kernel.modules))}\n")
+            f"PYRUN_VM_MODULES={shlex.quote(str(kernel.modules))}\n"
+            + ("PYRUN_VM_SYSTEMD=1\n" if systemd else ""))
         console = open(io_dir / "console", "w+b")
         with console:
             qemu = subprocess.Popen(qemu_args(kernel, io_dir, memory, cpus), stdin=subprocess.DEVNULL,
@@ -161,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", type=int, default=2048, help="MiB")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--console", action="store_true", help="print the serial console afterwards")
+    p.add_argument("--systemd", action="store_true", help="boot systemd as pid 1 (with the system bus)")
     p.add_argument("command", nargs="+", help="run by sh -c inside the VM")
     args = p.parse_args(argv)
     command = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
     res = run(command, cwd=args.cwd, timeout=args.timeout, memory=args.memory, cpus=args.cpus,
-              stream=sys.stdout)
+              stream=sys.stdout, systemd=args.systemd)
     if args.console or res.status is None:
         sys.stderr.write(res.console)
     print(f"pyrun-vm: exit status {res.status} after {res.seconds:.1f}s", file=sys.stderr)

@@ -9,6 +9,10 @@ import os
 
 from pyrun.errors import PyrunError, strerror
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class CgroupError(PyrunError):
     """A limit the host refused, or a controller the container has no directory for."""
@@ -57,3 +61,24 @@ def read(directory: str, name: str) -> str:
 
 def exists(directory: str, name: str) -> bool:
     return os.path.exists(os.path.join(_existing(directory), name))
+
+
+# --- shared by the v1 and v2 writers -------------------------------------------------
+
+def check_usage(usage: int, limit: int) -> None:
+    """checkBeforeUpdate: refuse a limit below what the container already uses."""
+    if usage >= limit:
+        raise CgroupError(f"rejecting memory limit {limit} below current usage {usage}")
+
+
+def rdma_lines(rdma: dict[str, Any]) -> list[str]:
+    out = []
+    for dev, lim in sorted(rdma.items()):
+        parts = [dev]
+        if lim.get("hcaHandles") is not None:
+            parts.append(f"hca_handle={lim['hcaHandles']}")
+        if lim.get("hcaObjects") is not None:
+            parts.append(f"hca_object={lim['hcaObjects']}")
+        if len(parts) > 1:
+            out.append(" ".join(parts))
+    return out

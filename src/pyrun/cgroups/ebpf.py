@@ -21,7 +21,9 @@ from __future__ import annotations
 import os
 import struct
 
-from pyrun.cgroups.devices import Rule
+TYPE_CHECKING = False
+if TYPE_CHECKING:       # devices.py imports this module: annotations only, no cycle
+    from pyrun.cgroups.devices import Rule
 
 DEV_BLOCK, DEV_CHAR = 1, 2                     # BPF_DEVCG_DEV_*
 ACC = {"m": 1, "r": 2, "w": 4}                 # BPF_DEVCG_ACC_*

@@ -3,7 +3,8 @@
 cgroup v1 has a freezer controller (`freezer.state`: THAWED, FREEZING,
 FROZEN); cgroup v2 has `cgroup.freeze` in every non-root cgroup and reports
 completion as `frozen 1` in `cgroup.events`.  On a hybrid host the v1
-freezer is the one used (as runc and `CgroupManager.frozen()` do).  Both
+freezer is the one used when it is mounted (as runc), else cgroup.freeze:
+`fs.FsCgroup.freezer` chooses, and pause, resume, kill and status all ask it.  Both
 freeze asynchronously: a task in an uninterruptible sleep freezes only when
 it wakes, so we wait, and undo a freeze that does not complete.
 """
@@ -13,16 +14,7 @@ import os
 import time
 
 TIMEOUT = 10.0
-
-
-def _target(paths: dict[str, str]) -> tuple[str, str] | None:
-    """("v1", dir) or ("v2", dir) for the freezer in use, None if there is none."""
-    for key, path in paths.items():
-        if "freezer" in key.split(","):
-            return "v1", path
-    if "" in paths:
-        return "v2", paths[""]
-    return None
+NO_FREEZER = "cgroups: no freezer available for this container"
 
 
 def _read(path: str) -> str:
@@ -43,12 +35,9 @@ def _v2_frozen(cgroup: str) -> bool:
     return False
 
 
-def freeze(paths: dict[str, str], timeout: float = TIMEOUT) -> None:
-    """Freeze every task of the container, returning once they all are."""
-    target = _target(paths)
-    if target is None:
-        raise OSError(0, "cgroups: no freezer available for this container")
-    kind, cgroup = target
+def freeze(kind: str, cgroup: str, timeout: float = TIMEOUT) -> None:
+    """Freeze every task in `cgroup` ("v1": freezer.state, "v2": cgroup.freeze),
+    returning once they all are."""
     deadline = time.monotonic() + timeout
     delay = 0.0005
     if kind == "v1":
@@ -71,25 +60,8 @@ def freeze(paths: dict[str, str], timeout: float = TIMEOUT) -> None:
         delay = min(delay * 2, 0.01)
 
 
-def thaw(paths: dict[str, str]) -> None:
-    target = _target(paths)
-    if target is None:
-        return
-    kind, cgroup = target
+def thaw(kind: str, cgroup: str) -> None:
     if kind == "v1":
         _write(os.path.join(cgroup, "freezer.state"), "THAWED")
     else:
         _write(os.path.join(cgroup, "cgroup.freeze"), "0")
-
-
-def is_frozen(paths: dict[str, str]) -> bool:
-    target = _target(paths)
-    if target is None:
-        return False
-    kind, cgroup = target
-    try:
-        if kind == "v1":
-            return _read(os.path.join(cgroup, "freezer.state")).strip() == "FROZEN"
-        return _read(os.path.join(cgroup, "cgroup.freeze")).strip() == "1"
-    except OSError:
-        return False

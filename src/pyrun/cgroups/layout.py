@@ -5,6 +5,8 @@ are told apart by what is mounted, never guessed from paths.
 """
 from __future__ import annotations
 
+import os
+
 from pyrun.records import dataclass
 
 # Immutable records from pyrun.records: `state`, `start` and `delete` reach this
@@ -68,3 +70,35 @@ def own_cgroups(path: str = "/proc/self/cgroup") -> dict[str, str]:
             _num, controllers, cgpath = line.rstrip("\n").split(":", 2)
             out[controllers] = cgpath
     return out
+
+
+def container_paths(cgroups_path: str | None, container_id: str,
+                    layout: Layout | None = None) -> dict[str, str]:
+    """Absolute directory per hierarchy, with runc's cgroupsPath rules.
+
+    An absolute cgroupsPath is taken from each hierarchy's root; a relative
+    one (and the default, the container ID) lives below this process's own
+    cgroup (on pure v2 below its parent, which holds no processes).
+    """
+    layout = layout or detect()
+    inner = cgroups_path or container_id
+    own = own_cgroups()
+    paths: dict[str, str] = {}
+    for h in layout.hierarchies:
+        if os.path.isabs(inner):
+            rel = os.path.normpath(inner)
+        else:
+            base = own.get(h.key, "/")
+            if h.is_v2 and layout.mode == "v2":
+                base = os.path.dirname(base)
+            rel = os.path.normpath(os.path.join(base, inner))
+        paths[h.key] = host_dir(h, rel)
+    return paths
+
+
+def host_dir(h: Hierarchy, rel: str) -> str:
+    """The host directory of cgroup `rel` (as /proc/<pid>/cgroup names it):
+    own cgroup paths are relative to the hierarchy root, mounts may show a sub-root."""
+    if h.root != "/" and rel.startswith(h.root):
+        rel = rel[len(h.root):] or "/"
+    return os.path.join(h.mountpoint, rel.lstrip("/"))

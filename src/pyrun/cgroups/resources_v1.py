@@ -11,15 +11,15 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from pyrun.cgroups import convert
-from pyrun.cgroups.cgfile import CgroupError, exists, read, write
+from pyrun.cgroups.cgfile import CgroupError, check_usage, exists, rdma_lines, read, write
 
 NO_UNIFIED = "invalid configuration: cannot use unified on cgroup v1"
 
 
-def apply(dirs: dict[str, str], res: dict[str, Any], v2_dir: str | None = None) -> None:
+def apply(dirs: dict[str, str], res: dict[str, Any], skip: list[str] | tuple[str, ...] = ()) -> None:
     """`dirs`: controller name -> the container's directory in its hierarchy.
-    `v2_dir`: the cgroup2 directory of a hybrid host, used for controllers
-    that are only offered there (hugetlb, rdma), as they have no v1 mount."""
+    `skip`: controllers set elsewhere (a hybrid host's cgroup2 directory
+    holds hugetlb and rdma when they have no v1 mount: fs.HybridCgroup)."""
     if res.get("unified"):
         raise CgroupError(NO_UNIFIED)
     steps: list[tuple[str, Callable[[str, dict[str, Any]], None], bool]] = [
@@ -34,24 +34,12 @@ def apply(dirs: dict[str, str], res: dict[str, Any], v2_dir: str | None = None) 
         ("rdma", _rdma, bool(res.get("rdma"))),
     ]
     for name, setter, wanted in steps:
-        if not wanted:
+        if not wanted or name in skip:
             continue
         directory = dirs.get(name)
-        if directory is None and v2_dir is not None and name in ("hugetlb", "rdma") \
-                and name in _v2_controllers(v2_dir):
-            from pyrun.cgroups import resources_v2
-            (resources_v2.set_hugetlb if name == "hugetlb" else resources_v2.set_rdma)(v2_dir, res)
-            continue
         if directory is None:
             raise CgroupError(f"cannot set {name} limit: container could not join or create cgroup")
         setter(directory, res)
-
-
-def _v2_controllers(v2_dir: str) -> list[str]:
-    try:
-        return read(v2_dir, "cgroup.controllers").split()
-    except OSError:
-        return []
 
 
 def _cpuset(d: str, res: dict[str, Any]) -> None:
@@ -142,12 +130,6 @@ def _memory(d: str, res: dict[str, Any]) -> None:
         write(d, "memory.use_hierarchy", "1" if mem["useHierarchy"] else "0")
 
 
-def check_usage(usage: int, limit: int) -> None:
-    """checkBeforeUpdate: refuse a limit below what the container already uses."""
-    if usage >= limit:
-        raise CgroupError(f"rejecting memory limit {limit} below current usage {usage}")
-
-
 def _write_limit(d: str, limit: int) -> None:
     try:
         write(d, "memory.limit_in_bytes", str(limit))
@@ -208,18 +190,3 @@ def _net_prio(d: str, res: dict[str, Any]) -> None:
 def _rdma(d: str, res: dict[str, Any]) -> None:
     for line in rdma_lines(res.get("rdma") or {}):
         write(d, "rdma.max", line)
-
-
-def rdma_lines(rdma: dict[str, Any]) -> list[str]:
-    out = []
-    for dev, lim in sorted(rdma.items()):
-        parts = [dev]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
-        if len(parts) > 1:
-            out.append(" ".join(parts))
-    return out
-
-

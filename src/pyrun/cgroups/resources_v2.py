@@ -12,8 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyrun.cgroups import convert
-from pyrun.cgroups.cgfile import CgroupError, exists, read, write
-from pyrun.cgroups.resources_v1 import check_usage, rdma_lines
+from pyrun.cgroups.cgfile import CgroupError, check_usage, exists, rdma_lines, read, write
 
 NO_REALTIME = "realtime CPU limits (cpu.realtimeRuntime, cpu.realtimePeriod) are not supported on cgroup v2"
 

@@ -22,7 +22,7 @@ def request(glob, opts, args, usage: str):
                          console_socket=opts["console_socket"], pidfd_socket=opts["pidfd_socket"],
                          no_pivot=opts["no_pivot"],
                          no_new_keyring=opts["no_new_keyring"], preserve_fds=opts["preserve_fds"],
-                         rootless=glob.rootless)
+                         rootless=glob.rootless, systemd_cgroup=glob.systemd_cgroup)
 
 
 def main(glob, argv: list[str]) -> int:

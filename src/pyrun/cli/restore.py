@@ -39,5 +39,6 @@ def main(glob, argv: list[str]) -> int:
             raise PyrunError(f"--{lsm.replace('_', '-')} is not supported: this host has no SELinux or AppArmor")
     req = CreateRequest(root=glob.root, id=args[0], bundle=opts["bundle"],
                         pid_file=opts["pid_file"], console_socket=opts["console_socket"],
-                        no_pivot=opts["no_pivot"], detach=opts["detach"], rootless=glob.rootless)
+                        no_pivot=opts["no_pivot"], detach=opts["detach"], rootless=glob.rootless,
+                        systemd_cgroup=glob.systemd_cgroup)
     return restore(req, from_flags(opts), subreaper=not opts["no_subreaper"])

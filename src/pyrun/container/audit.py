@@ -232,29 +232,14 @@ def _rlimits(pid: int) -> dict[str, list[str]]:
 def _cgroup(a: Audit, pid: int) -> dict[str, Any]:
     """Paths from the host's view (/proc/<pid>/cgroup is relative to the reader's
     cgroup namespace) and the limits in force."""
-    from pyrun.cgroups.layout import detect
-    layout = detect()
+    from pyrun.cgroups.manager import of_process
     paths: dict[str, str] = {}
     for line in _read(f"/proc/{pid}/cgroup").split("\n"):
         parts = line.split(":", 2)
         if len(parts) == 3:
             paths[parts[1]] = parts[2]
-    dirs = {}
-    for h in layout.hierarchies:
-        rel = paths.get(h.key)
-        if rel is not None:
-            if h.root != "/" and rel.startswith(h.root):
-                rel = rel[len(h.root):] or "/"
-            dirs[h.key] = os.path.join(h.mountpoint, rel.lstrip("/"))
-    limits: dict[str, str] = {}
-    for key, files in (("memory", ("memory.max", "memory.limit_in_bytes")), ("pids", ("pids.max",)),
-                       ("cpu", ("cpu.max", "cpu.cfs_quota_us")), ("devices", ("devices.list",))):
-        for d in ([dirs[k] for k in dirs if key in k.split(",")] + ([dirs[""]] if "" in dirs else [])):
-            for name in files:
-                try:
-                    limits[name] = _read(os.path.join(d, name)).strip()
-                except OSError:
-                    pass
+    report = of_process(pid).audit()
+    limits: dict[str, str] = report["limits"]
     if all(rel in ("/", "") for rel in paths.values()):
         a.flag(MEDIUM, "runs in the host's root cgroup", "")
     mem = limits.get("memory.max") or limits.get("memory.limit_in_bytes")
@@ -262,7 +247,7 @@ def _cgroup(a: Audit, pid: int) -> dict[str, Any]:
         a.flag(LOW, "no memory limit", mem or "")
     if limits.get("pids.max", "max") == "max":
         a.flag(LOW, "no pids limit", "fork bombs reach the host's limit")
-    return {"paths": dirs, "limits": limits}
+    return report
 
 
 # --- mounts --------------------------------------------------------------------

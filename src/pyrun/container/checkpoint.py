@@ -103,7 +103,9 @@ def _dump_opts(state: dict[str, Any], spec: dict[str, Any], pid: int, copts: Cri
         if ns_type in ("network", "pid"):     # the caller's: kept out of the image
             external.append(f"{mounts.NS_NAMES[ns_type]}[{os.stat(path).st_ino}]:{mounts.ns_key(ns_type)}")
     opts["external"] = tuple(external)
-    freezer = _freezer(state.get("cgroup_paths") or {})
+    from pyrun.cgroups.manager import load
+    cgroup = load(state)
+    freezer = cgroup.freezer_dir()      # CRIU freezes the tree with v1's freezer, else the v2 cgroup
     if freezer:
         opts["freeze_cgroup"] = freezer
     if copts.page_server:
@@ -113,7 +115,7 @@ def _dump_opts(state: dict[str, Any], spec: dict[str, Any], pid: int, copts: Cri
     if copts.pre_dump:
         opts["track_mem"] = True
     else:
-        pairs = mounts.external_mounts(spec, state["rootfs"], state.get("cgroup_paths") or {}, restore=False)
+        pairs = mounts.external_mounts(spec, state["rootfs"], cgroup.mount_binds(), restore=False)
         pairs += mounts.masked_files(spec, pid)
         opts["ext_mnt"] = mounts.ext_mnt_fields(pairs)
     return rpc.opts(**opts)
@@ -130,14 +132,6 @@ def notify_status(resp: Any, copts: CriuOptions) -> None:
         except OSError as e:
             log.warning(f"can't write \\0 to status fd: {e.strerror}")
         copts.status_fd = -1
-
-
-def _freezer(paths: dict[str, str]) -> str | None:
-    """The cgroup CRIU freezes the tree with: v1's freezer, else the v2 cgroup."""
-    for key, path in paths.items():
-        if "freezer" in key.split(","):
-            return path
-    return paths.get("")
 
 
 def _write_descriptors(image_path: str, pid: int) -> None:

@@ -32,6 +32,7 @@ class CreateRequest:
     preserve_fds: int = 0
     detach: bool = True
     rootless: str = "auto"          # --rootless: auto|true|false (cgroup failures are not fatal)
+    systemd_cgroup: bool = False    # --systemd-cgroup: a transient systemd scope (cgroups/systemd.py)
     later: tuple[str, ...] = ()     # modules the caller needs once create returns (see _meanwhile)
 
 
@@ -77,19 +78,18 @@ def create(req: CreateRequest) -> Created:
         if _wants_idmap(spec) or _userns_binds(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             idmapped = idmapped_mod.prepare(spec, bundle.path)
-        cgroup, binds = _make_cgroup(spec, req.id, req.rootless)
-        if cgroup is not None:   # for `delete` if we die before _record
-            cdir.save({"cgroup_paths": cgroup.paths}, PENDING_FILE)
-        if cgroup is not None:
-            log.debug(f"create {req.id}: cgroup made: {' '.join(sorted(cgroup.paths.values()))}")
+        from pyrun.cgroups.manager import new as new_cgroup
+        cgroup = new_cgroup(spec, req.id, req.rootless, req.systemd_cgroup)
+        cdir.save(cgroup.record(), PENDING_FILE)    # for `delete` if we die before _record
+        log.debug(f"create {req.id}: cgroup made: {cgroup}")
         faults.point("create: cgroup made")
-        ctx = _launch_context(spec, bundle.path, bundle.rootfs, fifo_fd, cgroup, binds, req,
+        ctx = _launch_context(spec, bundle.path, bundle.rootfs, fifo_fd, cgroup, req,
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
         if trace_fd >= 0:
             ctx.trace_fd = trace_fd
-            trace.emit(trace_fd, "parent", "make cgroup", cgroup_plan(cgroup.paths if cgroup else None, spec))
+            trace.emit(trace_fd, "parent", "make cgroup", cgroup.plan(spec))
             trace.emit(trace_fd, "parent", "compile seccomp", seccomp_plan(spec))
         from pyrun.process.launcher import launch
         pidfd_sock = None
@@ -120,13 +120,14 @@ def create(req: CreateRequest) -> Created:
     except BaseException:
         if sink:
             sink[0].close()
-        if cgroup is not None:
+        made = cgroup is not None       # None: create failed before the cgroup step
+        if made:
             try:
                 cgroup.destroy()
             except OSError:
                 pass
         cdir.remove()
-        if cgroup is not None and (spec.get("hooks") or {}).get("poststop"):
+        if made and (spec.get("hooks") or {}).get("poststop"):
             # runtime.md steps 3-5: a failed create continues at step 12, then 13 (poststop)
             from pyrun.container.delete import _run_poststop
             _run_poststop({"id": req.id, "bundle": bundle.path}, spec, spec["hooks"]["poststop"])
@@ -154,17 +155,6 @@ def init_steps(mode: str) -> str:
 def claim_plan(root: str, container_id: str) -> list[dict[str, Any]]:
     path = os.path.join(root, container_id)
     return [{"do": "mkdir and flock", "path": path}, {"do": "mkfifo", "path": os.path.join(path, "exec.fifo")}]
-
-
-def cgroup_plan(paths: dict[str, str] | None, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The directories made and the device rules set (cgroups/devices.py's list)."""
-    if paths is None:
-        return [{"do": "stay in the caller's cgroup (rootless, no delegated cgroup)"}]
-    from pyrun.cgroups.devices import rules_for
-    devices = "devices.allow/devices.deny" if any("devices" in k.split(",") for k in paths) else "eBPF program"
-    return [{"do": "mkdir", "paths": sorted(paths.values())},
-            {"do": "device rules", "via": devices,
-             "rules": [("allow " if allow else "deny ") + line for allow, line in rules_for(spec)]}]
 
 
 def seccomp_plan(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,75 +231,8 @@ def _check_id_mappings(spec: dict[str, Any]) -> None:
         idmaps.check(linux, new_userns, spec.get("mounts") or [])
 
 
-def _make_cgroup(spec: dict[str, Any], container_id: str,
-                 rootless_flag: str = "false") -> tuple[Any, list[tuple[str, str]]]:
-    from pyrun.cgroups.layout import detect
-    from pyrun.cgroups.manager import CgroupManager, container_paths
-    from pyrun.rootless import rootless_cgroups
-    from pyrun.cgroups.ownership import owner_uid
-    owner = owner_uid(spec)      # an unmapped process.user.uid fails here, before any mkdir
-    layout = detect()
-    paths = container_paths((spec.get("linux") or {}).get("cgroupsPath"), container_id, layout)
-    rootless = rootless_cgroups(rootless_flag)
-    if rootless:
-        from pyrun.cgroups import rootless as rootless_cgroup
-        own = rootless_cgroup.plan(spec, paths, layout)
-        if own is not None:
-            return None, own
-    _refuse_occupied(paths)
-    manager = CgroupManager(paths)
-    if manager.frozen():        # frozen beforehand: the init would freeze as it joins, create wait forever
-        raise PyrunError("container's cgroup unexpectedly frozen")
-    manager.check_resources((spec.get("linux") or {}).get("resources"))
-    try:
-        manager.create(owner)
-        manager.warm_join()
-    except OSError as e:     # e.g. an ordinary user with --rootless=false
-        from pyrun.errors import oserror_text
-        try:
-            manager.destroy()
-        except OSError:
-            pass
-        raise PyrunError(f"unable to apply cgroup configuration: {oserror_text(e)}") from None
-    devices_dir = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
-    if devices_dir is not None or "" in paths:   # v1 devices controller, else an eBPF filter on v2
-        from pyrun.cgroups.devices import apply_v1, apply_v2
-        try:
-            apply_v1(devices_dir, spec) if devices_dir is not None else apply_v2(paths[""], spec)
-        except (OSError, ValueError) as e:
-            if not rootless:       # runc: device rules are best effort when rootless
-                manager.destroy()
-                raise PyrunError(f"unable to apply device rules: {getattr(e, 'strerror', None) or e}") from None
-    return manager, cgroup_binds(layout, paths)
-
-
-def cgroup_binds(layout: Any, paths: dict[str, str]) -> list[tuple[str, str]]:
-    """What a "cgroup" mount shows: [(name below the mount or "", host directory)]."""
-    if layout.mode == "v2":
-        return [("", paths[""])]
-    # v1 and hybrid: one directory per v1 hierarchy, as runc shows them
-    return [(os.path.basename(h.mountpoint), paths[h.key]) for h in layout.hierarchies if not h.is_v2]
-
-
-def _refuse_occupied(paths: dict[str, str]) -> None:
-    """A cgroupsPath naming a cgroup that already holds processes (the root
-    cgroup, a slice, another container's) would have `kill --all` and
-    `delete` SIGKILL them: refuse it, as runc >= 1.2 does (1.1 only warned),
-    in its words."""
-    pids: set[str] = set()      # a process shows in every v1 hierarchy: count it once
-    for path in paths.values():
-        for dirpath, _dirs, _files in os.walk(path):
-            try:
-                with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                    pids.update(f.read().split())
-            except OSError:
-                continue
-    if pids:
-        raise PyrunError(f"container's cgroup is not empty: {len(pids)} process(es) found")
-
-
 def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int,
-                    cgroup: Any, binds: list[tuple[str, str]], req: CreateRequest,
+                    cgroup: Any, req: CreateRequest,
                     console_sink: unixsock.Socket | None) -> Any:
     from pyrun.process.context import LaunchContext
     new, join = namespaces_of(spec)
@@ -330,7 +253,7 @@ def _launch_context(spec: dict[str, Any], bundle: str, rootfs: str, fifo_fd: int
         from pyrun.seccomp import cache      # compiled here (or reused), outside the container's cgroup
         seccomp = cache.compiled(spec["linux"]["seccomp"], req.root)
     return LaunchContext(container_id=req.id, spec=spec, seccomp=seccomp, bundle=bundle, rootfs=rootfs, fifo_fd=fifo_fd,
-                         cgroup=cgroup, cgroup_binds=binds, new_namespaces=new,
+                         cgroup=cgroup, cgroup_binds=cgroup.binds, new_namespaces=new,
                          join_namespaces=join, console_socket=console, no_pivot=req.no_pivot,
                          no_new_keyring=req.no_new_keyring, preserve_fds=preserve,
                          extra_env=extra_env)
@@ -355,10 +278,9 @@ def _meanwhile(req: CreateRequest, spec: dict[str, Any], cgroup: Any) -> str:
     than the parent's whole preparation): the limit writers and the modules
     `_record` and the caller (`run`: start, wait, delete) need later, and the
     state's owner.  Returns the owner."""
-    for name in ("pyrun.linux.namespaces", "pyrun.linux.proc", "pyrun.cgroups.cgfile") + req.later:
+    for name in ("pyrun.linux.namespaces", "pyrun.linux.proc") + req.later:
         __import__(name)
-    if cgroup is not None:
-        cgroup.prepare_resources((spec.get("linux") or {}).get("resources"))
+    cgroup.prepare((spec.get("linux") or {}).get("resources"))
     return _owner()
 
 
@@ -380,7 +302,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "annotations": spec.get("annotations") or {},
         "owner": owner,
         "rootless": os.geteuid() != 0,      # runc: RootlessEUID (and so rootless cgroups)
-        "cgroup_paths": cgroup.paths if cgroup is not None else {},
+        **cgroup.record(),
         "namespace_paths": ns_paths,
         "config": spec,
     }

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from pyrun import errors, faults, log
+from pyrun.cgroups.manager import load
 from pyrun.errors import PyrunError
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import STOPPED, status_of
@@ -47,28 +48,29 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def stop(state: dict[str, Any], timeout: float = 10.0) -> None:
     """SIGKILL everything in the container and wait until the init is gone."""
-    _thaw(state)
+    cgroup = load(state)
+    try:
+        cgroup.thaw()     # a frozen task cannot die
+    except OSError:
+        pass
     pid, started = state["init_process_pid"], state.get("init_process_start")
     if is_alive(pid, started):
         try:
             os.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
-    _kill_remaining(state.get("cgroup_paths") or {})
+    if cgroup.pids():
+        cgroup.kill(SIGKILL)
     deadline = time.monotonic() + timeout
     while is_alive(pid, started) and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
 def destroy(cdir: ContainerDir, state: dict[str, Any]) -> None:
-    from pyrun.cgroups.manager import CgroupManager
-    paths = state.get("cgroup_paths") or {}
-    if paths:
-        _kill_remaining(paths)      # without a pid namespace the init's death kills nothing else
-        try:
-            CgroupManager(paths).destroy()
-        except OSError as e:
-            raise PyrunError(e.strerror or str(e)) from None
+    try:
+        load(state).destroy()      # without a pid namespace the init's death kills nothing else
+    except OSError as e:
+        raise PyrunError(e.strerror or str(e)) from None
     faults.point("delete: cgroup removed")
     cdir.remove()
     config = state.get("config") or {}
@@ -82,21 +84,20 @@ def _remove_pending_cgroup(cdir: ContainerDir) -> None:
     a half set-up init in it) recorded in PENDING_FILE: kill and remove."""
     import json
 
-    from pyrun.cgroups.manager import CgroupManager
     from pyrun.state.store import PENDING_FILE
     try:
         fd = cdir.open_file(PENDING_FILE)      # a symlink to a forged file names no cgroup of ours
         if fd < 0:
             return
         with os.fdopen(fd) as f:
-            paths = json.load(f).get("cgroup_paths") or {}
+            pending = json.load(f)
+        cgroup = load(pending if isinstance(pending, dict) else {})
     except (OSError, ValueError, AttributeError):
         return
-    if isinstance(paths, dict):
-        try:
-            CgroupManager(paths).destroy()
-        except OSError as e:
-            raise PyrunError(e.strerror or str(e)) from None
+    try:
+        cgroup.destroy()
+    except OSError as e:
+        raise PyrunError(e.strerror or str(e)) from None
 
 
 def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any]) -> None:
@@ -109,25 +110,3 @@ def _run_poststop(state: dict[str, Any], config: dict[str, Any], hooks: list[Any
             run_hooks("poststop", [hook], st)
         except PyrunError as e:
             log.warning(str(e).replace("poststop hook #0", f"poststop hook #{i}"))
-
-
-def _thaw(state: dict[str, Any]) -> None:
-    """A frozen task cannot die: thaw before killing."""
-    for key, path in (state.get("cgroup_paths") or {}).items():
-        name, value = ("cgroup.freeze", "0") if key == "" else ("freezer.state", "THAWED")
-        if key and "freezer" not in key.split(","):
-            continue
-        try:
-            with open(os.path.join(path, name), "w") as f:
-                f.write(value)
-        except OSError:
-            pass
-
-
-def _kill_remaining(paths: dict[str, str]) -> None:
-    """SIGKILL every process still in the container's cgroups, sub-cgroups
-    included, so that the directories can be removed once they have left."""
-    from pyrun.cgroups.stats import all_pids
-    from pyrun.container.kill import signal_all
-    if all_pids(paths):
-        signal_all(paths, SIGKILL)

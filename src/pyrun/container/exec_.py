@@ -234,33 +234,10 @@ def _connect(path: str) -> unixsock.Socket:
 
 
 def _cgroup(req: ExecRequest, state: dict[str, Any]) -> Any:
-    """The container's cgroup, or the --cgroup sub-cgroups the process joins.
-
-    Checked before anything is forked: a sub-cgroup must lie at or below
-    the container's own directory in its hierarchy, or the process would
-    escape the container's limits (`..`), or a crafted value would have us
-    write a `cgroup.procs` anywhere on the host.  cgroupfs refuses symlinks,
-    so the check on the normalised path is the whole check."""
-    from pyrun.cgroups.manager import CgroupManager
-    paths = dict(state.get("cgroup_paths") or {})
-    subs = _sub_cgroups(req.cgroup)
-    if "" in subs:                     # one path for every hierarchy (the only form on v2)
-        wanted = {key: subs[""] for key in paths}
-    else:
-        wanted = {}
-        for controller, sub in subs.items():
-            keys = [key for key in paths if controller in key.split(",")]
-            if not keys:
-                raise PyrunError(f"unable to create new parent process: unknown controller {controller} in SubCgroupPaths",
-                                 exit_code=255)
-            wanted.update((key, sub) for key in keys)
-    for key, sub in wanted.items():
-        base = paths[key]
-        target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
-        if target != base and not target.startswith(base + "/"):
-            raise PyrunError(f"unable to create new parent process: {sub} is not a sub cgroup path", exit_code=255)
-        paths[key] = target
-    return CgroupManager(paths)
+    """The container's cgroup, or the --cgroup sub-cgroups the process joins
+    (checked by the cgroup before anything is forked: never outside its own)."""
+    from pyrun.cgroups.manager import load
+    return load(state).sub(_sub_cgroups(req.cgroup))
 
 
 def _sub_cgroups(args: list[str]) -> dict[str, str]:

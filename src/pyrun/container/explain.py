@@ -4,7 +4,7 @@ Every entry comes from the code that performs it: the init's PLANS (the
 actions each step of process/init.py STEPS executes), stage 1's
 bootstrap_plan, and the parent's plan functions that create and the
 launcher also trace from (container/create.py, process/launcher.py); cgroup
-limit files come from the limit writers themselves, run with cgfile.DRY.
+limit files come from the limit writers themselves, run dry (manager.record_writes).
 Nothing is created: no state directory, cgroup, fifo, cache or process.
 """
 from __future__ import annotations
@@ -22,13 +22,10 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
             rootless_flag: str = "auto", no_pivot: bool = False, no_new_keyring: bool = False,
             pid_file: str | None = None, console_socket: str | None = None) -> dict[str, Any]:
     from pyrun import log
-    from pyrun.cgroups import cgfile
-    from pyrun.cgroups.layout import detect
-    from pyrun.cgroups.manager import CgroupManager, container_paths
+    from pyrun.cgroups import manager
     from pyrun.process import init, launcher
     from pyrun.process.context import LaunchContext
     from pyrun.process.stages import bootstrap_plan
-    from pyrun.rootless import rootless_cgroups
     from pyrun.spec.load import load_bundle
     from pyrun.state.store import validate_id
 
@@ -48,25 +45,15 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
                       c.CreateRequest(root=root, id=container_id, console_socket=console_socket))
 
     parent: list[tuple[str, list[dict[str, Any]]]] = [("claim state directory", c.claim_plan(root, container_id))]
-    from pyrun.cgroups.ownership import owner_uid
-    owner_uid(spec)
-    layout = detect()
-    paths: dict[str, str] | None = container_paths(linux.get("cgroupsPath"), container_id, layout)
-    binds = c.cgroup_binds(layout, paths)
-    if rootless_cgroups(rootless_flag):
-        from pyrun.cgroups import rootless as rootless_cgroup
-        own = rootless_cgroup.plan(spec, paths, layout)
-        if own is not None:
-            warnings.append(rootless_cgroup.WARNING)
-            paths, binds = None, own
-    manager = CgroupManager(paths) if paths is not None else None
-    if manager is not None:
-        manager.check_resources(linux.get("resources"))
-    parent.append(("make cgroup", c.cgroup_plan(paths, spec)))
+    cgroup, warning = manager.planned(spec, container_id, rootless_flag)
+    if warning:
+        warnings.append(warning)
+    cgroup.check(linux.get("resources"))
+    parent.append(("make cgroup", cgroup.plan(spec)))
     parent.append(("compile seccomp", c.seccomp_plan(spec)))
     new, join = c.namespaces_of(spec)
     ctx = LaunchContext(container_id=container_id, spec=spec, bundle=loaded.path, rootfs=loaded.rootfs,
-                        fifo_fd=-1, cgroup=manager, cgroup_binds=binds, new_namespaces=new,
+                        fifo_fd=-1, cgroup=cgroup, cgroup_binds=cgroup.binds, new_namespaces=new,
                         join_namespaces=join, no_pivot=no_pivot, no_new_keyring=no_new_keyring)
     if linux.get("seccomp"):
         from pyrun.seccomp import compile_filter
@@ -78,18 +65,17 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
         parent.append(("run prestart and createRuntime hooks", hooks))
     if process.get("rlimits"):
         parent.append(("prlimit the init", launcher.rlimits_plan(process)))
-    if manager is not None:
-        cgfile.RECORD, cgfile.DRY = [], True
-        when = "procHooks" if hooks else "procReady"
+    written = manager.record_writes(dry=True)
+    when = "procHooks" if hooks else "procReady"
+    try:
         try:
-            try:
-                manager.apply_resources(linux.get("resources"))
-            except cgfile.CgroupError as e:    # create would fail there: say it as create would
-                from pyrun.errors import START_FAILED, PyrunError
-                raise PyrunError(f"{START_FAILED}: error setting cgroup config for {when} process: {e}") from None
-            parent.append(("write cgroup limits", [{"do": "write", "when": when, **w} for w in cgfile.RECORD]))
-        finally:
-            cgfile.RECORD, cgfile.DRY = None, False
+            cgroup.update(linux.get("resources"))
+        except manager.CgroupError as e:    # create would fail there: say it as create would
+            from pyrun.errors import START_FAILED, PyrunError
+            raise PyrunError(f"{START_FAILED}: error setting cgroup config for {when} process: {e}") from None
+        parent.append(("write cgroup limits", [{"do": "write", "when": when, **w} for w in written]))
+    finally:
+        manager.stop_recording()
     parent.append(("record state", c.record_plan(os.path.join(root, container_id), pid_file)))
 
     it = init.Init(ctx, None)    # type: ignore[arg-type]

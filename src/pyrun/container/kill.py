@@ -6,6 +6,7 @@ import os
 import _signal      # the C module: signal.py would build its enums (enum: ~2 ms per kill)
 
 from pyrun import errors, log
+from pyrun.cgroups.manager import load
 from pyrun.errors import PyrunError
 from pyrun.state.status import PAUSED, STOPPED, status_of
 from pyrun.state.store import ContainerDir
@@ -37,15 +38,15 @@ def kill(root: str, container_id: str, sig: int | str, all_processes: bool = Fal
         status = status_of(cdir, state)
         private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
             str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
-        paths = state.get("cgroup_paths") or {}
+        cgroup = load(state)
         if status == STOPPED:
             if all_processes:
                 return          # runc ignores "not running" with --all
-            if sig == _signal.SIGKILL and not private_pidns and any(map(os.path.isdir, paths.values())):
+            if sig == _signal.SIGKILL and not private_pidns and cgroup.pids():
                 # The host's pid namespace: the init is gone, not what it
                 # started (exec'd processes); runc 1.2+ kills those too.
                 log.debug(f"kill {container_id}: stopped, KILL to what is left in its cgroup")
-                signal_all(paths, sig)
+                cgroup.kill(sig)
                 return
             raise PyrunError(errors.NOT_RUNNING)
         if sig == 0:         # `kill ID 0`: is it alive? Nothing to freeze or signal.
@@ -53,10 +54,9 @@ def kill(root: str, container_id: str, sig: int | str, all_processes: bool = Fal
                 _alive(state["init_process_pid"])
             log.debug(f"kill {container_id}: {status}, alive")
             return
-        # rootless without a cgroup: only the init can be named (runc does the same)
-        if paths and (all_processes or (sig == _signal.SIGKILL and not private_pidns)):
+        # rootless without a cgroup (kill() says False): only the init can be named (runc does the same)
+        if (all_processes or (sig == _signal.SIGKILL and not private_pidns)) and cgroup.kill(sig):
             log.debug(f"kill {container_id}: signal {sig} to every process in its cgroup")
-            signal_all(paths, sig)
         else:
             log.debug(f"kill {container_id}: signal {sig} to init {state['init_process_pid']}")
             try:
@@ -64,8 +64,7 @@ def kill(root: str, container_id: str, sig: int | str, all_processes: bool = Fal
             except ProcessLookupError:
                 raise PyrunError(errors.NOT_RUNNING) from None
         if status == PAUSED and sig == _signal.SIGKILL:
-            from pyrun.cgroups.freezer import thaw
-            thaw(paths)         # a frozen task dies only once thawed
+            cgroup.thaw()         # a frozen task dies only once thawed
 
 
 def _alive(pid: int) -> None:
@@ -73,48 +72,3 @@ def _alive(pid: int) -> None:
         os.kill(pid, 0)
     except ProcessLookupError:
         raise PyrunError(errors.NOT_RUNNING) from None
-
-
-def signal_all(paths: dict[str, str], sig: int) -> None:
-    """Signal every process in the container's cgroups, sub-cgroups included.
-
-    SIGKILL goes through cgroup.kill where the kernel has it (atomic, nothing
-    escapes by forking).  Otherwise, as runc does, the cgroup is frozen while
-    the pids are listed and signalled, so no new process slips in between,
-    then thawed (also thawing a paused container, as runc does, so that the
-    signals are acted on)."""
-    from pyrun import log
-    from pyrun.cgroups.freezer import freeze, thaw
-    from pyrun.cgroups.stats import all_pids
-    v2 = paths.get("")
-    if sig == _signal.SIGKILL and v2:
-        try:
-            with open(os.path.join(v2, "cgroup.kill"), "w") as f:
-                f.write("1")
-            if len(paths) == 1:
-                return
-            # hybrid: also whatever sits only in a v1 hierarchy
-            for pid in all_pids({k: p for k, p in paths.items() if k}):
-                _kill(pid, sig)
-            return
-        except FileNotFoundError:
-            pass
-    try:
-        freeze(paths)
-    except OSError as e:
-        log.warning(f"unable to freeze before signalling: {e.strerror or e}")
-    try:
-        for pid in all_pids(paths):
-            _kill(pid, sig)
-    finally:
-        try:
-            thaw(paths)
-        except OSError as e:
-            log.warning(f"unable to thaw: {e.strerror or e}")
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -6,30 +6,29 @@ runc's rules: only a running or created container can be paused (else
 from __future__ import annotations
 
 from pyrun import errors
+from pyrun.cgroups.manager import load
 from pyrun.errors import PyrunError
 from pyrun.state.status import CREATED, PAUSED, RUNNING, status_of
 from pyrun.state.store import ContainerDir
 
 
 def pause(root: str, container_id: str) -> None:
-    from pyrun.cgroups.freezer import freeze
     with ContainerDir.open(root, container_id) as cdir:
         state = cdir.load()
         if status_of(cdir, state) not in (RUNNING, CREATED):
             raise PyrunError(errors.NOT_RUNNING)
         try:
-            freeze(state.get("cgroup_paths") or {})
+            load(state).freeze()
         except OSError as e:
             raise PyrunError(e.strerror or str(e)) from None
 
 
 def resume(root: str, container_id: str) -> None:
-    from pyrun.cgroups.freezer import thaw
     with ContainerDir.open(root, container_id) as cdir:
         state = cdir.load()
         if status_of(cdir, state) != PAUSED:
             raise PyrunError(errors.NOT_PAUSED)
         try:
-            thaw(state.get("cgroup_paths") or {})
+            load(state).thaw()
         except OSError as e:
             raise PyrunError(e.strerror or str(e)) from None

@@ -10,10 +10,10 @@ from pyrun.state.store import ContainerDir
 def pids(root: str, container_id: str) -> list[int]:
     """Every pid in the container's cgroups (sub-cgroups included), as runc's
     Processes(); read without the lock, like `state`."""
-    from pyrun.cgroups.stats import all_pids
+    from pyrun.cgroups.manager import load
     with ContainerDir.open(root, container_id, lock=False) as cdir:
         state = cdir.load()
-    return all_pids(state.get("cgroup_paths") or {})
+    return load(state).pids()
 
 
 def table(root: str, container_id: str, ps_args: list[str]) -> str:

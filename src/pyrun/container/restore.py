@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 from pyrun import log
 from pyrun.container.checkpoint import DESCRIPTORS, common_opts, notify_status
-from pyrun.container.create import CreateRequest, _check_terminal, _make_cgroup, _owner, _rfc3339_now
+from pyrun.container.create import CreateRequest, _check_terminal, _owner, _rfc3339_now
 from pyrun.criu import mounts, rpc
 from pyrun.criu.options import CriuOptions, criu_failure
 from pyrun.errors import PyrunError, oserror_text
@@ -70,7 +70,8 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
     mounted = False
     progress = _Restoring()
     try:
-        cgroup, _binds = _make_cgroup(spec, req.id, req.rootless)
+        from pyrun.cgroups.manager import new as new_cgroup
+        cgroup = new_cgroup(spec, req.id, req.rootless, req.systemd_cgroup)
         held.append(os.open(copts.image_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         fds = {"images_dir_fd": held[-1]}
         if copts.work_path:
@@ -85,7 +86,7 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
         mounted = True
         opts = common_opts(copts, fds, LOG, spec)
         opts.update(evasive_devices=True, rst_sibling=True, root=root)
-        ext = mounts.external_mounts(spec, bundle.rootfs, cgroup.paths if cgroup else {}, restore=True)
+        ext = mounts.external_mounts(spec, bundle.rootfs, cgroup.binds, restore=True)
         if (spec.get("linux") or {}).get("maskedPaths"):
             ext.append(("/dev/null", "/dev/null"))
         opts["ext_mnt"] = mounts.ext_mnt_fields(ext)
@@ -113,11 +114,11 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
         def into_cgroup(criu_pid: int) -> None:
             """runc's criuApplyCgroups: CRIU (so the restored tree) joins the
             container's cgroup, with its limits, before it has the request."""
-            if cgroup is None:
+            if not cgroup.join_plan():      # the null cgroup: CRIU stays in ours, as the init would
                 return
             cgroup.reap_warm()      # create's throwaway joiner: not counted against pids.max
             cgroup.join(criu_pid)
-            cgroup.apply_resources((spec.get("linux") or {}).get("resources"))
+            cgroup.update((spec.get("linux") or {}).get("resources"))
             for ctrl, path in _own_cgroups(criu_pid):
                 criu_opts.append((rpc.OPTS["cg_root"], [(1, ctrl), (2, path)] if ctrl else [(2, path)]))
 
@@ -153,10 +154,8 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
             except OSError:
                 pass
         if cgroup is not None:
-            from pyrun.container.delete import _kill_remaining
             try:
-                _kill_remaining(cgroup.paths)
-                cgroup.destroy()
+                cgroup.destroy()        # kills what is left first
             except OSError:
                 pass
         if mounted:
@@ -260,7 +259,7 @@ def _record(cdir: ContainerDir, spec: dict[str, Any], bundle: str, rootfs: str, 
         "annotations": spec.get("annotations") or {},
         "owner": _owner(),
         "rootless": os.geteuid() != 0,
-        "cgroup_paths": cgroup.paths if cgroup is not None else {},
+        **cgroup.record(),
         "namespace_paths": ns_paths,
         "restored": True,
         "config": spec,

@@ -101,8 +101,7 @@ def merge(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]
 
 
 def update(root: str, container_id: str, resources: dict[str, Any]) -> None:
-    from pyrun.cgroups.cgfile import CgroupError
-    from pyrun.cgroups.manager import CgroupManager
+    from pyrun.cgroups.manager import CgroupError, load
     validate(resources)
     with ContainerDir.open(root, container_id) as cdir:
         state = cdir.load()
@@ -112,7 +111,7 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> None:
         merged = merge(linux.get("resources"), resources)
         to_apply = {k: v for k, v in merged.items() if k != "devices"}
         try:
-            CgroupManager(state.get("cgroup_paths") or {}).apply_resources(to_apply)
+            load(state).update(to_apply)
         except CgroupError as e:
             raise PyrunError(str(e)) from None
         linux["resources"] = merged

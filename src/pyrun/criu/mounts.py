@@ -33,21 +33,12 @@ def _real_destination(root_fd: int, destination: str) -> str:
         raise PyrunError(f"mount destination {destination}: {oserror_text(e)}") from None
 
 
-def cgroup_binds(paths: dict[str, str]) -> list[tuple[str, str]]:
-    """(name below the cgroup mount, host directory), as create binds them."""
-    if list(paths) == [""]:
-        return [("", paths[""])]
-    from pyrun.cgroups.layout import detect
-    return [(os.path.basename(h.mountpoint), paths[h.key])
-            for h in detect().hierarchies if not h.is_v2 and h.key in paths]
-
-
-def external_mounts(spec: dict[str, Any], rootfs: str, cgroup_paths: dict[str, str],
+def external_mounts(spec: dict[str, Any], rootfs: str, binds: list[tuple[str, str]],
                     restore: bool) -> list[tuple[str, str]]:
     """ext_mnt (key, val) pairs. Dump: (mountpoint, id), the id being the
-    mountpoint itself; restore: (id, host source)."""
+    mountpoint itself; restore: (id, host source).  `binds`: what a "cgroup"
+    mount shows (Cgroup.mount_binds)."""
     pairs: list[tuple[str, str]] = []
-    binds = cgroup_binds(cgroup_paths) if cgroup_paths else []
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in spec.get("mounts") or []:

@@ -9,7 +9,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun.cgroups.manager import CgroupManager
+from pyrun.cgroups.manager import Cgroup
 
 
 @dataclass
@@ -21,7 +21,7 @@ class LaunchContext:
     bundle: str
     rootfs: str
     fifo_fd: int                          # O_PATH fd of <root>/<id>/exec.fifo (-1 for exec)
-    cgroup: CgroupManager | None
+    cgroup: Cgroup                        # the null cgroup when there is none (rootless)
     cgroup_binds: list[tuple[str, str]]   # what a "cgroup" mount shows
     new_namespaces: list[str]             # OCI types unshared
     join_namespaces: dict[str, str]       # OCI type -> path to setns into

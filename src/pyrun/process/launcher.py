@@ -90,7 +90,7 @@ def launch(ctx: LaunchContext) -> Launched:
     # (an exec'd process has few steps) can overtake stage 1's INIT_PID.  They
     # wait here until the pid they are about is known.
     early: list[chan.Message] = []
-    limits_set = ctx.mode != "init" or ctx.cgroup is None   # exec joins, it sets nothing
+    limits_set = ctx.mode != "init"   # exec joins, it sets nothing
     try:
         while True:
             if init_pid and early:
@@ -116,8 +116,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 log.debug("child process in init()")
                 _reap(pid)
                 parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
-                if ctx.cgroup is not None:
-                    ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
+                ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
@@ -157,8 +156,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
                 raise PyrunError(f"error during container init: {step}: {text}" if step else text)
     except BaseException:
-        if ctx.cgroup is not None:
-            ctx.cgroup.reap_warm()
+        ctx.cgroup.reap_warm()
         for victim in (init_pid, pid):
             if victim:
                 _kill_and_reap(victim)
@@ -241,17 +239,16 @@ def _apply_resources(ctx: LaunchContext, when: str) -> None:
     when there are such hooks (as runc), otherwise at READY.  The runtime's
     own set-up is not charged against pids.max or a tiny memory limit; the
     user process is limited from its first instruction."""
-    from pyrun.cgroups import cgfile
-    if ctx.trace_fd >= 0:
-        cgfile.RECORD = []
+    from pyrun.cgroups.manager import CgroupError, record_writes, stop_recording
+    written = record_writes() if ctx.trace_fd >= 0 else None
     try:
-        ctx.cgroup.apply_resources(ctx.linux.get("resources"))
-    except cgfile.CgroupError as e:
+        ctx.cgroup.update(ctx.linux.get("resources"))
+    except CgroupError as e:
         raise PyrunError(f"error setting cgroup config for {when} process: {e}") from None
     finally:
-        if cgfile.RECORD is not None:
-            _trace(ctx, "write cgroup limits", [{"do": "write", "when": when, **w} for w in cgfile.RECORD])
-            cgfile.RECORD = None
+        if written is not None:
+            stop_recording()
+            _trace(ctx, "write cgroup limits", [{"do": "write", "when": when, **w} for w in written])
 
 
 def _trace(ctx: LaunchContext, step: str, actions: list) -> None:

@@ -29,7 +29,7 @@ from pyrun.process.context import LaunchContext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pyrun.cgroups.manager import CgroupManager
+    from pyrun.cgroups.manager import Cgroup
 
 
 def child_main(ctx: LaunchContext, ch: Channel, stage: object) -> None:
@@ -149,8 +149,7 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
 def bootstrap_plan(ctx: LaunchContext) -> list[tuple[str, list[dict[str, object]]]]:
     """Stage 1's steps and what each does, computed from the context: bootstrap
     performs exactly these (and `pyrun explain` prints them)."""
-    cgroup = [{"do": "write our pid to cgroup.procs", "paths": sorted(ctx.cgroup.paths.values())}] \
-        if ctx.cgroup is not None else []
+    cgroup = ctx.cgroup.join_plan()
     adj = ctx.process.get("oomScoreAdj")
     others = [ns for ns in ctx.new_namespaces if ns != "user"]
     user = []
@@ -255,7 +254,7 @@ def _write_time_offsets(lines: list[str], in_new_userns: bool) -> None:
             s.prctl(s.PR_SET_DUMPABLE, 0)
 
 
-def _join_cgroup(cgroup: CgroupManager, pid: int) -> None:
+def _join_cgroup(cgroup: Cgroup, pid: int) -> None:
     """Into the container's cgroup (exec: a --cgroup sub-cgroup): a missing
     one is reported in runc's words, which its exec.bats greps."""
     try:

@@ -19,29 +19,15 @@ CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
 def status_of(cdir: ContainerDir, state: dict[str, Any]) -> str:
     pid = state.get("init_process_pid") or 0
     alive = pid > 0 and is_alive(pid, state.get("init_process_start"))
-    if alive and state.get("cgroup_paths") and _frozen(state["cgroup_paths"]):
-        return PAUSED
+    if alive:
+        from pyrun.cgroups.manager import load    # only a live container can be paused
+        if load(state).frozen():
+            return PAUSED
     if not alive:
         return STOPPED
     if cdir.has_fifo() and not _has_exec_ed(pid, state):
         return CREATED
     return RUNNING
-
-
-def _frozen(paths: dict[str, str]) -> bool:
-    """CgroupManager.frozen(), read here: importing the manager brings signal and
-    enum into every `state`, `start` and `list` (~2 ms). Keep the two in step."""
-    for key, path in paths.items():
-        name = "cgroup.freeze" if key == "" else ("freezer.state" if "freezer" in key.split(",") else None)
-        if name is None or (key == "" and len(paths) > 1):
-            continue   # on hybrid hosts the v1 freezer is the one in use
-        try:
-            with open(path + "/" + name) as f:
-                value = f.read().strip()
-        except OSError:
-            continue
-        return value in ("FROZEN", "1")
-    return False
 
 
 def oci_state(cdir: ContainerDir, state: dict[str, Any], status: str) -> dict[str, Any]:
