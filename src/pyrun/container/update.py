@@ -89,6 +89,9 @@ def merge(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]
             if value is None or (key in ("cpus", "mems") and value == ""):
                 continue
             out.setdefault(section, {})[key] = value
+    cpu = new.get("cpu") or {}
+    if cpu.get("idle") is not None and cpu.get("shares") is None:
+        out["cpu"]["shares"] = 0     # as runc: the kernel refuses shares (weight) on an idle cgroup
     mem = new.get("memory") or {}
     if mem.get("limit") == -1 and mem.get("swap") is None:
         out.setdefault("memory", {})["swap"] = -1    # unlimited memory: unlimited swap too
