@@ -195,3 +195,52 @@ def test_rt_period_shortened_below_current_runtime(pyrun, running):
     pyrun("update", "--cpu-rt-period", "10000", "--cpu-rt-runtime", "3000", running)
     assert cgfile(pyrun, running, "cpu", "cpu.rt_period_us", "") == "10000"
     assert cgfile(pyrun, running, "cpu", "cpu.rt_runtime_us", "") == "3000"
+
+
+def _a_disk() -> tuple[int, int]:
+    """major:minor of a whole disk (throttling refuses partitions), not a loop device."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram")):
+            major, minor = open(f"/sys/block/{name}/dev").read().split(":")
+            return int(major), int(minor)
+    pytest.skip("no block device to throttle")
+
+
+def _throttled(pyrun, cid: str, major: int, minor: int) -> dict[str, str]:
+    """What the kernel holds for the device: v1 per file, v2 one io.max line."""
+    dev = f"{major}:{minor}"
+    if V2:
+        line = next(ln for ln in cgfile(pyrun, cid, "io", "", "io.max").splitlines() if ln.startswith(dev + " "))
+        return dict(kv.split("=") for kv in line.split()[1:])
+    out = {}
+    for key, name in (("rbps", "read_bps_device"), ("wbps", "write_bps_device"),
+                      ("riops", "read_iops_device"), ("wiops", "write_iops_device")):
+        lines = cgfile(pyrun, cid, "blkio", f"blkio.throttle.{name}", "").splitlines()
+        out[key] = next(ln.split()[1] for ln in lines if ln.split()[0] == dev)
+    return out
+
+
+def test_per_device_throttles_are_upserted(pyrun, bundle):
+    """runc >= 1.3 (update.bats 'update per-device iops/bps values'): update's
+    per-device rates replace the recorded entry of that device (the last one
+    of duplicates) or are added, instead of being ignored."""
+    major, minor = _a_disk()
+    dev = {"major": major, "minor": minor}
+    bundle.config["linux"]["resources"]["blockIO"] = {
+        "throttleReadBpsDevice": [{**dev, "rate": 485760}, {**dev, "rate": 485760}]}
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        pyrun("update", "-r", "-", cid, input=json.dumps({"blockIO": {
+            "throttleReadBpsDevice": [{**dev, "rate": 10485760}],
+            "throttleWriteBpsDevice": [{**dev, "rate": 9437184}],
+            "throttleReadIOPSDevice": [{**dev, "rate": 1000}],
+            "throttleWriteIOPSDevice": [{**dev, "rate": 900}]}}))
+        assert _throttled(pyrun, cid, major, minor) == \
+            {"rbps": "10485760", "wbps": "9437184", "riops": "1000", "wiops": "900"}
+        bio = recorded(pyrun, cid)["blockIO"]
+        assert bio["throttleReadBpsDevice"] == [{**dev, "rate": 485760}, {**dev, "rate": 10485760}]
+        assert bio["throttleWriteIOPSDevice"] == [{**dev, "rate": 900}]
+    finally:
+        pyrun("delete", "--force", cid)
