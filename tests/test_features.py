@@ -151,7 +151,7 @@ _FRESH = [
      "relatime", "norelatime", "strictatime", "nostrictatime", "symfollow", "rw", "defaults",
      "remount", "mand", "shared", "rshared"],
     ["relatime", "slave", "rslave", "unbindable"],
-    ["rprivate", "runbindable"],
+    ["rprivate", "runbindable", "tmpcopyup"],
 ]
 _BIND = [
     ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow", "rslave"],
