@@ -356,6 +356,21 @@ def test_no_mount_namespace_runs_chrooted(pyrun, bundle):
     assert Path("/proc/self/mountinfo").read_text().count("\n") == before
 
 
+def test_no_mount_namespace_with_a_terminal(pyrun, bundle):
+    """host-mntns.bats 'runc run [host mount ns + hooks]' (runc's default
+    spec: terminal on, runc 1.4.3 passes): the rootfs has no /dev/ptmx and
+    nothing is mounted in the host's namespace, so the pty is opened from the
+    host's before the chroot; still no mount made. Before: 'set up console:
+    no such file or directory: /dev/ptmx'."""
+    _without_mount_namespace(bundle)
+    bundle.config["process"]["terminal"] = True
+    before = Path("/proc/self/mountinfo").read_text().count("\n")
+    bundle.set_args("sh", "-c", "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo on-a-tty")
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout
+    assert out.splitlines() == ["on-a-tty"]
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == before
+
+
 @pytest.mark.parametrize("key", ["maskedPaths", "readonlyPaths"])
 def test_no_mount_namespace_refuses_path_restrictions(pyrun, bundle, key):
     """Masking and read-only paths are bind mounts, which in the host's mount
