@@ -19,30 +19,35 @@ def copy_tree(src: int, dst: int) -> None:
     """Copy the entries of directory fd `src` into directory fd `dst`, with
     their owners and modes (as runc: directories, files, symlinks and device
     nodes; sockets and fifos are left out)."""
-    for entry in os.scandir(src):
-        name = entry.name
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(name, 0o700, dir_fd=dst)
-            sub_src, sub_dst = os.open(name, _DIR, dir_fd=src), os.open(name, _DIR, dir_fd=dst)
-            try:
-                copy_tree(sub_src, sub_dst)
-                _own(sub_dst, st)
-            finally:
-                os.close(sub_src)
-                os.close(sub_dst)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(src, dst, name, st)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=dst)
-            fd = os.open(name, os.O_PATH | _OPEN, dir_fd=dst)
-            try:
-                _own(fd, st)
-            finally:
-                os.close(fd)
+    with os.scandir(src) as entries:
+        for entry in entries:
+            _copy_entry(src, dst, entry)
+
+
+def _copy_entry(src: int, dst: int, entry: os.DirEntry[str]) -> None:
+    name = entry.name
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o700, dir_fd=dst)
+        sub_src, sub_dst = os.open(name, _DIR, dir_fd=src), os.open(name, _DIR, dir_fd=dst)
+        try:
+            copy_tree(sub_src, sub_dst)
+            _own(sub_dst, st)
+        finally:
+            os.close(sub_src)
+            os.close(sub_dst)
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(src, dst, name, st)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=dst)
+        fd = os.open(name, os.O_PATH | _OPEN, dir_fd=dst)
+        try:
+            _own(fd, st)
+        finally:
+            os.close(fd)
 
 
 def _copy_file(src: int, dst: int, name: str, st: os.stat_result) -> None:
