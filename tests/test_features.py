@@ -99,7 +99,6 @@ def test_hooks(features):
 
 def test_unimplemented_features_are_not_claimed(features):
     linux = features["linux"]
-    assert "tmpcopyup" not in features["mountOptions"]
     # systemd: the driver, run in the systemd VM (test_cgroup_v2_vm.py); the user bus is untested
     assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True}
     assert features["potentiallyUnsafeConfigAnnotations"] == []
@@ -108,7 +107,8 @@ def test_unimplemented_features_are_not_claimed(features):
 def test_mount_options_are_all_known_words(features):
     from pyrun.rootfs.options import FLAGS, PROPAGATION, RECURSIVE_ATTRS
     claimed = set(features["mountOptions"])
-    assert claimed - {"idmap", "ridmap"} == set(FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS)
+    assert "tmpcopyup" in claimed        # runc 1.4.3 lists it too
+    assert claimed - {"idmap", "ridmap", "tmpcopyup"} == set(FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS)
     assert {"rbind", "rro", "rprivate", "rslave", "runbindable", "nosymfollow"} <= claimed
     assert len(features["mountOptions"]) == len(claimed)
 
@@ -152,7 +152,7 @@ _FRESH = [
      "relatime", "norelatime", "strictatime", "nostrictatime", "symfollow", "rw", "defaults",
      "remount", "mand", "shared", "rshared"],
     ["relatime", "slave", "rslave", "unbindable"],
-    ["rprivate", "runbindable"],
+    ["rprivate", "runbindable", "tmpcopyup"],
 ]
 _BIND = [
     ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow", "rslave"],

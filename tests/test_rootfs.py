@@ -82,6 +82,59 @@ def test_tmpfs_over_an_existing_directory_takes_its_mode(pyrun, bundle):
     assert out.splitlines() == ["6771", "1500", "1777"]
 
 
+def test_tmpcopyup_starts_the_tmpfs_with_the_covered_content(pyrun, bundle):
+    """runc's tmpcopyup (mounts.bats "runc run [tmpcopyup]", runc 1.4.3 alike):
+    the tmpfs holds a copy of what the directory had (owners, modes with the
+    special bits, symlinks as links), writes stay in the tmpfs, and `ro` is
+    put on after the copy. Before: an empty tmpfs."""
+    for top in ("dir1", "ro1"):
+        base = bundle.rootfs / top
+        (base / "dir2").mkdir(parents=True)
+        os.chmod(base / "dir2", 0o777)
+        os.chown(base / "dir2", 1000, 1001)
+        (base / "dir2" / "f").write_text("image content\n")
+        os.chown(base / "dir2" / "f", 12, 34)
+        os.chmod(base / "dir2" / "f", 0o4755)
+        os.symlink("dir2/f", base / "link")
+    bundle.config["mounts"] += [
+        {"destination": "/dir1", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]},
+        {"destination": "/ro1", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "ro", "nosuid"]},
+    ]
+    out = _run(pyrun, bundle, "stat -c '%a %u %g' /dir1/dir2 /dir1/dir2/f; readlink /dir1/link; cat /dir1/link; "
+               "echo new > /dir1/dir2/new; cat /dir1/dir2/new; stat -c '%a %u %g' /ro1/dir2/f; "
+               "echo x > /ro1/new 2>/dev/null || echo ro-refused; cat /proc/self/mountinfo").stdout
+    assert out.splitlines()[:7] == ["777 1000 1001", "4755 12 34", "dir2/f", "image content", "new",
+                                   "4755 12 34", "ro-refused"]
+    mounts = _mountinfo(out)
+    assert mounts["/dir1"][1] == "tmpfs" and mounts["/ro1"][1] == "tmpfs"
+    assert mounts["/ro1"][0].split(",")[0] == "ro" and "nosuid" in mounts["/ro1"][0]
+    assert not (bundle.rootfs / "dir1" / "dir2" / "new").exists()     # the write stayed in the tmpfs
+
+
+def test_tmpcopyup_copies_symlinks_never_their_host_targets(pyrun, bundle, tmp_path):
+    """A hostile image puts symlinks to host paths (a file and a directory) in
+    a directory a tmpcopyup tmpfs covers: the copy runs before pivot_root, in
+    the host's view, so following them would put host content into the
+    container. Checked: with the copy following symlinks (entry.stat() and
+    os.open without O_NOFOLLOW), the container read the host secret."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    secret_dir = tmp_path / "host-dir"
+    secret_dir.mkdir()
+    (secret_dir / "inner").write_text("host only too\n")
+    (bundle.rootfs / "vol").mkdir()
+    os.symlink(str(secret), bundle.rootfs / "vol" / "file-link")
+    os.symlink(str(secret_dir), bundle.rootfs / "vol" / "dir-link")
+    bundle.config["mounts"] += [
+        {"destination": "/vol", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]},
+    ]
+    out = _run(pyrun, bundle, "readlink /vol/file-link; readlink /vol/dir-link; cat /vol/file-link /vol/dir-link/inner 2>&1; "
+               "stat -c %F /vol/file-link").stdout
+    assert "host only" not in out
+    assert out.splitlines()[:2] == [str(secret), str(secret_dir)]
+    assert out.splitlines()[-1] == "symbolic link"
+
+
 def test_mount_targets_cannot_escape_the_rootfs(pyrun, bundle, tmp_path):
     """CVE-2021-30465 class. Two layers keep targets inside: ensure_path walks
     symlinks itself as if the rootfs were `/`, and every lookup is an openat2
@@ -300,6 +353,21 @@ def test_no_mount_namespace_runs_chrooted(pyrun, bundle):
     out = _run(pyrun, bundle, "ls /; touch /made-here && echo written").stdout.split()
     assert out == listing + ["written"]
     assert (bundle.rootfs / "made-here").is_file()
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == before
+
+
+def test_no_mount_namespace_with_a_terminal(pyrun, bundle):
+    """host-mntns.bats 'runc run [host mount ns + hooks]' (runc's default
+    spec: terminal on, runc 1.4.3 passes): the rootfs has no /dev/ptmx and
+    nothing is mounted in the host's namespace, so the pty is opened from the
+    host's before the chroot; still no mount made. Before: 'set up console:
+    no such file or directory: /dev/ptmx'."""
+    _without_mount_namespace(bundle)
+    bundle.config["process"]["terminal"] = True
+    before = Path("/proc/self/mountinfo").read_text().count("\n")
+    bundle.set_args("sh", "-c", "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo on-a-tty")
+    out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout
+    assert out.splitlines() == ["on-a-tty"]
     assert Path("/proc/self/mountinfo").read_text().count("\n") == before
 
 

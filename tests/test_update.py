@@ -146,3 +146,102 @@ def test_memory_and_swap_raised_and_lowered_together(pyrun, running):
             assert cgfile(pyrun, running, "memory", "", "memory.swap.max") == str(swap - limit)
         else:
             assert cgfile(pyrun, running, "memory", "memory.memsw.limit_in_bytes", "") == str(swap)
+
+
+def _own_cpu_v1() -> str | None:
+    """Our own directory in a v1 cpu hierarchy (the default cgroupsPath is below it)."""
+    with open("/proc/self/cgroup") as f:
+        own = {c: p for _n, c, p in (line.rstrip("\n").split(":", 2) for line in f)}
+    key = next((k for k in own if "cpu" in k.split(",")), None)
+    return None if key is None else os.path.join("/sys/fs/cgroup", key, own[key].lstrip("/"))
+
+
+def test_cpu_idle_over_recorded_shares(pyrun, bundle):
+    """runc update.bats 'update cgroup cpu.idle': the kernel refuses cpu.shares
+    (cpu.weight) on an idle cgroup, so an update giving idle alone must not
+    write the shares recorded at create again (runc >= 1.2 drops them then)."""
+    bundle.config["linux"]["resources"]["cpu"] = {"shares": 100}
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        try:
+            cgfile(pyrun, cid, "cpu", "cpu.idle", "cpu.idle")
+        except FileNotFoundError:
+            pytest.skip("the kernel has no cpu.idle")
+        assert cgfile(pyrun, cid, "cpu", "cpu.idle", "cpu.idle") == "0"
+        for val in ("1", "0", "1"):
+            pyrun("update", "-r", "-", cid, input=json.dumps({"cpu": {"idle": int(val)}}))
+            assert cgfile(pyrun, cid, "cpu", "cpu.idle", "cpu.idle") == val
+        for val in ("0", "1", "0"):
+            pyrun("update", "--cpu-idle", val, cid)
+            assert cgfile(pyrun, cid, "cpu", "cpu.idle", "cpu.idle") == val
+    finally:
+        pyrun("delete", "--force", cid)
+
+
+@pytest.mark.skipif(V2, reason="cpu.rt_* are cgroup v1 files")
+def test_rt_period_shortened_below_current_runtime(pyrun, running):
+    """runc issue #4094 (update.bats 'update rt period and runtime'): a new rt
+    period shorter than the current runtime is refused until the new, smaller
+    runtime is in, so the period is written again after it."""
+    own = _own_cpu_v1()
+    if own is None or not os.path.exists(os.path.join(own, "cpu.rt_runtime_us")):
+        pytest.skip("the kernel has no rt group scheduling")
+    if int(open(os.path.join(own, "cpu.rt_runtime_us")).read()) < 600001:
+        pytest.skip("our own cpu cgroup has too little rt runtime to give")
+    pyrun("update", "--cpu-rt-period", "900001", "--cpu-rt-runtime", "600001", running)
+    assert cgfile(pyrun, running, "cpu", "cpu.rt_period_us", "") == "900001"
+    assert cgfile(pyrun, running, "cpu", "cpu.rt_runtime_us", "") == "600001"
+    pyrun("update", "--cpu-rt-period", "10000", "--cpu-rt-runtime", "3000", running)
+    assert cgfile(pyrun, running, "cpu", "cpu.rt_period_us", "") == "10000"
+    assert cgfile(pyrun, running, "cpu", "cpu.rt_runtime_us", "") == "3000"
+
+
+def _a_disk() -> tuple[int, int]:
+    """major:minor of a whole disk (throttling refuses partitions), not a loop device."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram")):
+            major, minor = open(f"/sys/block/{name}/dev").read().split(":")
+            return int(major), int(minor)
+    pytest.skip("no block device to throttle")
+
+
+def _throttled(pyrun, cid: str, major: int, minor: int) -> dict[str, str]:
+    """What the kernel holds for the device: v1 per file, v2 one io.max line."""
+    dev = f"{major}:{minor}"
+    if V2:
+        line = next(ln for ln in cgfile(pyrun, cid, "io", "", "io.max").splitlines() if ln.startswith(dev + " "))
+        return dict(kv.split("=") for kv in line.split()[1:])
+    out = {}
+    for key, name in (("rbps", "read_bps_device"), ("wbps", "write_bps_device"),
+                      ("riops", "read_iops_device"), ("wiops", "write_iops_device")):
+        lines = cgfile(pyrun, cid, "blkio", f"blkio.throttle.{name}", "").splitlines()
+        out[key] = next(ln.split()[1] for ln in lines if ln.split()[0] == dev)
+    return out
+
+
+def test_per_device_throttles_are_upserted(pyrun, bundle):
+    """runc >= 1.3 (update.bats 'update per-device iops/bps values'): update's
+    per-device rates replace the recorded entry of that device (the last one
+    of duplicates) or are added, instead of being ignored."""
+    major, minor = _a_disk()
+    dev = {"major": major, "minor": minor}
+    bundle.config["linux"]["resources"]["blockIO"] = {
+        "throttleReadBpsDevice": [{**dev, "rate": 485760}, {**dev, "rate": 485760}]}
+    bundle.set_args("sleep", "60")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        pyrun("update", "-r", "-", cid, input=json.dumps({"blockIO": {
+            "throttleReadBpsDevice": [{**dev, "rate": 10485760}],
+            "throttleWriteBpsDevice": [{**dev, "rate": 9437184}],
+            "throttleReadIOPSDevice": [{**dev, "rate": 1000}],
+            "throttleWriteIOPSDevice": [{**dev, "rate": 900}]}}))
+        assert _throttled(pyrun, cid, major, minor) == \
+            {"rbps": "10485760", "wbps": "9437184", "riops": "1000", "wiops": "900"}
+        bio = recorded(pyrun, cid)["blockIO"]
+        assert bio["throttleReadBpsDevice"] == [{**dev, "rate": 485760}, {**dev, "rate": 10485760}]
+        assert bio["throttleWriteIOPSDevice"] == [{**dev, "rate": 900}]
+    finally:
+        pyrun("delete", "--force", cid)

@@ -67,13 +67,12 @@ def _criu_found() -> bool:
 
 def mount_options() -> list[str]:
     """Every option word the mount code acts on: mount(2) flags, propagation
-    and the recursive (r*) attributes, and idmap/ridmap where this kernel
-    can idmap a mount.  tmpcopyup is parsed but not implemented, so it is
-    not claimed; other words are filesystem data, which features.md says to
-    leave out."""
+    and the recursive (r*) attributes, tmpcopyup (as runc), and idmap/ridmap
+    where this kernel can idmap a mount.  Other words are filesystem data,
+    which features.md says to leave out."""
     from pyrun.rootfs.options import FLAGS, PROPAGATION, RECURSIVE_ATTRS
     idmap = {"idmap", "ridmap"} if _idmap_supported() else set()
-    return sorted({*FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, *idmap})
+    return sorted({*FLAGS, *PROPAGATION, *RECURSIVE_ATTRS, "tmpcopyup", *idmap})
 
 
 def _idmap_supported() -> bool:

@@ -57,10 +57,6 @@ def _cpu_set(cpu: dict[str, Any]) -> bool:
 
 def _cpu(d: str, res: dict[str, Any]) -> None:
     cpu = res.get("cpu") or {}
-    if cpu.get("realtimePeriod"):
-        write(d, "cpu.rt_period_us", str(cpu["realtimePeriod"]))
-    if cpu.get("realtimeRuntime"):
-        write(d, "cpu.rt_runtime_us", str(cpu["realtimeRuntime"]))
     shares = cpu.get("shares") or 0
     if shares:
         write(d, "cpu.shares", str(shares))
@@ -87,6 +83,25 @@ def _cpu(d: str, res: dict[str, Any]) -> None:
         write(d, "cpu.cfs_burst_us", str(cpu["burst"]))
     if cpu.get("idle") is not None:
         write(d, "cpu.idle", str(cpu["idle"]))
+    _rt(d, cpu)
+
+
+def _rt(d: str, cpu: dict[str, Any]) -> None:
+    """The rt period after the runtime when the current runtime does not fit
+    the new, shorter period (runtime 600001 > period 10000 is EINVAL), as runc."""
+    period, runtime = cpu.get("realtimePeriod") or 0, cpu.get("realtimeRuntime") or 0
+    retry_period = False
+    if period:
+        try:
+            write(d, "cpu.rt_period_us", str(period))
+        except CgroupError:
+            if not runtime:
+                raise
+            retry_period = True
+    if runtime:
+        write(d, "cpu.rt_runtime_us", str(runtime))
+        if retry_period:
+            write(d, "cpu.rt_period_us", str(period))
 
 
 def _memory_set(mem: dict[str, Any]) -> bool:

@@ -33,8 +33,13 @@ FIELDS: dict[str, tuple[str, dict[str, str]]] = {
 MERGED = {
     "memory": ("limit", "reservation", "swap", "checkBeforeUpdate"),
     "cpu": ("period", "quota", "burst", "shares", "realtimePeriod", "realtimeRuntime", "idle", "cpus", "mems"),
-    "blockIO": ("weight",),
+    "blockIO": ("weight", "leafWeight"),
 }
+# per-device lists runc (>= 1.3) upserts by major:minor, with the fields of an entry
+DEVICE_LISTS = {"weightDevice": ("LinuxWeightDevice", {"weight": "uint16", "leafWeight": "uint16"}),
+                **{k: ("LinuxThrottleDevice", {"rate": "uint64"})
+                   for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
+                             "throttleReadIOPSDevice", "throttleWriteIOPSDevice")}}
 
 
 def validate(res: Any) -> dict[str, Any]:
@@ -52,10 +57,36 @@ def validate(res: Any) -> dict[str, Any]:
             if value.get(key) is not None and not _fits(value[key], kind):
                 raise PyrunError(f"json: cannot unmarshal {_json_kind(value[key])} into Go struct field "
                                  f"{struct}.{section}.{key} of type {kind}")
+    _validate_devices((res.get("blockIO") or {}))
     unified = res.get("unified")
     if unified is not None and not (isinstance(unified, dict) and all(isinstance(v, str) for v in unified.values())):
         raise PyrunError("json: cannot unmarshal into Go struct field LinuxResources.unified of type map[string]string")
     return res
+
+
+def _validate_devices(bio: dict[str, Any]) -> None:
+    for key, (struct, fields) in DEVICE_LISTS.items():
+        for entry in bio.get(key) or []:
+            if not isinstance(entry, dict):
+                raise PyrunError(f"json: cannot unmarshal {_json_kind(entry)} into Go struct field "
+                                 f"LinuxBlockIO.blockIO.{key} of type specs.{struct}")
+            for field, kind in {"major": "int64", "minor": "int64", **fields}.items():
+                if entry.get(field) is not None and not _fits(entry[field], kind):
+                    raise PyrunError(f"json: cannot unmarshal {_json_kind(entry[field])} into Go struct field "
+                                     f"{struct}.blockIO.{key}.{field} of type {kind}")
+
+
+def _upsert(current: list[dict[str, Any]], given: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """The last recorded entry for the device takes the given fields; a new device is appended."""
+    major, minor = given.get("major") or 0, given.get("minor") or 0
+    values = {f: given[f] for f in fields if given.get(f) is not None}
+    if fields == ("rate",):
+        values = {"rate": given.get("rate") or 0}      # a throttle entry always carries its rate
+    for entry in reversed(current):
+        if (entry.get("major") or 0, entry.get("minor") or 0) == (major, minor):
+            entry.update(values)
+            return
+    current.append({"major": major, "minor": minor, **values})
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -89,6 +120,13 @@ def merge(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]
             if value is None or (key in ("cpus", "mems") and value == ""):
                 continue
             out.setdefault(section, {})[key] = value
+    for key, (_struct, fields) in DEVICE_LISTS.items():
+        for given in (new.get("blockIO") or {}).get(key) or []:
+            _upsert(out.setdefault("blockIO", {}).setdefault(key, []), given,
+                    tuple(fields) if key == "weightDevice" else ("rate",))
+    cpu = new.get("cpu") or {}
+    if cpu.get("idle") is not None and cpu.get("shares") is None:
+        out["cpu"]["shares"] = 0     # as runc: the kernel refuses shares (weight) on an idle cgroup
     mem = new.get("memory") or {}
     if mem.get("limit") == -1 and mem.get("swap") is None:
         out.setdefault("memory", {})["swap"] = -1    # unlimited memory: unlimited swap too

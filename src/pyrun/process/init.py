@@ -46,6 +46,7 @@ class Init:
         # they cost create ~0.4 ms.
         self.detail = ctx.trace_fd >= 0
         self.verdict_fd = -1        # wait_for_start: exec.fifo, open for writing while `start` reads
+        self.pty: tuple[int, int] | None = None   # open_pty_before_chroot: (master, slave)
 
 
 def die_with_parent(ch: Channel) -> None:
@@ -266,12 +267,33 @@ def plan_create_cwd(it: Init) -> list[dict[str, Any]]:
     return [{"do": "mkdir -p", "path": it.ctx.process.get("cwd") or "/", "mode": "0755"}]
 
 
+def _own_mount_namespace(it: Init) -> bool:
+    return "mount" in it.ctx.new_namespaces or "mount" in it.ctx.join_namespaces
+
+
+def open_pty_before_chroot(it: Init) -> None:
+    """Sharing the host's mount namespace, the container gets no mount (none
+    is ours to undo there), so its rootfs has no /dev/ptmx, /dev/pts of its
+    own: the pty comes from the host's /dev/ptmx, opened while the init still
+    sees the host's /.  (runc mounts the config's /dev and devpts in the
+    host's namespace instead, and leaves them there.)"""
+    from pyrun.process import terminal     # preloaded
+    it.pty = terminal.open_pty(it.ctx.process.get("consoleSize"))
+
+
+def plan_open_pty_before_chroot(it: Init) -> list[dict[str, Any]]:
+    if not it.ctx.process.get("terminal") or it.ctx.mode != "init" or _own_mount_namespace(it):
+        return []
+    return [{"do": "open a pty from the host's /dev/ptmx", "size": it.ctx.process.get("consoleSize")}]
+
+
 def set_up_console(it: Init) -> None:
     sock = it.ctx.console_socket
     if sock is None:
         return
     from pyrun.process import terminal     # preloaded
-    master, slave = terminal.open_pty(it.ctx.process.get("consoleSize"))
+    master, slave = it.pty or terminal.open_pty(it.ctx.process.get("consoleSize"))
+    it.pty = None
     # The process's own console, as runc: its user owns the pty (the group
     # stays devpts' gid=5), else a non-root process cannot reopen it
     # (/dev/stdin, `tty`, ssh-style password prompts).
@@ -284,7 +306,7 @@ def set_up_console(it: Init) -> None:
             # in a user namespace (EPERM), a read-only /dev: leave it be.
             if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
                 raise
-    if it.ctx.mode == "init":      # as runc: an exec'd process mounts nothing
+    if any(act["do"] == BIND_CONSOLE for act in it.actions):
         terminal.mount_console(slave)
     terminal.send_master(sock, master)
     os.close(master)
@@ -297,14 +319,19 @@ def set_up_console(it: Init) -> None:
 def plan_set_up_console(it: Init) -> list[dict[str, Any]]:
     if not it.ctx.process.get("terminal"):
         return []
-    out: list[dict[str, Any]] = [{"do": "open a pty from /dev/ptmx", "size": it.ctx.process.get("consoleSize")}]
+    out: list[dict[str, Any]] = []
+    if not plan_open_pty_before_chroot(it):
+        out.append({"do": "open a pty from /dev/ptmx", "size": it.ctx.process.get("consoleSize")})
     uid = int((it.ctx.process.get("user") or {}).get("uid", 0))
     if uid:
         out.append({"do": "give the pty to the process's user", "uid": uid,
                     "unless": "EINVAL, EPERM or EROFS (left as it is)"})
-    if it.ctx.mode == "init":
-        out.append({"do": "bind the pty onto /dev/console"})
+    if it.ctx.mode == "init" and _own_mount_namespace(it):    # as runc: an exec'd process mounts nothing
+        out.append({"do": BIND_CONSOLE})
     return out + [{"do": "send the master to the console socket"}, {"do": "make the pty our controlling tty"}]
+
+
+BIND_CONSOLE = "bind the pty onto /dev/console"
 
 
 def finalize_rootfs(it: Init) -> None:
@@ -850,6 +877,7 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("run create hooks", run_create_hooks),
     ("hold /dev/null for masks", hold_null_device),
     ("open private procfs", open_private_procfs),
+    ("open pty before chroot", open_pty_before_chroot),
     ("switch root", switch_root),
     ("create cwd", create_cwd),
     ("set up console", set_up_console),
@@ -889,6 +917,7 @@ PLANS: dict[Callable[[Init], None], Callable[[Init], list[dict[str, Any]]]] = {
     run_create_hooks: plan_run_create_hooks,
     hold_null_device: plan_hold_null_device,
     open_private_procfs: _always("open a private procfs (fsopen/fsmount, attached nowhere)"),
+    open_pty_before_chroot: plan_open_pty_before_chroot,
     switch_root: plan_switch_root,
     create_cwd: plan_create_cwd,
     set_up_console: plan_set_up_console,

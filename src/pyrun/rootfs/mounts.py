@@ -148,10 +148,38 @@ def _fresh(root_fd: int, dest: str, fstype: str, source: str, opts: mount_option
     try:
         procsafe.check_target(root_fd, target, dest, fstype)
         flags = opts.flags & ~(s.MS_REMOUNT | s.MS_BIND | s.MS_REC)
-        s.mount(source, fd_path(target), fstype, flags, data)
+        if fstype == "tmpfs" and "tmpcopyup" in opts.extensions:
+            _tmpfs_copyup(root_fd, dest, target, source, flags, data)
+        else:
+            s.mount(source, fd_path(target), fstype, flags, data)
     finally:
         os.close(target)
     _finish(root_fd, dest, opts, bind=False)
+
+
+def _tmpfs_copyup(root_fd: int, dest: str, target: int, source: str, flags: int, data: str | None) -> None:
+    """The tmpfs goes over `target` read-write, the directory it now covers
+    (still reachable through an fd opened before) is copied in, then the
+    flags asked for are put on (as runc, which copies through a host tmpdir)."""
+    from pyrun.rootfs.copyup import copy_tree
+    covered = os.open(fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        s.mount(source, fd_path(target), "tmpfs", flags & ~s.MS_RDONLY, data)
+        top = open_in_root(root_fd, dest, directory=True)
+        try:
+            new = os.open(fd_path(top), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                copy_tree(covered, new)
+            except OSError as e:
+                raise OSError(e.errno, f"tmpcopyup: failed to copy {dest}: {e.strerror or e}") from None
+            finally:
+                os.close(new)
+            if flags & s.MS_RDONLY:
+                s.mount(None, fd_path(top), None, s.MS_REMOUNT | flags)
+        finally:
+            os.close(top)
+    finally:
+        os.close(covered)
 
 
 def _tmpfs_data(root_fd: int, dest: str, data: str) -> str:
