@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pyrun against runc 1.1.5, runc 1.4.3 and crun: the same scenarios, interleaved, medians and ratios.
 
-    .venv/bin/python bench/bench.py [--reps N] [--only run,lifecycle,...] [--docker]
+    .venv/bin/python bench/bench.py [--reps N] [--only run,lifecycle,...] [--docker] [--crictl]
                                     [--json FILE] [--markdown FILE]
 
 Every repetition runs each runtime once, in a rotating order, so that load from
@@ -40,7 +40,7 @@ RUNTIMES = {"pyrun": str(REPO / ".venv" / "bin" / "pyrun"), "runc": "/usr/sbin/r
 RUNC_14_GZ = REPO.parent / "shared" / "upstream" / "runc-1.4.3-amd64.gz"
 OTHERS = ("runc", "runc-1.4", "crun")      # pyrun's ratios are against each of these
 SCENARIOS = ("floor", "run", "lifecycle", "exec", "kill", "parallel100", "state100", "list100", "memory",
-             "limits", "docker")
+             "limits", "docker", "crictl")
 PREFIX = f"pyrun-bench-{os.getpid()}-"
 MIB = 1024 * 1024
 PR_SET_CHILD_SUBREAPER = 36
@@ -411,6 +411,38 @@ class Bench:
                 daemon.docker("run", "--rm", "--runtime", f"bench-{rt.name}", daemon.image, "/bin/true")
                 self.table.add("docker run --rm /bin/true", rt.name, (time.perf_counter() - start) * 1000)
 
+    def crictl(self) -> None:
+        """A Kubernetes pod through containerd's CRI: `crictl runp` (the sandbox
+        created and started) then one container created and started in it, per
+        handler. The private containerd of tests/cri_daemon.py has two handlers,
+        pyrun (this bench's) and runc (Debian's 1.1.5): runc-1.4 is not measured."""
+        from cri_daemon import CONTAINERD, CriContainerd, new_workdir
+        if CONTAINERD is None or not os.path.exists("/usr/lib/cni/loopback"):
+            self.table.note("crictl runp + create + start", "skipped: containerd or the CNI loopback plugin missing")
+            return
+        from test_cri import Crictl, Pod, _crictl_binary
+        binary = _crictl_binary()
+        pyrun = next(rt.path for rt in self.runtimes if rt.name == "pyrun")
+        handlers = [rt for rt in self.live() if rt.name in ("pyrun", "runc")]
+        daemon = CriContainerd(new_workdir(), pyrun)
+        try:
+            daemon.start()
+            daemon.import_busybox(self.bundles.rootfs)
+            cri = Crictl(binary, daemon)
+            for rep, rt in interleaved(handlers, self.reps + 1):
+                pod = Pod(cri, rt.name)
+                try:
+                    start = time.perf_counter()
+                    pod.run()
+                    pod.create("app", "sleep", "1000")
+                    took = (time.perf_counter() - start) * 1000
+                finally:
+                    pod.remove()
+                if rep:     # the first round warms containerd's caches for both
+                    self.table.add("crictl runp + create + start", rt.name, took)
+        finally:
+            daemon.stop(binary)
+
     # --
 
     def live(self) -> list[Runtime]:
@@ -504,9 +536,10 @@ def unpack_runc_14(workdir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--only", default=",".join(s for s in SCENARIOS if s != "docker"),
+    ap.add_argument("--only", default=",".join(s for s in SCENARIOS if s not in ("docker", "crictl")),
                     help=f"comma-separated, from: {','.join(SCENARIOS)}")
     ap.add_argument("--docker", action="store_true", help="add the docker run --rm scenario")
+    ap.add_argument("--crictl", action="store_true", help="add the crictl pod scenario (containerd's CRI)")
     ap.add_argument("--runtimes", default="pyrun,runc,runc-1.4,crun")
     ap.add_argument("--pyrun", default=RUNTIMES["pyrun"])
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -514,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         ap.error("containers need root")
-    scenarios = set(args.only.split(",")) | ({"docker"} if args.docker else set())
+    scenarios = set(args.only.split(",")) | ({"docker"} if args.docker else set()) \
+        | ({"crictl"} if args.crictl else set())
     unknown = scenarios - set(SCENARIOS)
     if unknown:
         ap.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -532,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("floor", bench.floor), ("run", bench.run), ("lifecycle", bench.lifecycle), ("exec", bench.exec),
             ("kill", bench.kill),
-            ("memory", bench.memory), ("limits", bench.limits), ("docker", bench.docker)]
+            ("memory", bench.memory), ("limits", bench.limits), ("docker", bench.docker),
+            ("crictl", bench.crictl)]
         for name, step in steps:
             if name in scenarios:
                 print(f"# {name}", file=sys.stderr, flush=True)
