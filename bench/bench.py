@@ -416,7 +416,8 @@ class Bench:
         created and started) then one container created and started in it, per
         handler. The private containerd of tests/cri_daemon.py has two handlers,
         pyrun (this bench's) and runc (Debian's 1.1.5): runc-1.4 is not measured."""
-        from cri_daemon import CONTAINERD, CriContainerd, new_workdir
+        from containerd_daemon import CONTAINERD
+        from cri_daemon import CriContainerd, new_workdir
         if CONTAINERD is None or not os.path.exists("/usr/lib/cni/loopback"):
             self.table.note("crictl runp + create + start", "skipped: containerd or the CNI loopback plugin missing")
             return

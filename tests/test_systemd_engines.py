@@ -160,7 +160,8 @@ def test_docker_oom_hog_is_oom_killed(dockerd: Dockerd, rt: str) -> None:
 
 @pytest.fixture(scope="module")
 def cri(rootfs_template: Path) -> Iterator["Crictl"]:
-    from cri_daemon import CONTAINERD, CriContainerd, new_workdir
+    from containerd_daemon import CONTAINERD
+    from cri_daemon import CriContainerd, new_workdir
     from test_cri import Crictl, _crictl_binary
     if CONTAINERD is None or not os.path.exists("/usr/lib/cni/loopback"):
         pytest.skip("containerd or the CNI loopback plugin not installed")
