@@ -9,6 +9,7 @@ that exact shape.
 """
 from __future__ import annotations
 
+import errno
 import os
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ def all_pids(paths: dict[str, str]) -> list[int]:
             try:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
                     found.update(int(x) for x in f.read().split())
-            except (FileNotFoundError, ProcessLookupError):
-                continue
+            except OSError as e:
+                # gone, or going: a cgroup being removed (systemd stopping a
+                # scope as its last process exits) answers ENODEV
+                if e.errno not in (errno.ENOENT, errno.ENODEV, errno.ESRCH):
+                    raise
     return sorted(found)
 
 
