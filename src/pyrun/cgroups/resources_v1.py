@@ -65,43 +65,33 @@ def _cpu(d: str, res: dict[str, Any]) -> None:
             raise CgroupError(f"the maximum allowed cpu-shares is {got}")
         if shares < got:
             raise CgroupError(f"the minimum allowed cpu-shares is {got}")
-    period, quota = cpu.get("period") or 0, cpu.get("quota") or 0
-    retry_period = False
-    if period:
-        try:
-            write(d, "cpu.cfs_period_us", str(period))
-        except CgroupError:
-            # a shorter period can break the parent's quota until the new quota is in
-            if not quota:
-                raise
-            retry_period = True
-    if quota:
-        write(d, "cpu.cfs_quota_us", str(quota))
-        if retry_period:
-            write(d, "cpu.cfs_period_us", str(period))
+    # a shorter period can break the parent's quota until the new quota is in
+    _period_and_budget(d, "cpu.cfs_period_us", cpu.get("period") or 0, "cpu.cfs_quota_us", cpu.get("quota") or 0)
     if cpu.get("burst") is not None:
         write(d, "cpu.cfs_burst_us", str(cpu["burst"]))
     if cpu.get("idle") is not None:
         write(d, "cpu.idle", str(cpu["idle"]))
-    _rt(d, cpu)
+    # the rt period after the runtime when the current runtime does not fit the
+    # new, shorter period (runtime 600001 > period 10000 is EINVAL), as runc
+    _period_and_budget(d, "cpu.rt_period_us", cpu.get("realtimePeriod") or 0,
+                       "cpu.rt_runtime_us", cpu.get("realtimeRuntime") or 0)
 
 
-def _rt(d: str, cpu: dict[str, Any]) -> None:
-    """The rt period after the runtime when the current runtime does not fit
-    the new, shorter period (runtime 600001 > period 10000 is EINVAL), as runc."""
-    period, runtime = cpu.get("realtimePeriod") or 0, cpu.get("realtimeRuntime") or 0
+def _period_and_budget(d: str, period_file: str, period: int, budget_file: str, budget: int) -> None:
+    """The period first; if the kernel refuses it against the budget now in
+    place, write the new budget and then the period again."""
     retry_period = False
     if period:
         try:
-            write(d, "cpu.rt_period_us", str(period))
+            write(d, period_file, str(period))
         except CgroupError:
-            if not runtime:
+            if not budget:
                 raise
             retry_period = True
-    if runtime:
-        write(d, "cpu.rt_runtime_us", str(runtime))
+    if budget:
+        write(d, budget_file, str(budget))
         if retry_period:
-            write(d, "cpu.rt_period_us", str(period))
+            write(d, period_file, str(period))
 
 
 def _memory_set(mem: dict[str, Any]) -> bool:
