@@ -156,15 +156,15 @@ class FsCgroup(Cgroup):
     def freezer(self) -> tuple[str, str] | None:
         """("v1" | "v2", directory) of the freezer in use: v1's where it is
         mounted (as runc), else cgroup.freeze.  The one place that decides."""
-        v1 = self.v1_dir("freezer")
-        if v1 is not None:
-            return "v1", v1
-        if "" in self.paths:
-            return "v2", self.paths[""]
-        return None
+        return self._v1_else_v2("freezer")
 
     def _memory(self) -> tuple[str, str] | None:
-        v1 = self.v1_dir("memory")
+        return self._v1_else_v2("memory")
+
+    def _v1_else_v2(self, controller: str) -> tuple[str, str] | None:
+        """("v1", its directory) where the controller has a v1 hierarchy, else
+        ("v2", the unified directory), else None."""
+        v1 = self.v1_dir(controller)
         if v1 is not None:
             return "v1", v1
         if "" in self.paths:
