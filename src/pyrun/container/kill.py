@@ -38,22 +38,24 @@ def kill(root: str, container_id: str, sig: int | str, all_processes: bool = Fal
         status = status_of(cdir, state)
         private_pidns = "pid" in (state.get("namespace_paths") or {}) and \
             str(state["namespace_paths"]["pid"]).startswith(f"/proc/{state['init_process_pid']}/")
-        cgroup = load(state)
         if status == STOPPED:
             if all_processes:
                 return          # runc ignores "not running" with --all
-            if sig == _signal.SIGKILL and not private_pidns and cgroup.pids():
+            if sig == _signal.SIGKILL and not private_pidns:
                 # The host's pid namespace: the init is gone, not what it
                 # started (exec'd processes); runc 1.2+ kills those too.
-                log.debug(f"kill {container_id}: stopped, KILL to what is left in its cgroup")
-                cgroup.kill(sig)
-                return
+                cgroup = load(state)
+                if cgroup.pids():
+                    log.debug(f"kill {container_id}: stopped, KILL to what is left in its cgroup")
+                    cgroup.kill(sig)
+                    return
             raise PyrunError(errors.NOT_RUNNING)
         if sig == 0:         # `kill ID 0`: is it alive? Nothing to freeze or signal.
             if not all_processes:
                 _alive(state["init_process_pid"])
             log.debug(f"kill {container_id}: {status}, alive")
             return
+        cgroup = load(state)
         # rootless without a cgroup (kill() says False): only the init can be named (runc does the same)
         if (all_processes or (sig == _signal.SIGKILL and not private_pidns)) and cgroup.kill(sig):
             log.debug(f"kill {container_id}: signal {sig} to every process in its cgroup")
