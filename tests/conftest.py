@@ -379,3 +379,13 @@ def pyrun(state_root: Path) -> Iterator[Pyrun]:
     leaks = wait_for_no_leaks(state_root, before)
     runner.cleanup()       # a safety net for the next test; the leak still fails this one
     assert not leaks, f"left behind: {leaks}"
+
+
+@pytest.fixture
+def running(pyrun: Pyrun, bundle: Bundle) -> Iterator[str]:
+    """A running busybox container (`sleep 300`); its ID, deleted afterwards."""
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), cid)
+    yield cid
+    pyrun("delete", "-f", cid)

@@ -42,15 +42,6 @@ def test_run_under_taskset_gets_its_cpuset(pyrun, bundle):
     assert _cpus(out) == {SECOND}
 
 
-@pytest.fixture
-def running(pyrun, bundle):
-    bundle.set_args("sleep", "300")
-    cid = pyrun.new_id()
-    pyrun("run", "-d", "-b", str(bundle.path), cid)
-    yield cid
-    pyrun("delete", "-f", cid)
-
-
 def test_exec_under_taskset_does_not_pass_its_affinity_on(pyrun, running):
     out = pyrun("exec", running, *GREP, preexec_fn=_pinned_to_first).stdout
     assert _cpus(out) == OURS

@@ -14,16 +14,6 @@ import pytest
 from conftest import PYRUN, status_fields
 
 
-@pytest.fixture
-def running(pyrun, bundle):
-    """A running busybox container; deleted afterwards."""
-    bundle.set_args("sleep", "300")
-    cid = pyrun.new_id()
-    pyrun("run", "-d", "-b", str(bundle.path), cid)
-    yield cid
-    pyrun("delete", "-f", cid)
-
-
 def _ns_links(pid: int) -> dict[str, str]:
     return {ns: os.readlink(f"/proc/{pid}/ns/{ns}")
             for ns in ("mnt", "uts", "ipc", "net", "pid", "cgroup", "user")}

@@ -172,24 +172,33 @@ def v2_dir():
     os.rmdir(path)
 
 
-def test_v2_freezer_waits_for_frozen_and_thaws(v2_dir):
-    """The cgroup.freeze path on a directory of the cgroup2 mount (the one a
-    pure-v2 host uses), with a forked CPU loop inside."""
+def _spin_in(*dirs: str) -> int:
+    """Fork a CPU loop that has joined each cgroup directory; its pid once it has."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            with open(os.path.join(v2_dir, "cgroup.procs"), "w") as f:
-                f.write("0")
+            for d in dirs:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write("0")
             os.write(w, b"x")
             while True:
                 pass
         finally:
             os._exit(1)
+    os.close(w)
     try:
-        os.close(w)
         assert os.read(r, 1) == b"x"
+    finally:
         os.close(r)
+    return pid
+
+
+def test_v2_freezer_waits_for_frozen_and_thaws(v2_dir):
+    """The cgroup.freeze path on a directory of the cgroup2 mount (the one a
+    pure-v2 host uses), with a forked CPU loop inside."""
+    pid = _spin_in(v2_dir)
+    try:
         paths = {"": v2_dir}
         cgroup = load({"cgroup_paths": paths})
         assert _moves(pid)
@@ -218,22 +227,8 @@ def test_hybrid_without_v1_freezer_freezes_and_reports_through_cgroup2(v2_dir):
         pytest.skip("needs a hybrid host (a v1 cpu hierarchy beside cgroup2)")
     cpu_dir = os.path.join(cpu.mountpoint, ID_PREFIX + "frz-" + uuid.uuid4().hex[:8])
     os.mkdir(cpu_dir)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            for d in (v2_dir, cpu_dir):
-                with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                    f.write("0")
-            os.write(w, b"x")
-            while True:
-                pass
-        finally:
-            os._exit(1)
+    pid = _spin_in(v2_dir, cpu_dir)
     try:
-        os.close(w)
-        assert os.read(r, 1) == b"x"
-        os.close(r)
         paths = {"": v2_dir, cpu.key: cpu_dir}
         cgroup = load({"cgroup_paths": paths})
         assert not cgroup.frozen()

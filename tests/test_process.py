@@ -428,15 +428,21 @@ def test_time_offsets_in_a_new_user_namespace(pyrun, open_bundle):
 
 # --- user namespace -------------------------------------------------------------------
 
+def _with_own_userns(bundle) -> dict:
+    """A new user namespace mapping 0-65535 to host 100000+; the config's linux section."""
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    return linux
+
+
 def test_joining_another_containers_user_namespace(pyrun, open_bundle):
     """By path, no mappings of its own, with the default mounts (devpts gid=5): runc 1.2+
     userns.bats "userns join other container userns". Before: "error mounting 'devpts' ...:
     value too large for defined data type": our host uid/gid are unmapped there."""
     bundle = open_bundle
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux = _with_own_userns(bundle)
     bundle.set_args("sleep", "300")
     target = pyrun.new_id()
     pyrun("run", "-d", "-b", str(bundle.path), target)
@@ -461,10 +467,7 @@ def test_joining_a_user_namespace_and_a_network_namespace_it_does_not_own(pyrun,
     external namespaces [wrong userns owner]"). Before: "failed to join network namespace
     ...: operation not permitted": pyrun joined the user namespace first."""
     bundle = open_bundle
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux = _with_own_userns(bundle)
     bundle.set_args("sleep", "300")
     target = pyrun.new_id()
     pyrun("run", "-d", "-b", str(bundle.path), target)

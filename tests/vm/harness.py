@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Callable, TextIO
 
 if __package__ in (None, ""):   # run as a script: make `vm` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,13 +61,17 @@ class VmResult:
         return summary
 
 
-def run_for_module(command: str, cwd: str | os.PathLike[str], timeout: float) -> VmResult:
+def run_for_module(command: str, cwd: str | os.PathLike[str], timeout: float,
+                   before: Callable[[], None] | None = None, **boot: Any) -> VmResult:
     """A VM test module's one boot: skipped inside the VM (no VM in the VM),
-    an error unless `command` ran there to exit status 0."""
+    an error unless `command` ran there to exit status 0.  `before`: host-side
+    preparation the guest reads; `boot`: run()'s other options (systemd=True)."""
     import pytest
     if os.environ.get("PYRUN_IN_VM"):
         pytest.skip("already inside the VM")
-    result = run(command, cwd=cwd, timeout=timeout)
+    if before is not None:
+        before()
+    result = run(command, cwd=cwd, timeout=timeout, **boot)
     assert result.status == 0, result.describe()
     return result
 
