@@ -53,15 +53,24 @@ def _files(bundle: Bundle, *names: str) -> dict[str, str]:
 
 
 def runc_spec(bundle: Bundle, _helper: Any) -> dict[str, Any]:
-    """Current runc's `runc spec` template (1.4.3), as a user starts from it.
-    (Debian's runc 1.1.5 template lists ambient caps that are not inheritable;
-    pyrun refuses to raise them where runc 1.1.5 ignores the failure.)"""
+    """Current runc's `runc spec` template (1.4.3), as a user starts from it."""
     runc = bundle.path / "runc"
     with gzip.open(RUNC_143) as src, open(runc, "wb") as dst:
         shutil.copyfileobj(src, dst)
     runc.chmod(0o755)
-    subprocess.run([str(runc), "spec"], cwd=bundle.path / "rootfs", check=True)
+    config = _spec_of(str(runc), bundle)
     runc.unlink()
+    return config
+
+
+def runc_115_spec(bundle: Bundle, _helper: Any) -> dict[str, Any]:
+    """Debian's runc 1.1.5 template: its ambient caps are not inheritable, so
+    they cannot be raised; create warns (as runc does) and the plan says so."""
+    return _spec_of("/usr/sbin/runc", bundle)
+
+
+def _spec_of(runc: str, bundle: Bundle) -> dict[str, Any]:
+    subprocess.run([runc, "spec"], cwd=bundle.path / "rootfs", check=True)
     config = json.loads((bundle.path / "rootfs" / "config.json").read_text())
     (bundle.path / "rootfs" / "config.json").unlink()
     config["process"]["terminal"] = False
@@ -151,7 +160,7 @@ def shared_ro_dev(bundle: Bundle, _helper: Any) -> dict[str, Any]:
     return config
 
 
-CORPUS = {"runc-spec": runc_spec, "docker": docker_like, "containerd": containerd_like,
+CORPUS = {"runc-spec": runc_spec, "runc-1.1.5-spec": runc_115_spec, "docker": docker_like, "containerd": containerd_like,
           "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev}
 
 
@@ -211,7 +220,7 @@ def test_explain_is_what_create_does(pyrun: Pyrun, request: pytest.FixtureReques
     assert done["stage 1"] == explained["stage 1"]
     assert dict(done["parent"]) == dict(explained["parent"])
     assert [name for name, _ in done["init"]][-3:] == ["report ready", "wait for start", "exec"]
-    _check_case(case, config, explained)
+    _check_case(case, config, explained, plan["warnings"])
 
 
 def _writes(explained: dict[str, list[tuple[str, Any]]]) -> dict[str, str]:
@@ -223,7 +232,8 @@ def _actions(explained: dict[str, list[tuple[str, Any]]], step: str) -> list[dic
     return dict(explained["init"])[step]
 
 
-def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tuple[str, Any]]]) -> None:
+def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tuple[str, Any]]],
+                warnings: list[str]) -> None:
     """Plans carry the config's values, converted as the kernel's files want them."""
     mounts = [a for a in _actions(explained, "prepare rootfs") if a["do"] == "mount"]
     assert [m["destination"] for m in mounts] == [m["destination"] for m in config["mounts"]]
@@ -239,6 +249,13 @@ def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tup
         grantable = _bounding_of_this_process()
         assert sorted(capset["effective"]) == sorted(c for c in DOCKER_CAPS + ["CAP_SYS_RESOURCE"] if c in grantable)
         assert {a["path"] for a in _actions(explained, "restrict paths") if a["do"] == "mask"} == set(MASKED)
+    if case == "runc-1.1.5-spec":
+        # ambient without inheritable cannot be raised: create warns and runs (as runc), and explain says so
+        ambient = config["process"]["capabilities"]["ambient"]
+        assert ambient and not config["process"]["capabilities"].get("inheritable")
+        raised = next(a for a in _actions(explained, "switch user") if a["do"] == "raise ambient")
+        assert raised["caps"] == []
+        assert warnings == [f"can't raise ambient capability {cap}: operation not permitted" for cap in ambient]
     if case == "containerd":
         joined = dict(explained["stage 1"])["join namespaces"]
         assert [(a["type"], a["path"]) for a in joined] == \
