@@ -710,12 +710,23 @@ def look_up_executable(it: Init) -> None:
                 raise InitError("look up executable",
                                 f'exec: "{name}": stat {name}: {strerror(e.errno)}') from None
             continue
-        if not stat.S_ISDIR(st.st_mode) and st.st_mode & 0o111:
+        if not stat.S_ISDIR(st.st_mode) and _may_execute(candidate, st.st_mode):
             it.executable = candidate
             return
         if "/" in name:
             raise InitError("look up executable", f'exec: "{name}": permission denied')
     raise InitError("look up executable", f'exec: "{name}": executable file not found in $PATH')
+
+
+def _may_execute(path: str, mode: int) -> bool:
+    """As Go's exec.LookPath (runc 1.2+): access(X_OK) as the process's user,
+    which also refuses a file on a noexec mount, so that execve cannot fail
+    with EACCES after `create` has gone; the mode bits where a filter or an
+    old kernel refuses the call itself."""
+    err = s.eaccess(path, os.X_OK)
+    if err in (errno.ENOSYS, errno.EPERM):
+        return bool(mode & 0o111)
+    return err == 0
 
 
 def plan_look_up_executable(it: Init) -> list[dict[str, Any]]:
@@ -847,7 +858,25 @@ def exec_process(it: Init) -> None:
     try:
         os.execve(it.executable, args, env)
     except OSError as e:
-        raise OSError(e.errno, f"exec {it.executable}: {strerror(e.errno)}") from None
+        _execve_failed(it.executable, e.errno or errno.EIO)
+
+
+def _execve_failed(path: str, err: int) -> None:
+    """execve itself failed after the lookup passed (a missing `#!`
+    interpreter, a format the kernel does not know, a seccomp refusal).
+
+    As runc 1.2+ (runc#4171): the caller was already told the process
+    started (`start` got "0", `exec` was released), so nothing more goes to
+    it; the process's own stderr gets the one line `exec <path>: <reason>`
+    and the exit status is 255. For `run` and `exec` that stderr is the
+    caller's; for a detached or created container it is the container's
+    (its console, or the stdio the shim gave `create`)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)    # a closed stderr must not change the status
+    try:
+        os.write(2, f"exec {path}: {strerror(err)}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(255)
 
 
 def plan_exec(it: Init) -> list[dict[str, Any]]:
