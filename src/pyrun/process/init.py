@@ -485,15 +485,27 @@ def plan_set_no_new_privileges(it: Init) -> list[dict[str, Any]]:
 
 
 def set_scheduling(it: Init) -> None:
-    """process.scheduler (sched_setattr) and process.ioPriority (ioprio_set)."""
+    """process.scheduler (sched_setattr) and process.ioPriority (ioprio_set).
+
+    The kernel judges a policy against the cgroup the init is in (a
+    SCHED_DEADLINE task must be free to run on every CPU of its root domain;
+    SCHED_FIFO/RR need real-time time), so the init's limits must be written
+    first, as runc 1.3+ writes them before its init goes this far."""
     from pyrun.linux import sched
-    sched.apply(it.ctx.process)
+    if _planned(it, "ask the parent to write the cgroup limits"):
+        it.ch.send(Msg.LIMITS_REQUEST)
+        it.ch.expect(Msg.LIMITS_DONE)
+    cpus = ((it.ctx.linux.get("resources") or {}).get("cpu") or {}).get("cpus") or ""
+    sched.apply(it.ctx.process, cpuset=cpus)
 
 
 def plan_set_scheduling(it: Init) -> list[dict[str, Any]]:
     proc = it.ctx.process
-    return [{"do": do, key: proc[key]} for do, key in (("sched_setattr", "scheduler"), ("ioprio_set", "ioPriority"))
-            if proc.get(key)]
+    out: list[dict[str, Any]] = []
+    if proc.get("scheduler") and it.ctx.mode == "init":     # exec joins a cgroup whose limits are set
+        out.append({"do": "ask the parent to write the cgroup limits"})
+    return out + [{"do": do, key: proc[key]} for do, key in (("sched_setattr", "scheduler"),
+                                                             ("ioprio_set", "ioPriority")) if proc.get(key)]
 
 
 def set_memory_policy(it: Init) -> None:
