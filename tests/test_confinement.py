@@ -18,6 +18,8 @@ from typing import Iterator
 import pytest
 
 from pyrun.cgroups.layout import container_paths
+from test_cli_fidelity import runc_143  # noqa: F401 (a fixture)
+from test_init_failures import runtime  # noqa: F401 (a fixture: pyrun and runc 1.4.3)
 from waiting import eventually
 
 
@@ -162,8 +164,8 @@ def rt_budget(pyrun) -> Iterator[str]:
     """A container ID whose cpu cgroup is pre-made with real-time time.
 
     With RT group scheduling a new cpu cgroup has cpu.rt_runtime_us = 0 and
-    the kernel refuses SCHED_FIFO/RR in it; pyrun does not apply
-    linux.resources yet, so the test gives the cgroup a budget itself."""
+    the kernel refuses SCHED_FIFO/RR in it; this test's config gives none
+    (linux.resources.cpu.realtimeRuntime), so the cgroup gets one here."""
     cid = pyrun.new_id()
     cpu = _cpu_cgroup(cid)
     if cpu is None:
@@ -193,6 +195,73 @@ def test_sched_rt_without_rt_budget_is_one_line(pyrun, bundle, tmp_path):
     line = refused(pyrun, bundle, tmp_path)
     assert "set scheduling" in line and "process.scheduler" in line and "SCHED_RR" in line
     assert "realtimeRuntime" in line
+
+
+DEADLINE = {"policy": "SCHED_DEADLINE", "nice": 19, "runtime": 42000, "deadline": 1000000, "period": 1000000}
+ALLOWED_CPUS = "process scheduler can't be used together with AllowedCPUs"
+
+
+def one_json_error(res) -> str:
+    entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
+    assert [e["level"] for e in entries] == ["error"], res.stderr
+    return entries[0]["msg"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a cpuset of one CPU restricts nothing on one CPU")
+def test_sched_deadline_with_a_cpuset_is_refused_in_runcs_words(runtime, bundle, tmp_path):
+    """runc v1.3.6 scheduler.bats "scheduler vs cpus": a SCHED_DEADLINE task
+    must be free to run on every CPU of its root domain (sched_setattr(2):
+    EPERM), so linux.resources.cpu.cpus narrowing it makes runc fail with
+    `process scheduler can't be used together with AllowedCPUs`, for `run`
+    and for `exec` (any policy: runc reads every EPERM so when there is a
+    cpuset). Before: pyrun wrote the cpuset after the init set its policy,
+    and the container ran SCHED_DEADLINE pinned to CPU 0."""
+    bundle.config["linux"].setdefault("resources", {})["cpu"] = {"cpus": "0"}
+    bundle.config["process"]["scheduler"] = DEADLINE
+    bundle.set_args("sleep", "300")
+    cid = runtime.new_id()
+    res = runtime("run", "-d", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1, res
+    msg = one_json_error(res)
+    assert msg.startswith(f"{runtime.program} run failed: unable to start container process: "), msg
+    assert msg.endswith(ALLOWED_CPUS), msg
+    assert not (runtime.root / cid).exists()
+
+    del bundle.config["process"]["scheduler"]
+    bundle.write()
+    runtime("run", "-d", "-b", str(bundle.path), cid)
+    for sched in (DEADLINE, {"policy": "SCHED_FIFO", "priority": 10}):
+        process = tmp_path / "process.json"
+        process.write_text(json.dumps({**bundle.config["process"], "args": ["true"], "scheduler": sched}))
+        res = runtime("exec", "-p", str(process), cid, check=False, global_args=("--log-format", "json"))
+        assert res.returncode == 255, res
+        msg = one_json_error(res)
+        assert msg.startswith("exec failed: unable to start container process: ") and msg.endswith(ALLOWED_CPUS), msg
+    runtime("delete", "--force", cid)
+
+
+def test_sched_deadline_with_every_cpu_in_the_cpuset_runs(runtime, bundle):
+    """The same policy with a cpuset of every CPU narrows nothing: the
+    container's process runs under SCHED_DEADLINE (policy 6)."""
+    bundle.config["linux"].setdefault("resources", {})["cpu"] = {"cpus": f"0-{os.cpu_count() - 1}"}
+    bundle.config["process"]["scheduler"] = DEADLINE
+    bundle.set_args("cat", "/proc/self/stat")
+    out = runtime("run", "-b", str(bundle.path), runtime.new_id()).stdout
+    assert stat_fields(out)[38] == "6", out     # field 41: policy
+
+
+@pytest.mark.skipif(_cpu_cgroup("probe") is None, reason="no real-time group scheduling on this host")
+def test_sched_fifo_gets_its_realtime_runtime_from_the_config(runtime, bundle):
+    """With RT group scheduling, SCHED_FIFO needs real-time time in the
+    container's cpu cgroup: linux.resources.cpu.realtimeRuntime is written
+    before the init sets its policy, as runc does. Before: pyrun wrote it
+    after, and the same config failed with EPERM."""
+    bundle.config["linux"].setdefault("resources", {})["cpu"] = {"realtimeRuntime": 10000,
+                                                                 "realtimePeriod": 1000000}
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
+    bundle.set_args("cat", "/proc/self/stat")
+    out = runtime("run", "-b", str(bundle.path), runtime.new_id()).stdout
+    assert (stat_fields(out)[38], stat_fields(out)[37]) == ("1", "10"), out
 
 
 @pytest.mark.parametrize("sched,field", [

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import PYRUN, Bundle
+from test_cli_fidelity import Runtime, runc_143  # noqa: F401 (runc_143 is a fixture)
 
 EPERM = 1
 
@@ -80,40 +83,109 @@ def test_fd_by_fd_when_pyrun_itself_may_not_close_range(pyrun, bundle, tmp_path)
 
 # --- failures after `create` has gone ----------------------------------------------
 
-def test_executable_removed_before_start_is_reported_by_start(pyrun, bundle, tmp_path):
-    """process.args[0] exists at create (looked up then) and is gone at start:
-    execve fails after the init was released. Before: `start` exited 0 with
-    nothing said and the container was just stopped."""
+@pytest.fixture(params=["pyrun", "runc-1.4.3"])
+def runtime(request, pyrun, tmp_path: Path):
+    """pyrun, and runc 1.4.3 beside it: where execve fails, the expectation is
+    current runc's (runc 1.2+ changed it, runc#4171)."""
+    if request.param == "pyrun":
+        rt = Runtime("pyrun", str(PYRUN), pyrun.root)
+    else:
+        rt = Runtime("runc-1.4.3", request.getfixturevalue("runc_143"), tmp_path / "runc-root")
+        rt.root.mkdir(mode=0o700)
+    yield rt
+    rt.cleanup()
+
+
+def spawn(runtime: Runtime, tmp_path: Path, *args: str) -> tuple[int, Path, Path]:
+    """`runtime args` with its stdout and stderr in files that stay readable
+    after it exits: a created or detached container keeps them as its stdio."""
+    name = uuid.uuid4().hex[:8]
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with out.open("w") as o, err.open("w") as e:
+        rc = subprocess.run([runtime.binary, "--root", str(runtime.root), *args], stdin=subprocess.DEVNULL,
+                            stdout=o, stderr=e, timeout=60).returncode
+    return rc, out, err
+
+
+def missing_interpreter(bundle: Bundle) -> None:
+    """runc v1.3.6's run.bats "runc run [execve error]": /run.sh's `#!` names no file."""
+    (bundle.rootfs / "run.sh").write_text("#!/mmnnttbb foo bar\nsh\n")
+    (bundle.rootfs / "run.sh").chmod(0o755)
+    bundle.set_args("/run.sh")
+
+
+def test_missing_interpreter_is_one_line_on_the_process_stderr(runtime, bundle, tmp_path):
+    """execve of a script whose `#!` interpreter does not exist fails after
+    the caller was told the process started. Current runc: exactly one line,
+    `exec /run.sh: no such file or directory`, written by the init on its
+    own stderr (the caller's for a foreground `run`), exit status 255, and
+    nothing in --log. Before: pyrun's `run` logged "run failed: ...
+    error during container init: exec: ..." at level error and exited 1."""
+    missing_interpreter(bundle)
+    log = tmp_path / "log.json"
+    rc, out, err = spawn(runtime, tmp_path, "--log", str(log), "--log-format", "json",
+                         "run", "-b", str(bundle.path), runtime.new_id())
+    assert (rc, out.read_text(), err.read_text()) == (255, "", "exec /run.sh: no such file or directory\n")
+    assert json_errors(log) == []
+
+
+@pytest.mark.parametrize("how", ["run -d", "create, start"])
+def test_missing_interpreter_detached_or_created(runtime, bundle, tmp_path, how):
+    """The same failure in a detached or a created container: `run -d` and
+    `start` exit 0 and say nothing (the process did start), the container
+    is stopped, and the line is on the container's stderr: the stdio that
+    `run -d` or `create` was given (a shim's log), where runc 1.4.3 puts it."""
+    missing_interpreter(bundle)
+    cid = runtime.new_id()
+    if how == "run -d":
+        rc, out, container_err = spawn(runtime, tmp_path, "run", "-d", "-b", str(bundle.path), cid)
+        assert (rc, out.read_text()) == (0, "")
+    else:
+        rc, out, container_err = spawn(runtime, tmp_path, "create", "-b", str(bundle.path), cid)
+        assert (rc, out.read_text(), container_err.read_text()) == (0, "", "")
+        rc, out, err = spawn(runtime, tmp_path, "start", cid)
+        assert (rc, out.read_text(), err.read_text()) == (0, "", "")
+    runtime.wait_status(cid, "stopped")
+    assert container_err.read_text() == "exec /run.sh: no such file or directory\n"
+    runtime("delete", cid)
+
+
+def test_executable_removed_before_start(runtime, bundle, tmp_path):
+    """process.args[0] exists at create (looked up then) and is gone at
+    start: execve fails after the init was released. runc 1.4.3: `start`
+    exits 0, the init says why on the container's stderr (create's) and
+    exits 255; it is stopped. Before (pyrun, as runc 1.1): `start` exited 1
+    with "error during container init: exec: exec /victim: ..."."""
     shutil.copy(bundle.rootfs / "bin" / "busybox", bundle.rootfs / "victim")
     bundle.set_args("/victim", "true")
-    cid = pyrun.new_id()
-    pyrun("create", "-b", str(bundle.path), cid)
+    cid = runtime.new_id()
+    create_err = tmp_path / "create.err"
+    with create_err.open("w") as e:
+        subprocess.run([runtime.binary, "--root", str(runtime.root), "create", "-b", str(bundle.path), cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e, check=True, timeout=60)
     (bundle.rootfs / "victim").unlink()
     log = tmp_path / "log.json"
-    res = pyrun("start", cid, check=False, global_args=("--log", str(log), "--log-format", "json"))
-    assert res.returncode == 1, res
-    want = "error during container init: exec: exec /victim: no such file or directory"
-    assert want in res.stderr
-    errors = json_errors(log)
-    assert len(errors) == 1 and want in errors[0], errors
-    assert pyrun.state(cid)["status"] == "stopped"
-    pyrun("delete", cid)
+    res = runtime("start", cid, global_args=("--log", str(log), "--log-format", "json"))
+    assert (res.stdout, res.stderr) == ("", "")
+    runtime.wait_status(cid, "stopped")
+    assert create_err.read_text() == "exec /victim: no such file or directory\n"
+    assert json_errors(log) == []
+    runtime("delete", cid)
 
 
-def test_execve_refused_after_start_fails_run(pyrun, bundle, tmp_path):
+def test_execve_refused_by_seccomp_after_start(runtime, bundle, tmp_path):
     """A profile (loaded late, with noNewPrivileges) that refuses execve: the
-    last step fails after `start` released the init."""
+    last step fails after `start` released the init; `run` exits with the
+    process's 255 and the one line on its stderr, nothing in --log."""
     deny(bundle, "execve", "execveat", nnp=True)
     log = tmp_path / "log.json"
     bundle.set_args("true")
-    cid = pyrun.new_id()
-    res = pyrun("run", "-b", str(bundle.path), cid, check=False,
-                global_args=("--log", str(log), "--log-format", "json"))
-    assert res.returncode == 1, res
-    want = "error during container init: exec: exec /bin/true: operation not permitted"
-    errors = json_errors(log)
-    assert len(errors) == 1 and want in errors[0], errors
-    assert not (pyrun.root / cid).exists()
+    cid = runtime.new_id()
+    res = runtime("run", "-b", str(bundle.path), cid, check=False,
+                  global_args=("--log", str(log), "--log-format", "json"))
+    assert (res.returncode, res.stdout, res.stderr) == (255, "", "exec /bin/true: operation not permitted\n")
+    assert json_errors(log) == []
+    assert not (runtime.root / cid).exists()
 
 
 def test_exec_fifo_reopen_refused_reaches_run_stderr(pyrun, bundle):
@@ -134,17 +206,41 @@ def test_exec_fifo_reopen_refused_reaches_run_stderr(pyrun, bundle):
     assert "run failed" in run_line and "level=error" in run_line, res
 
 
-def test_exec_of_a_file_the_kernel_cannot_run_reports_the_exec_step(pyrun, bundle):
-    """`pyrun exec` of an executable file the kernel refuses (ENOEXEC: no
-    format it knows) fails after release: the caller gets the step and
-    reason and runc's 255. Before: the text went to the process's stderr
-    only, with exit 126."""
+@pytest.mark.parametrize("detached", [False, True])
+def test_exec_of_a_file_the_kernel_cannot_run(runtime, bundle, detached):
+    """`exec` of an executable file the kernel refuses (ENOEXEC: no format it
+    knows) fails after release. runc 1.4.3: the process's stderr (exec's)
+    gets `exec /junk: exec format error`; `exec` exits with its 255, or 0
+    with -d. Before: pyrun's `exec` logged "exec failed: ... exec: exec
+    /junk: ..." at level error and exited 255 with -d too."""
     (bundle.rootfs / "junk").write_bytes(b"\x00\x01\x02 not a program\n")
     (bundle.rootfs / "junk").chmod(0o755)
     bundle.set_args("sleep", "60")
-    cid = pyrun.new_id()
-    pyrun("run", "-d", "-b", str(bundle.path), cid)
-    res = pyrun("exec", cid, "/junk", check=False)
-    assert res.returncode == 255, res
-    assert "error during container init: exec: exec /junk: exec format error" in res.stderr
-    pyrun("delete", "--force", cid)
+    cid = runtime.new_id()
+    runtime("run", "-d", "-b", str(bundle.path), cid)
+    res = runtime("exec", *(["-d"] if detached else []), cid, "/junk", check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (0 if detached else 255, "", "exec /junk: exec format error\n")
+    runtime("delete", "--force", cid)
+
+
+def test_program_on_a_noexec_mount_is_refused_by_create(runtime, bundle, tmp_path):
+    """A program whose execve would fail with EACCES (its file is on a noexec
+    mount, its mode bits say executable): runc 1.4.3's lookup asks
+    access(X_OK) and `create` fails with one line, nothing is left. Before:
+    pyrun looked at the mode bits only, `create` succeeded and `start` hit
+    EACCES in execve."""
+    nx = tmp_path / "nx"
+    nx.mkdir()
+    shutil.copy(bundle.rootfs / "bin" / "busybox", nx / "bb")
+    (bundle.rootfs / "nx").mkdir()
+    bundle.config["mounts"].append({"destination": "/nx", "type": "bind", "source": str(nx),
+                                    "options": ["bind", "ro", "noexec"]})
+    bundle.set_args("/nx/bb", "true")
+    cid = runtime.new_id()
+    res = runtime("create", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1, res
+    entries = [json.loads(line) for line in res.stderr.splitlines()]
+    assert [e["level"] for e in entries] == ["error"], res.stderr
+    assert entries[0]["msg"].startswith(f"{runtime.program} create failed: unable to start container process: ")
+    assert entries[0]["msg"].endswith('exec: "/nx/bb": permission denied'), entries
+    assert not (runtime.root / cid).exists()

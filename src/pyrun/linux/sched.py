@@ -162,8 +162,16 @@ def _fail(what: str, hint: str = "") -> OSError:
     return OSError(err, f"{what}: {text[:1].lower()}{text[1:]}{hint}")
 
 
-def apply(process: dict[str, Any]) -> None:
-    """sched_setattr and ioprio_set on the calling process (pid 0)."""
+# runc's words (libcontainer's setupScheduler), which its scheduler.bats looks for
+ALLOWED_CPUS = "process scheduler can't be used together with AllowedCPUs"
+
+
+def apply(process: dict[str, Any], cpuset: str = "") -> None:
+    """sched_setattr and ioprio_set on the calling process (pid 0).
+
+    `cpuset` is the container's linux.resources.cpu.cpus: with one, EPERM is
+    read as runc reads it, whatever the policy: the cpuset narrows the task's
+    affinity, which SCHED_DEADLINE refuses (sched_setattr(2))."""
     try:
         attr = _scheduler_attr(process["scheduler"]) if process.get("scheduler") is not None else None
         ioprio = _ioprio_value(process["ioPriority"]) if process.get("ioPriority") is not None else None
@@ -172,6 +180,8 @@ def apply(process: dict[str, Any]) -> None:
     if attr is not None:
         if _libc.syscall(_SYS["sched_setattr"], 0, ctypes.byref(attr), 0) < 0:
             policy = process["scheduler"]["policy"]
+            if ctypes.get_errno() == errno.EPERM and cpuset:
+                raise OSError(errno.EPERM, ALLOWED_CPUS)
             hint = ""
             if ctypes.get_errno() == errno.EPERM and policy in _REALTIME:
                 # CONFIG_RT_GROUP_SCHED: a new cpu cgroup has no real-time budget

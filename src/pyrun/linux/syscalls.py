@@ -124,6 +124,18 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.syscall(_SYS["setns"], fd, nstype), "setns")
 
 
+AT_FDCWD = -100
+AT_EACCESS = 0x200
+
+
+def eaccess(path: str, mode: int) -> int:
+    """faccessat(mode, AT_EACCESS): 0 or the errno, not an exception (the
+    caller tells "denied" from "the call is refused", as Go's LookPath does)."""
+    if _libc.faccessat(AT_FDCWD, _b(path), mode, AT_EACCESS) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
 def setdomainname(name: str) -> None:
     raw = name.encode()
     _check(_libc.setdomainname(raw, len(raw)), "setdomainname")

@@ -21,6 +21,8 @@ class Msg:
     REAPED = "reaped"                     # stage-1 is reaped: the init's parent is now the create process
     HOOKS_REQUEST = "hooks-request"       # mounts are done: parent runs prestart + createRuntime
     HOOKS_DONE = "hooks-done"
+    LIMITS_REQUEST = "limits-request"     # scheduling next: parent writes linux.resources now (cpuset, RT time)
+    LIMITS_DONE = "limits-done"
     RLIMITS_REQUEST = "rlimits-request"   # init is about to drop root; parent applies prlimit
     RLIMITS_DONE = "rlimits-done"
     SECCOMP_LISTENER = "seccomp-listener" # init loaded a NOTIFY filter; the fd goes to listenerPath

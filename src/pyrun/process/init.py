@@ -485,15 +485,27 @@ def plan_set_no_new_privileges(it: Init) -> list[dict[str, Any]]:
 
 
 def set_scheduling(it: Init) -> None:
-    """process.scheduler (sched_setattr) and process.ioPriority (ioprio_set)."""
+    """process.scheduler (sched_setattr) and process.ioPriority (ioprio_set).
+
+    The kernel judges a policy against the cgroup the init is in (a
+    SCHED_DEADLINE task must be free to run on every CPU of its root domain;
+    SCHED_FIFO/RR need real-time time), so the init's limits must be written
+    first, as runc 1.3+ writes them before its init goes this far."""
     from pyrun.linux import sched
-    sched.apply(it.ctx.process)
+    if _planned(it, "ask the parent to write the cgroup limits"):
+        it.ch.send(Msg.LIMITS_REQUEST)
+        it.ch.expect(Msg.LIMITS_DONE)
+    cpus = ((it.ctx.linux.get("resources") or {}).get("cpu") or {}).get("cpus") or ""
+    sched.apply(it.ctx.process, cpuset=cpus)
 
 
 def plan_set_scheduling(it: Init) -> list[dict[str, Any]]:
     proc = it.ctx.process
-    return [{"do": do, key: proc[key]} for do, key in (("sched_setattr", "scheduler"), ("ioprio_set", "ioPriority"))
-            if proc.get(key)]
+    out: list[dict[str, Any]] = []
+    if proc.get("scheduler") and it.ctx.mode == "init":     # exec joins a cgroup whose limits are set
+        out.append({"do": "ask the parent to write the cgroup limits"})
+    return out + [{"do": do, key: proc[key]} for do, key in (("sched_setattr", "scheduler"),
+                                                             ("ioprio_set", "ioPriority")) if proc.get(key)]
 
 
 def set_memory_policy(it: Init) -> None:
@@ -710,12 +722,23 @@ def look_up_executable(it: Init) -> None:
                 raise InitError("look up executable",
                                 f'exec: "{name}": stat {name}: {strerror(e.errno)}') from None
             continue
-        if not stat.S_ISDIR(st.st_mode) and st.st_mode & 0o111:
+        if not stat.S_ISDIR(st.st_mode) and _may_execute(candidate, st.st_mode):
             it.executable = candidate
             return
         if "/" in name:
             raise InitError("look up executable", f'exec: "{name}": permission denied')
     raise InitError("look up executable", f'exec: "{name}": executable file not found in $PATH')
+
+
+def _may_execute(path: str, mode: int) -> bool:
+    """As Go's exec.LookPath (runc 1.2+): access(X_OK) as the process's user,
+    which also refuses a file on a noexec mount, so that execve cannot fail
+    with EACCES after `create` has gone; the mode bits where a filter or an
+    old kernel refuses the call itself."""
+    err = s.eaccess(path, os.X_OK)
+    if err in (errno.ENOSYS, errno.EPERM):
+        return bool(mode & 0o111)
+    return err == 0
 
 
 def plan_look_up_executable(it: Init) -> list[dict[str, Any]]:
@@ -847,7 +870,25 @@ def exec_process(it: Init) -> None:
     try:
         os.execve(it.executable, args, env)
     except OSError as e:
-        raise OSError(e.errno, f"exec {it.executable}: {strerror(e.errno)}") from None
+        _execve_failed(it.executable, e.errno or errno.EIO)
+
+
+def _execve_failed(path: str, err: int) -> None:
+    """execve itself failed after the lookup passed (a missing `#!`
+    interpreter, a format the kernel does not know, a seccomp refusal).
+
+    As runc 1.2+ (runc#4171): the caller was already told the process
+    started (`start` got "0", `exec` was released), so nothing more goes to
+    it; the process's own stderr gets the one line `exec <path>: <reason>`
+    and the exit status is 255. For `run` and `exec` that stderr is the
+    caller's; for a detached or created container it is the container's
+    (its console, or the stdio the shim gave `create`)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)    # a closed stderr must not change the status
+    try:
+        os.write(2, f"exec {path}: {strerror(err)}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(255)
 
 
 def plan_exec(it: Init) -> list[dict[str, Any]]:

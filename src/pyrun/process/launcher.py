@@ -131,6 +131,11 @@ def launch(ctx: LaunchContext) -> Launched:
                 run_hooks("prestart", hooks_of(ctx.spec, "prestart"), state)
                 run_hooks("createRuntime", hooks_of(ctx.spec, "createRuntime"), state)
                 parent.send(Msg.HOOKS_DONE)
+            elif msg.type == Msg.LIMITS_REQUEST:
+                if not limits_set:     # runc 1.3+ writes them here (procHooks) for every container
+                    _apply_resources(ctx, "procHooks")
+                    limits_set = True
+                parent.send(Msg.LIMITS_DONE)
             elif msg.type == Msg.RLIMITS_REQUEST:
                 if ctx.trace_fd >= 0:
                     _trace(ctx, "prlimit the init", rlimits_plan(ctx.process))
@@ -236,7 +241,9 @@ def _apply_rlimits(pid: int, ctx: LaunchContext) -> None:
 def _apply_resources(ctx: LaunchContext, when: str) -> None:
     """Limits go in once the cgroup holds only the init (stage 1 is reaped)
     and before it may exec: at the prestart/createRuntime hooks' request
-    when there are such hooks (as runc), otherwise at READY.  The runtime's
+    when there are such hooks (as runc), before `set scheduling` when there
+    is a process.scheduler (the kernel judges it against the cpuset and the
+    real-time budget, as under runc), otherwise at READY.  The runtime's
     own set-up is not charged against pids.max or a tiny memory limit; the
     user process is limited from its first instruction."""
     from pyrun.cgroups.manager import CgroupError, record_writes, stop_recording
