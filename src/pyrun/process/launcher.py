@@ -15,7 +15,7 @@ from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
 
 # Requests from the init that need its host pid (stage 1's INIT_PID).
-_ABOUT_THE_INIT = frozenset({Msg.HOOKS_REQUEST, Msg.RLIMITS_REQUEST, Msg.SECCOMP_LISTENER, Msg.READY})
+_ABOUT_THE_INIT = frozenset({Msg.MOUNT_SOURCE_REQUEST, Msg.HOOKS_REQUEST, Msg.RLIMITS_REQUEST, Msg.SECCOMP_LISTENER, Msg.READY})
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
@@ -120,6 +120,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
+            elif msg.type == Msg.MOUNT_SOURCE_REQUEST:
+                _send_mount_source(parent, init_pid, ctx, msg)
             elif msg.type == Msg.HOOKS_REQUEST:
                 if not limits_set:     # runc's procHooks: hooks see the limits
                     _apply_resources(ctx, "procHooks")
@@ -215,6 +217,26 @@ def _set_final_affinity(pid: int, affinity: dict[str, str]) -> None:
         except OSError as e:
             log.warning(f"resetting the CPU affinity of pid {pid} failed -- the container process "
                         f"may inherit the runtime's CPU affinity: sched_setaffinity: {strerror(e.errno)}")
+
+
+def _send_mount_source(parent: Channel, init_pid: int, ctx: LaunchContext, msg: chan.Message) -> None:
+    """An idmapped copy of the source inside the rootfs the init sent (rootfs/idmapped.py clone_inside)."""
+    from pyrun.rootfs import idmapped
+    index = msg.data["index"]
+    if ctx.trace_fd >= 0:
+        _trace(ctx, "clone an idmapped mount source", [
+            {"do": "open_tree and idmap in the init's mount namespace", "index": index}])
+    try:
+        if len(msg.fds) != 1:
+            raise PyrunError(f"mounts[{index}]: the init sent no mount source")
+        tree = idmapped.clone_inside(init_pid, msg.fds[0], ctx.spec["mounts"][index], ctx.linux, index)
+    finally:
+        for fd in msg.fds:
+            os.close(fd)
+    try:
+        parent.send(Msg.MOUNT_SOURCE, fds=[tree])
+    finally:
+        os.close(tree)
 
 
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:
