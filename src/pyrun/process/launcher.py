@@ -224,8 +224,7 @@ def _send_mount_source(parent: Channel, init_pid: int, ctx: LaunchContext, msg: 
     from pyrun.rootfs import idmapped
     index = msg.data["index"]
     if ctx.trace_fd >= 0:
-        _trace(ctx, "clone an idmapped mount source", [
-            {"do": "open_tree and idmap in the init's mount namespace", "index": index}])
+        _trace(ctx, *mount_source_step(index))
     try:
         if len(msg.fds) != 1:
             raise PyrunError(f"mounts[{index}]: the init sent no mount source")
@@ -288,6 +287,20 @@ def hooks_plan(spec: dict) -> list[dict]:
     return [{"do": f"run {kind} hook", "order": i, "namespace": "runtime", "path": h.get("path"),
              "args": h.get("args") or [], "timeout": h.get("timeout")}
             for kind in ("prestart", "createRuntime") for i, h in enumerate(hooks_of(spec, kind))]
+
+
+def mount_source_step(index: int) -> tuple[str, list[dict]]:
+    """The parent's step for mounts[index], an idmapped source inside the rootfs."""
+    return (f"clone mounts[{index}]'s source",
+            [{"do": "open_tree and idmap in the init's mount namespace", "index": index}])
+
+
+def mount_source_steps(spec: dict, bundle: str, roots: tuple[str, ...]) -> list[tuple[str, list[dict]]]:
+    """mount_source_step of every idmapped entry whose source is inside the rootfs."""
+    from pyrun.rootfs.idmapped import wanted
+    from pyrun.rootfs.mounts import container_source
+    return [mount_source_step(i) for i, m in enumerate(spec.get("mounts") or [])
+            if wanted(m) and container_source(m, bundle, roots) is not None]
 
 
 def rlimits_plan(process: dict) -> list[dict]:
