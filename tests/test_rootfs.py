@@ -497,3 +497,20 @@ def test_a_bind_source_inside_the_rootfs_never_follows_a_symlink_out(pyrun, bund
     ]
     assert _run(pyrun, bundle, "cat /seen/marker").stdout == "image\n"
     assert (host / "marker").read_text() == "host\n"
+
+
+@pytest.mark.parametrize("idmap", [False, True], ids=["bind", "idmap"])
+def test_a_missing_bind_source_inside_the_rootfs_fails_cleanly(pyrun, bundle, idmap):
+    """Nothing mounted there and nothing in the image: one error naming the
+    entry, nothing left behind (failed_run checks the state directory; the
+    pyrun fixture checks mounts, processes and fds)."""
+    mount = {"destination": "/final", "type": "bind", "source": str(bundle.rootfs / "nothere"), "options": ["rbind"]}
+    if idmap:
+        mount.update(options=["rbind", "idmap"], uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+                     gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
+    bundle.config["mounts"].append(mount)
+    bundle.write()
+    msg = conftest_failed_run(pyrun, bundle)
+    assert msg.startswith("pyrun run failed: unable to start container process: error during container init: "
+                          f"prepare rootfs: error mounting '{bundle.rootfs}/nothere' to rootfs at '/final': ")
+    assert msg.endswith("no such file or directory: nothere")

@@ -44,7 +44,9 @@ def container_source(entry: dict[str, Any], bundle: str, roots: tuple[str, ...])
     namespace has there once the entries before it are mounted (runc 1.2+
     mount order): returned as the container's path, resolved later in the
     root, never on the host; None for a host source."""
-    if not roots or not entry.get("source"):
+    opts = entry.get("options") or []
+    if not roots or not entry.get("source") or (
+            entry.get("type") != "bind" and "bind" not in opts and "rbind" not in opts):
         return None
     return below_root(os.path.join(bundle, entry["source"]), roots)
 
