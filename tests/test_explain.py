@@ -160,8 +160,27 @@ def shared_ro_dev(bundle: Bundle, _helper: Any) -> dict[str, Any]:
     return config
 
 
-CORPUS = {"runc-spec": runc_spec, "runc-1.1.5-spec": runc_115_spec, "docker": docker_like, "containerd": containerd_like,
-          "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev}
+def mount_order(bundle: Bundle, _helper: Any) -> dict[str, Any]:
+    """runc 1.2+ mount order: a host tree on /mnt, then two idmapped copies of
+    the container's /mnt (the source spelled with the rootfs's host path), which
+    the parent clones in the init's mount namespace at the init's request."""
+    config = bundle.config
+    tree = bundle.path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x\n")
+    os.chown(tree / "f", 1000, 1000)
+    maps = [{"containerID": 1000, "hostID": 0, "size": 1}]
+    config["mounts"] += [
+        {"destination": "/mnt", "type": "bind", "source": str(tree), "options": ["rbind"]},
+        *({"destination": dest, "type": "bind", "source": str(bundle.rootfs / "mnt"), "options": ["rbind", "idmap"],
+           "uidMappings": maps, "gidMappings": maps} for dest in ("/final", "/again")),
+    ]
+    config["process"]["args"] = ["sh", "-c", 'test "$(echo $(stat -c %u:%g /mnt/f /final/f /again/f))" = "1000:1000 0:0 0:0"']
+    return config
+
+
+CORPUS = {"runc-spec": runc_spec, "runc-1.1.5-spec": runc_115_spec, "docker": docker_like,
+          "containerd": containerd_like, "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev, "mount-order": mount_order}
 
 
 @pytest.fixture
@@ -280,6 +299,11 @@ def _check_case(case: str, config: dict[str, Any], explained: dict[str, list[tup
         assert [a["propagation"] for a in _actions(explained, "set rootfs propagation")] == ["shared"]
         chdirs = [a["path"] for a in _actions(explained, "switch user") if a["do"].startswith("chdir")]
         assert chdirs == ["/root", "/root"]
+    if case == "mount-order":
+        last = len(config["mounts"]) - 1
+        assert [name for name, _ in explained["parent"] if name.startswith("clone")] == \
+            [f"clone mounts[{last - 1}]'s source", f"clone mounts[{last}]'s source"]
+        assert [m["source"] for m in mounts[-2:]] == ["container:/mnt", "container:/mnt"]
     if case == "userns":
         user = dict(explained["stage 1"])["create user namespace"]
         assert user[1]["uidMappings"] == config["linux"]["uidMappings"]

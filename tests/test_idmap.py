@@ -163,3 +163,55 @@ def test_features_claims_idmap_because_it_works(features):
 def features(state_root) -> dict:
     from conftest import Pyrun
     return json.loads(Pyrun(state_root)("features").stdout)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_an_idmapped_source_inside_the_rootfs_is_the_earlier_mount(pyrun, open_bundle, data, userns):
+    """runc 1.2+ mount order (v1.3.6 mounts.bats "mount order, container idmap
+    source"): the source is the container's /mnt as the entry before mounted it;
+    the runtime clones and maps it in the container's mount namespace. /mnt
+    itself stays unmapped. Before: "open_tree: no such file or directory" (the
+    copy was taken on the host, before any entry was mounted)."""
+    bundle = open_bundle
+    for name in ("mnt", "final"):
+        (bundle.rootfs / name).mkdir()
+    if userns:
+        _userns(bundle)        # container root is host 100000: on-disk 1000 shows as 65534
+    mapped = 100000 if userns else 0        # on-disk 1000 as the kernel sees it through the mount
+    bundle.config["mounts"] += [
+        {"destination": "/mnt", "type": "bind", "source": str(data), "options": ["rbind"]},
+        {**_data_mount(data, ["rbind", "idmap"], maps=mapped),
+         "source": str(bundle.rootfs / "mnt"), "destination": str(bundle.rootfs / "final")},
+    ]
+    bundle.set_args("sh", "-c", "ls -ln /mnt; echo --; ls -ln /final")
+    plain, _, idmapped = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.partition("--\n")
+    assert _owners(plain) == {"f": ("65534", "65534") if userns else ("1000", "1000")}
+    assert _owners(idmapped) == {"f": ("0", "0")}
+
+
+def test_idmap_without_mappings_in_a_joined_user_namespace_takes_its_mapping(pyrun, open_bundle, data):
+    """runc takes the joined namespace's mapping (v1.3.6 idmap.bats "idmap mount
+    (idmap flag, implied mapping, userns join)"): on-disk ids show unchanged
+    inside, container root writes on-disk root. Before: "mounts[N] (/data):
+    idmap without uidMappings/gidMappings needs the container's own user
+    namespace mappings"."""
+    bundle = open_bundle
+    _userns(bundle)
+    data.chmod(0o777)              # the default capabilities have no CAP_DAC_OVERRIDE
+    bundle.set_args("sleep", "300")
+    target = pyrun.new_id()
+    pyrun("run", "-d", "-b", str(bundle.path), target)
+    try:
+        userns = f"/proc/{pyrun.state(target)['pid']}/ns/user"
+        bundle.join_namespace("user", userns)
+        linux = bundle.config["linux"]
+        del linux["uidMappings"], linux["gidMappings"]
+        bundle.config["mounts"].append(_data_mount(data, ["rbind", "idmap"]))
+        bundle.set_args("sh", "-c", "readlink /proc/self/ns/user; ls -ln /data; touch /data/by-root")
+        out = pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout
+        assert out.splitlines()[0] == os.readlink(userns)
+        assert _owners(out) == {"f": ("1000", "1000")}
+        st = (data / "by-root").stat()
+        assert (st.st_uid, st.st_gid) == (0, 0)
+    finally:
+        pyrun("delete", "-f", target)

@@ -432,3 +432,85 @@ def test_user_namespace_binds_sources_only_host_root_reaches(pyrun, open_bundle)
         assert pyrun("exec", cid, "cat", "/one/foo.txt", "/two/foo.txt").stdout.split() == ["one", "two"]
     finally:
         pyrun("delete", "--force", cid)
+
+
+def _own_userns(bundle) -> None:
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_a_bind_source_inside_the_rootfs_is_what_earlier_entries_mounted_there(pyrun, open_bundle, userns):
+    """runc 1.2+ mount order (v1.3.6 mounts.bats "mount order, container bind-mount
+    source"): a source spelled with the rootfs's host path names the container's
+    tree as the entries before it left it (here a host directory bound on /mnt,
+    then /mnt/sub), not the host's empty directory under the rootfs; a
+    destination spelled so is the container's path. The host tree sits behind a
+    mode-700 directory: in a user namespace only the runtime reaches it. Before:
+    /final was the rootfs's empty /mnt (cat: no such file), and the destination
+    was made at rootfs/<rootfs path>/final."""
+    bundle = open_bundle
+    private = bundle.path / "private"
+    for name in ("top", "sub"):
+        (private / name).mkdir(parents=True)
+        (private / name / "file").write_text(f"from {name}\n")
+    (private / "top" / "sub").mkdir()
+    private.chmod(0o700)
+    for name in ("mnt", "final"):
+        (bundle.rootfs / name).mkdir()      # in a user namespace host root's rootfs is not writable
+    if userns:
+        _own_userns(bundle)
+    root = str(bundle.rootfs)
+    bundle.config["mounts"] += [
+        {"destination": "/mnt", "type": "bind", "source": str(private / "top"), "options": ["rbind"]},
+        {"destination": root + "/mnt/sub", "type": "bind", "source": str(private / "sub"), "options": ["rbind"]},
+        {"destination": root + "/final", "type": "bind", "source": root + "/mnt", "options": ["rbind"]},
+    ]
+    out = _run(pyrun, bundle, "cat /final/file /final/sub/file").stdout
+    assert out.splitlines() == ["from top", "from sub"]
+    assert not (bundle.rootfs / root.lstrip("/")).exists()
+    assert list((bundle.rootfs / "mnt").iterdir()) == []      # the host's view is untouched
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+def test_a_bind_source_inside_the_rootfs_never_follows_a_symlink_out(pyrun, bundle, tmp_path, link):
+    """CVE-2021-30465 class, for sources: a hostile image ships a symlink (to a
+    host directory's absolute path, or climbing with `..`) where the config
+    names a source inside the rootfs. It is followed as if the rootfs were `/`
+    (openat2 RESOLVE_IN_ROOT), so the container gets the image's directory of
+    that name, never the host's. Checked: with _bind_inside opening the path
+    by ordinary lookup from the rootfs directory (os.open, as runc 1.3.6's
+    plain open of the host path does), the container read the host's marker
+    in both cases."""
+    host = tmp_path / "host-side"
+    host.mkdir()
+    (host / "marker").write_text("host\n")
+    image_copy = bundle.rootfs / str(host).lstrip("/")
+    image_copy.mkdir(parents=True)
+    (image_copy / "marker").write_text("image\n")
+    target = str(host) if link == "absolute" else "../../../../../../../.." + str(host)
+    os.symlink(target, bundle.rootfs / "escape")
+    bundle.config["mounts"] += [
+        {"destination": "/seen", "type": "bind", "source": str(bundle.rootfs / "escape"), "options": ["rbind"]},
+    ]
+    assert _run(pyrun, bundle, "cat /seen/marker").stdout == "image\n"
+    assert (host / "marker").read_text() == "host\n"
+
+
+@pytest.mark.parametrize("idmap", [False, True], ids=["bind", "idmap"])
+def test_a_missing_bind_source_inside_the_rootfs_fails_cleanly(pyrun, bundle, idmap):
+    """Nothing mounted there and nothing in the image: one error naming the
+    entry, nothing left behind (failed_run checks the state directory; the
+    pyrun fixture checks mounts, processes and fds)."""
+    mount = {"destination": "/final", "type": "bind", "source": str(bundle.rootfs / "nothere"), "options": ["rbind"]}
+    if idmap:
+        mount.update(options=["rbind", "idmap"], uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+                     gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
+    bundle.config["mounts"].append(mount)
+    bundle.write()
+    msg = conftest_failed_run(pyrun, bundle)
+    assert msg.startswith("pyrun run failed: unable to start container process: error during container init: "
+                          f"prepare rootfs: error mounting '{bundle.rootfs}/nothere' to rootfs at '/final': ")
+    assert msg.endswith("no such file or directory: nothere")

@@ -77,7 +77,8 @@ def create(req: CreateRequest) -> Created:
         fifo_fd = cdir.fifo_path_fd()
         if _wants_idmap(spec) or _userns_binds(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
-            idmapped = idmapped_mod.prepare(spec, bundle.path)
+            from pyrun.rootfs.mounts import rootfs_names
+            idmapped = idmapped_mod.prepare(spec, bundle.path, rootfs_names(spec, bundle.path, bundle.rootfs))
         from pyrun.cgroups.manager import new as new_cgroup
         cgroup = new_cgroup(spec, req.id, req.rootless, req.systemd_cgroup)
         cdir.save(cgroup.record(), PENDING_FILE)    # for `delete` if we die before _record

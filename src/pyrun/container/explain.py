@@ -60,6 +60,7 @@ def explain(root: str, container_id: str, bundle: str | None = None, config_file
         ctx.seccomp = compile_filter(linux["seccomp"])     # in memory: the cache is not written
     if "user" in new:
         parent.append(("write id maps", launcher.id_map_plan(linux)))
+    parent.extend(launcher.mount_source_steps(spec, loaded.path, ctx.rootfs_names))
     hooks = launcher.hooks_plan(spec)
     if hooks:
         parent.append(("run prestart and createRuntime hooks", hooks))

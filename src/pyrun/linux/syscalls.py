@@ -225,10 +225,10 @@ def open_tree(path: str, recursive: bool) -> int:
                   "open_tree", path)
 
 
-def clone_mount_of(fd: int) -> int:
+def clone_mount_of(fd: int, recursive: bool = False) -> int:
     """A detached bind mount of exactly the file or directory behind `fd`
     (open_tree(2) with AT_EMPTY_PATH): no path is looked up, nothing can be swapped."""
-    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_EMPTY_PATH
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_EMPTY_PATH | (_AT_RECURSIVE if recursive else 0)
     return _check(_libc.syscall(_SYS["open_tree"], fd, b"", ctypes.c_uint(flags)), "open_tree")
 
 

@@ -19,6 +19,8 @@ class Msg:
     USERMAP_DONE = "usermap-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
     REAPED = "reaped"                     # stage-1 is reaped: the init's parent is now the create process
+    MOUNT_SOURCE_REQUEST = "mount-source-request"  # init sends a source inside the rootfs to idmap
+    MOUNT_SOURCE = "mount-source"         # parent: its idmapped detached copy
     HOOKS_REQUEST = "hooks-request"       # mounts are done: parent runs prestart + createRuntime
     HOOKS_DONE = "hooks-done"
     LIMITS_REQUEST = "limits-request"     # scheduling next: parent writes linux.resources now (cpuset, RT time)

@@ -48,5 +48,11 @@ class LaunchContext:
         return self.spec.get("linux") or {}
 
     @property
+    def rootfs_names(self) -> tuple[str, ...]:
+        """The rootfs's host path as mount entries may spell it (rootfs/mounts.py)."""
+        from pyrun.rootfs.mounts import rootfs_names
+        return rootfs_names(self.spec, self.bundle, self.rootfs)
+
+    @property
     def in_userns(self) -> bool:
         return "user" in self.new_namespaces or "user" in self.join_namespaces

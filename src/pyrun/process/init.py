@@ -21,7 +21,7 @@ from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
 from pyrun.process.context import LaunchContext
 from pyrun.rootfs import devices, restrict, switch
-from pyrun.rootfs.mounts import dev_read_only, mount_entry
+from pyrun.rootfs.mounts import container_source, dev_read_only, mount_entry
 from pyrun.rootfs.options import PROPAGATION
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -146,12 +146,35 @@ def prepare_rootfs(it: Init) -> None:
 def _mount(it: Init, index: int) -> None:
     ctx = it.ctx
     entry = ctx.spec["mounts"][index]
+    roots = ctx.rootfs_names
+    detached = ctx.idmapped_mounts.get(index, -1)
+    fetched = -1
     try:
-        mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
-                    detached=ctx.idmapped_mounts.get(index, -1))
+        inside = container_source(entry, ctx.bundle, roots)
+        if inside is not None and detached < 0:
+            from pyrun.rootfs.idmapped import wanted
+            if wanted(entry):
+                fetched = detached = _idmapped_inside(it, index, inside)
+        mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds, detached=detached, roots=roots)
     except OSError as e:
         raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
                       f"{entry.get('destination')!r}: {oserror_text(e)}") from None
+    finally:
+        if fetched >= 0:
+            os.close(fetched)
+
+
+def _idmapped_inside(it: Init, index: int, inside: str) -> int:
+    """An idmapped source inside the container, as the entries before it left
+    it: looked up here, in the root; cloned and mapped by the parent, root
+    over the source's filesystem (rootfs/idmapped.py clone_inside)."""
+    from pyrun.rootfs.paths import open_in_root
+    src = open_in_root(it.root_fd, inside)
+    try:
+        it.ch.send(Msg.MOUNT_SOURCE_REQUEST, fds=[src], index=index)
+    finally:
+        os.close(src)
+    return it.ch.expect(Msg.MOUNT_SOURCE).fds[0]
 
 
 def plan_prepare_rootfs(it: Init) -> list[dict[str, Any]]:
@@ -169,7 +192,8 @@ def plan_prepare_rootfs(it: Init) -> list[dict[str, Any]]:
     mounts = ctx.spec.get("mounts") or []
     for i, entry in enumerate(mounts):
         if it.detail:
-            out.append({**describe(entry, ctx.bundle, ctx.cgroup_binds, ctx.idmapped_mounts.get(i, -1)), "index": i})
+            out.append({**describe(entry, ctx.bundle, ctx.cgroup_binds, ctx.idmapped_mounts.get(i, -1),
+                                   ctx.rootfs_names), "index": i})
         else:
             out.append({"do": "mount", "index": i})
     if devices.needs_dev_setup(mounts):

@@ -15,7 +15,7 @@ from pyrun.process.context import LaunchContext
 from pyrun.process.stages import bootstrap, child_main
 
 # Requests from the init that need its host pid (stage 1's INIT_PID).
-_ABOUT_THE_INIT = frozenset({Msg.HOOKS_REQUEST, Msg.RLIMITS_REQUEST, Msg.SECCOMP_LISTENER, Msg.READY})
+_ABOUT_THE_INIT = frozenset({Msg.MOUNT_SOURCE_REQUEST, Msg.HOOKS_REQUEST, Msg.RLIMITS_REQUEST, Msg.SECCOMP_LISTENER, Msg.READY})
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
@@ -120,6 +120,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 if ctx.linux.get("netDevices"):
                     from pyrun import netdev
                     netdev.move_devices(ctx.linux["netDevices"], init_pid)
+            elif msg.type == Msg.MOUNT_SOURCE_REQUEST:
+                _send_mount_source(parent, init_pid, ctx, msg)
             elif msg.type == Msg.HOOKS_REQUEST:
                 if not limits_set:     # runc's procHooks: hooks see the limits
                     _apply_resources(ctx, "procHooks")
@@ -222,6 +224,25 @@ def _set_final_affinity(pid: int, affinity: dict[str, str]) -> None:
                         f"may inherit the runtime's CPU affinity: sched_setaffinity: {strerror(e.errno)}")
 
 
+def _send_mount_source(parent: Channel, init_pid: int, ctx: LaunchContext, msg: chan.Message) -> None:
+    """An idmapped copy of the source inside the rootfs the init sent (rootfs/idmapped.py clone_inside)."""
+    from pyrun.rootfs import idmapped
+    index = msg.data["index"]
+    if ctx.trace_fd >= 0:
+        _trace(ctx, *mount_source_step(index))
+    try:
+        if len(msg.fds) != 1:
+            raise PyrunError(f"mounts[{index}]: the init sent no mount source")
+        tree = idmapped.clone_inside(init_pid, msg.fds[0], ctx.spec["mounts"][index], ctx.linux, index)
+    finally:
+        for fd in msg.fds:
+            os.close(fd)
+    try:
+        parent.send(Msg.MOUNT_SOURCE, fds=[tree])
+    finally:
+        os.close(tree)
+
+
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:
     from pyrun import idmaps
     idmaps.write(pid, ctx.linux)
@@ -273,6 +294,20 @@ def hooks_plan(spec: dict) -> list[dict]:
     return [{"do": f"run {kind} hook", "order": i, "namespace": "runtime", "path": h.get("path"),
              "args": h.get("args") or [], "timeout": h.get("timeout")}
             for kind in ("prestart", "createRuntime") for i, h in enumerate(hooks_of(spec, kind))]
+
+
+def mount_source_step(index: int) -> tuple[str, list[dict]]:
+    """The parent's step for mounts[index], an idmapped source inside the rootfs."""
+    return (f"clone mounts[{index}]'s source",
+            [{"do": "open_tree and idmap in the init's mount namespace", "index": index}])
+
+
+def mount_source_steps(spec: dict, bundle: str, roots: tuple[str, ...]) -> list[tuple[str, list[dict]]]:
+    """mount_source_step of every idmapped entry whose source is inside the rootfs."""
+    from pyrun.rootfs.idmapped import wanted
+    from pyrun.rootfs.mounts import container_source
+    return [mount_source_step(i) for i, m in enumerate(spec.get("mounts") or [])
+            if wanted(m) and container_source(m, bundle, roots) is not None]
 
 
 def rlimits_plan(process: dict) -> list[dict]:

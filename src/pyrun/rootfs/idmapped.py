@@ -33,8 +33,10 @@ def _is_bind(entry: dict[str, Any]) -> bool:
     return entry.get("type") == "bind" or "bind" in opts or "rbind" in opts
 
 
-def mappings(entry: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[list[Any], list[Any]]:
-    """The mount's maps, or the container's; ConfigError when there are none."""
+def mappings(entry: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[list[Any], list[Any]] | str:
+    """The mount's maps, or the container's: its own, or the path of the user
+    namespace it joins, whose maps the mount then takes (as runc); ConfigError
+    when there are none."""
     where = f"mounts[{index}] ({entry.get('destination', '')})"
     has_uid, has_gid = "uidMappings" in entry, "gidMappings" in entry
     if has_uid != has_gid:
@@ -46,7 +48,9 @@ def mappings(entry: dict[str, Any], linux: dict[str, Any], index: int) -> tuple[
             raise ConfigError(f"{where}: idmapped mount mappings must not be empty")
         return entry["uidMappings"], entry["gidMappings"]
     user_ns = next((ns for ns in linux.get("namespaces") or [] if ns.get("type") == "user"), None)
-    if user_ns is None or user_ns.get("path") or not linux.get("uidMappings"):
+    if user_ns is not None and user_ns.get("path"):
+        return user_ns["path"]
+    if user_ns is None or not linux.get("uidMappings"):
         raise ConfigError(f"{where}: idmap without uidMappings/gidMappings needs the container's "
                           "own user namespace mappings")
     return linux["uidMappings"], linux.get("gidMappings") or []
@@ -63,9 +67,12 @@ def has_user_namespace(spec: dict[str, Any]) -> bool:
     return any(ns.get("type") == "user" for ns in (spec.get("linux") or {}).get("namespaces") or [])
 
 
-def prepare(spec: dict[str, Any], bundle: str) -> dict[int, int]:
+def prepare(spec: dict[str, Any], bundle: str, roots: tuple[str, ...] = ()) -> dict[int, int]:
     """{mount index: detached mount fd} for every idmapped entry and, in a
-    user namespace, every other bind entry as well.
+    user namespace, every other bind entry as well; not for a source inside
+    the rootfs (`roots`), which exists only once the init has mounted the
+    entries before it: the init binds that one itself, or asks for an
+    idmapped copy at its turn (clone_inside).
 
     The init, root of the container's user namespace, may be unable to reach
     a bind source that only the host's root can (a directory of mode 700 on
@@ -77,8 +84,11 @@ def prepare(spec: dict[str, Any], bundle: str) -> dict[int, int]:
     linux = spec.get("linux") or {}
     userns = has_user_namespace(spec)
     out: dict[int, int] = {}
+    from pyrun.rootfs.mounts import container_source
     try:
         for i, entry in enumerate(spec.get("mounts") or []):
+            if container_source(entry, bundle, roots) is not None:
+                continue
             if wanted(entry):
                 out[i] = _detached(entry, linux, i, bundle)
             elif userns and _is_bind(entry) and entry.get("source"):
@@ -101,7 +111,6 @@ def close(fds: dict[int, int]) -> None:
 
 
 def _detached(entry: dict[str, Any], linux: dict[str, Any], index: int, bundle: str) -> int:
-    uid_maps, gid_maps = mappings(entry, linux, index)
     opts = entry.get("options") or []
     source = entry.get("source") or ""
     if not os.path.isabs(source):
@@ -113,7 +122,7 @@ def _detached(entry: dict[str, Any], linux: dict[str, Any], index: int, bundle: 
     except OSError as e:
         raise PyrunError(f"{where}: {oserror_text(e)}{hint}") from None
     try:
-        userns = userns_fd(uid_maps, gid_maps)
+        userns = _userns_of(entry, linux, index)
         try:
             s.mount_setattr_idmap(tree, userns, recursive="ridmap" in opts)
         finally:
@@ -122,6 +131,59 @@ def _detached(entry: dict[str, Any], linux: dict[str, Any], index: int, bundle: 
         os.close(tree)
         raise PyrunError(f"{where}: {oserror_text(e)}{hint}") from None
     return tree
+
+
+def _userns_of(entry: dict[str, Any], linux: dict[str, Any], index: int) -> int:
+    """An fd of the user namespace whose mapping the mount takes."""
+    maps = mappings(entry, linux, index)
+    if isinstance(maps, str):
+        return os.open(maps, os.O_RDONLY | os.O_CLOEXEC)
+    return userns_fd(*maps)
+
+
+def clone_inside(init_pid: int, src_fd: int, entry: dict[str, Any], linux: dict[str, Any], index: int) -> int:
+    """An idmapped detached copy of a source inside the container, which the
+    init looked up in its root and sent as `src_fd`.
+
+    open_tree(2) clones only a mount of the caller's own mount namespace, and
+    only root over the source's filesystem may map it: a child of ours joins
+    the init's mount namespace, does both, and hands the copy back."""
+    where = f"idmapped mount of {entry.get('source')!r} on {entry.get('destination')!r}"
+    opts = entry.get("options") or []
+    from pyrun.linux import unixsock
+    try:
+        userns = _userns_of(entry, linux, index)
+    except OSError as e:
+        raise PyrunError(f"{where}: {oserror_text(e)}") from None
+    ours, theirs = unixsock.socketpair()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                pidfd = os.pidfd_open(init_pid)
+                s.setns(pidfd, s.CLONE_NEWNS)
+                tree = s.clone_mount_of(src_fd, recursive="rbind" in opts)
+                s.mount_setattr_idmap(tree, userns, recursive="ridmap" in opts)
+                unixsock.send_fds(theirs, b"ok", [tree])
+                code = 0
+            except OSError as e:
+                theirs.send(oserror_text(e).encode())
+            finally:
+                os._exit(code)
+        theirs.close()
+        data, fds = unixsock.recv_fds(ours, 4096, 1)
+        os.waitpid(pid, 0)
+    finally:
+        ours.close()
+        theirs.close()
+        os.close(userns)
+    if data == b"ok" and len(fds) == 1:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    raise PyrunError(f"{where}: {data.decode(errors='replace') or 'the helper failed'}")
 
 
 def userns_fd(uid_maps: list[dict[str, Any]], gid_maps: list[dict[str, Any]]) -> int:

@@ -20,12 +20,46 @@ def current_flags(path: str) -> int:
     return os.statvfs(path).f_flag & _REMOUNT_KEEP
 
 
-def classify(entry: dict[str, Any], detached: int = -1) -> tuple[str, str, mount_options.MountOptions, str]:
+def rootfs_names(spec: dict[str, Any], bundle: str, rootfs: str) -> tuple[str, ...]:
+    """The rootfs's host path as a mount entry may spell it: resolved, and as
+    the config writes it (the two differ when the bundle's path has a symlink)."""
+    given = (spec.get("root") or {}).get("path")
+    named = os.path.normpath(os.path.join(bundle, given)) if given else rootfs
+    return (rootfs,) if named == rootfs else (rootfs, named)
+
+
+def below_root(path: str, roots: tuple[str, ...]) -> str | None:
+    """`path` as the container names it when it is spelled inside the rootfs
+    (any of the spellings in `roots`), else None: lexical, as runc."""
+    path = os.path.normpath(path)
+    for root in roots:
+        root = root.rstrip("/")
+        if root and (path == root or path.startswith(root + "/")):
+            return path[len(root):] or "/"
+    return None
+
+
+def container_source(entry: dict[str, Any], bundle: str, roots: tuple[str, ...]) -> str | None:
+    """A bind source spelled inside the rootfs names what the container's mount
+    namespace has there once the entries before it are mounted (runc 1.2+
+    mount order): returned as the container's path, resolved later in the
+    root, never on the host; None for a host source."""
+    opts = entry.get("options") or []
+    if not roots or not entry.get("source") or (
+            entry.get("type") != "bind" and "bind" not in opts and "rbind" not in opts):
+        return None
+    return below_root(os.path.join(bundle, entry["source"]), roots)
+
+
+def classify(entry: dict[str, Any], detached: int = -1,
+             roots: tuple[str, ...] = ()) -> tuple[str, str, mount_options.MountOptions, str]:
     """(destination, type, options, kind): what mount_entry does with `entry`,
-    and what `pyrun explain` shows (kind: idmapped|bind|cgroup|remount|fresh)."""
+    and what `pyrun explain` shows (kind: idmapped|bind|cgroup|remount|fresh).
+    A destination spelled with the rootfs's host path in front loses it (runc)."""
     dest = entry["destination"]
     if not dest.startswith("/"):
         dest = "/" + dest           # relative destinations are read relative to "/"
+    dest = below_root(dest, roots) or dest
     fstype = entry.get("type") or ""
     opts = mount_options.parse(entry.get("options") or [])
     if fstype == "bind":
@@ -46,11 +80,14 @@ def classify(entry: dict[str, Any], detached: int = -1) -> tuple[str, str, mount
 
 
 def describe(entry: dict[str, Any], bundle: str, cgroup_binds: list[tuple[str, str]],
-             detached: int = -1) -> dict[str, Any]:
+             detached: int = -1, roots: tuple[str, ...] = ()) -> dict[str, Any]:
     """The plan of one `mounts` entry, from classify (as mount_entry performs it)."""
-    dest, fstype, opts, kind = classify(entry, detached)
+    dest, fstype, opts, kind = classify(entry, detached, roots)
     source = entry.get("source") or ""
-    if kind in ("bind", "idmapped") and not os.path.isabs(source):
+    inside = container_source(entry, bundle, roots) if kind in ("bind", "idmapped") else None
+    if inside is not None:
+        source = "container:" + inside
+    elif kind in ("bind", "idmapped") and not os.path.isabs(source):
         source = os.path.join(bundle, source)
     elif kind == "cgroup":
         source = ",".join(host for _name, host in cgroup_binds)
@@ -69,15 +106,21 @@ def describe(entry: dict[str, Any], bundle: str, cgroup_binds: list[tuple[str, s
 
 
 def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
-                cgroup_binds: list[tuple[str, str]], detached: int = -1) -> None:
-    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped)."""
-    dest, fstype, opts, kind = classify(entry, detached)
+                cgroup_binds: list[tuple[str, str]], detached: int = -1,
+                roots: tuple[str, ...] = ()) -> None:
+    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped).
+    `roots`: the rootfs's host path as the config may spell it (container_source)."""
+    dest, fstype, opts, kind = classify(entry, detached, roots)
     if fstype in ("proc", "sysfs") and not opts.is_bind:
         procsafe.check_ordinary_directory(root_fd, dest, fstype)
     if kind == "idmapped":
         _attach(root_fd, dest, detached, opts)
     elif kind == "bind":
-        _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
+        inside = container_source(entry, bundle, roots)
+        if inside is not None:
+            _bind_inside(root_fd, dest, inside, opts)
+        else:
+            _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
     elif kind == "cgroup":
         _cgroup(root_fd, dest, opts, cgroup_binds)
     elif kind == "remount":
@@ -116,7 +159,17 @@ def dev_read_only(mounts: list[dict[str, Any]]) -> bool:
 def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
     if not os.path.isabs(source):
         source = os.path.join(bundle, source)
-    src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    _bind_fd(root_fd, dest, os.open(source, os.O_PATH | os.O_CLOEXEC), opts)
+
+
+def _bind_inside(root_fd: int, dest: str, inside: str, opts: mount_options.MountOptions) -> None:
+    """A source in the container: looked up in the root (its symlinks and `..`
+    never leave it), in this mount namespace, where earlier entries are mounted."""
+    _bind_fd(root_fd, dest, open_in_root(root_fd, inside), opts)
+
+
+def _bind_fd(root_fd: int, dest: str, src_fd: int, opts: mount_options.MountOptions) -> None:
+    """Bind the object behind `src_fd` (closed here) on `dest`."""
     try:
         is_dir = os.path.isdir(fd_path(src_fd))
         target = ensure_path(root_fd, dest, directory=is_dir)
