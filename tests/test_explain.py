@@ -180,7 +180,8 @@ def mount_order(bundle: Bundle, _helper: Any) -> dict[str, Any]:
 
 
 CORPUS = {"runc-spec": runc_spec, "runc-1.1.5-spec": runc_115_spec, "docker": docker_like,
-          "containerd": containerd_like, "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev, "mount-order": mount_order}
+          "containerd": containerd_like, "podman": podman_like, "userns": userns, "shared-ro-dev": shared_ro_dev,
+          "mount-order": mount_order}
 
 
 @pytest.fixture
