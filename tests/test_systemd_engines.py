@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import PYRUN, REPO
+from conftest import PYRUN
 from dockerd import Dockerd, missing_reason, running_dockerd
-from waiting import eventually
 
 RUNC = "/usr/sbin/runc"
 RUNTIMES = {"pyrun": str(PYRUN), "runc2": RUNC}     # "runc" is the name Docker keeps for its own
