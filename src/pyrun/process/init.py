@@ -138,9 +138,10 @@ def prepare_rootfs(it: Init) -> None:
                 devices.ensure_shm_dir(it.root_fd)
     finally:
         # Attached now: the created init keeps no handle on a host directory.
-        for fd in ctx.idmapped_mounts.values():
+        for fd in [*ctx.idmapped_mounts.values(), *ctx.bind_sources.values()]:
             os.close(fd)
         ctx.idmapped_mounts = {}
+        ctx.bind_sources = {}
 
 
 def _mount(it: Init, index: int) -> None:
@@ -148,7 +149,8 @@ def _mount(it: Init, index: int) -> None:
     entry = ctx.spec["mounts"][index]
     try:
         mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds,
-                    detached=ctx.idmapped_mounts.get(index, -1))
+                    detached=ctx.idmapped_mounts.get(index, -1),
+                    source_fd=ctx.bind_sources.get(index, -1))
     except OSError as e:
         raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
                       f"{entry.get('destination')!r}: {oserror_text(e)}") from None

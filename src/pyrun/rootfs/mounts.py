@@ -80,15 +80,17 @@ def describe(entry: dict[str, Any], bundle: str, cgroup_binds: list[tuple[str, s
 
 
 def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
-                cgroup_binds: list[tuple[str, str]], detached: int = -1) -> None:
-    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped)."""
+                cgroup_binds: list[tuple[str, str]], detached: int = -1, source_fd: int = -1) -> None:
+    """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped);
+    `source_fd`: the source, opened by the parent in our mount namespace (a user
+    namespace's: container/create.py _userns_binds)."""
     dest, fstype, opts, kind = classify(entry, detached)
     if fstype in ("proc", "sysfs") and not opts.is_bind:
         procsafe.check_ordinary_directory(root_fd, dest, fstype)
     if kind == "idmapped":
         _attach(root_fd, dest, detached, opts)
     elif kind == "bind":
-        _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
+        _bind(root_fd, dest, entry.get("source") or "", bundle, opts, source_fd)
     elif kind == "cgroup":
         _cgroup(root_fd, dest, opts, cgroup_binds)
     elif kind == "remount":
@@ -124,10 +126,12 @@ def dev_read_only(mounts: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
+def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions,
+          given_fd: int = -1) -> None:
     if not os.path.isabs(source):
         source = os.path.join(bundle, source)
-    src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    # The given fd stays open: its owner closes it.
+    src_fd = os.dup(given_fd) if given_fd >= 0 else os.open(source, os.O_PATH | os.O_CLOEXEC)
     try:
         is_dir = os.path.isdir(fd_path(src_fd))
         target = ensure_path(root_fd, dest, directory=is_dir)
