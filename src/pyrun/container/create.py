@@ -75,7 +75,7 @@ def create(req: CreateRequest) -> Created:
             sink = unixsock.socketpair()
         cdir.make_fifo()
         fifo_fd = cdir.fifo_path_fd()
-        if _wants_idmap(spec) or _userns_binds(spec):
+        if _wants_idmap(spec):
             from pyrun.rootfs import idmapped as idmapped_mod
             from pyrun.rootfs.mounts import rootfs_names
             idmapped = idmapped_mod.prepare(spec, bundle.path, rootfs_names(spec, bundle.path, bundle.rootfs))
@@ -88,6 +88,7 @@ def create(req: CreateRequest) -> Created:
                               sink[1] if sink else None)
         ctx.parent_fds = [cdir.fd]
         ctx.idmapped_mounts = idmapped
+        ctx.bind_source_indices = _userns_binds(spec, idmapped, bundle.path, ctx.rootfs_names)
         if trace_fd >= 0:
             ctx.trace_fd = trace_fd
             trace.emit(trace_fd, "parent", "make cgroup", cgroup.plan(spec))
@@ -208,12 +209,25 @@ def _wants_idmap(spec: dict[str, Any]) -> bool:
                or "uidMappings" in m or "gidMappings" in m for m in spec.get("mounts") or [])
 
 
-def _userns_binds(spec: dict[str, Any]) -> bool:
-    """Bind mounts in a user namespace: the parent clones their sources (rootfs/idmapped.py)."""
+def _userns_binds(spec: dict[str, Any], idmapped: dict[int, int], bundle: str,
+                  roots: tuple[str, ...]) -> list[int]:
+    """The bind entries whose sources we, host root, open for a container in a
+    user namespace: its root may be unable to reach them (a directory of mode
+    700 on the way), as runc opens them.  We open them in the container's mount
+    namespace (launcher.py), so that the bind inherits the flags the kernel
+    locked there; a clone made out here would carry no lock, and the
+    container's root could then clear ro, nosuid, nodev or noexec.  Not
+    rootless: the container's root is the caller and reaches what it does.
+    Not a source inside the rootfs either: the init finds that one in its root
+    at its turn (rootfs/mounts.py container_source)."""
     linux = spec.get("linux") or {}
-    return any(ns.get("type") == "user" for ns in linux.get("namespaces") or []) and any(
-        m.get("type") == "bind" or "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or [])
-        for m in spec.get("mounts") or [])
+    if os.geteuid() != 0 or not any(ns.get("type") == "user" for ns in linux.get("namespaces") or []):
+        return []
+    from pyrun.rootfs.mounts import container_source
+    return [i for i, m in enumerate(spec.get("mounts") or [])
+            if i not in idmapped and m.get("source")
+            and (m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options") or []))
+            and container_source(m, bundle, roots) is None]
 
 
 def _check_terminal(terminal: bool, req: CreateRequest) -> None:

@@ -17,6 +17,9 @@ class Msg:
     """Message kinds: plain strings (an Enum costs every create ~1.5 ms to import)."""
     USERMAP_REQUEST = "usermap-request"   # stage-1 unshared a user namespace; parent writes maps
     USERMAP_DONE = "usermap-done"
+    BIND_SOURCES_REQUEST = "bind-sources-request"  # stage-1's namespaces exist; parent opens bind sources in them
+    BIND_SOURCE = "bind-source"           # one, as an O_PATH fd: {index} of the mounts entry
+    BIND_SOURCES_DONE = "bind-sources-done"
     INIT_PID = "init-pid"                 # stage-1 forked the init; its host pid
     REAPED = "reaped"                     # stage-1 is reaped: the init's parent is now the create process
     MOUNT_SOURCE_REQUEST = "mount-source-request"  # init sends a source inside the rootfs to idmap

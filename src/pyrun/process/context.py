@@ -33,8 +33,12 @@ class LaunchContext:
     mode: str = "init"
     seccomp: Any = None                   # pyrun.seccomp.CompiledFilter, compiled by the parent
     parent_fds: list[int] = field(default_factory=list)   # closed first thing in the child (the ID lock)
-    # mounts[i] -> detached mount fd: idmapped, or a bind source cloned for a user namespace
+    # mounts[i] -> detached idmapped mount fd
     idmapped_mounts: dict[int, int] = field(default_factory=dict)
+    # In a user namespace, the bind entries whose sources the parent opens
+    # in the container's mount namespace (stage 1 asks), and those O_PATH fds.
+    bind_source_indices: list[int] = field(default_factory=list)
+    bind_sources: dict[int, int] = field(default_factory=dict)
     proc_fd: int = -1                     # the runtime's /proc, opened by stage 1 (linux/procfs.py)
     guard_fd: int = -1                    # stage 1 reads "go" here once the guard traces it (process/guard.py)
     trace_fd: int = -1                    # PYRUN_TRACE's file (pyrun/trace.py), -1 when not tracing

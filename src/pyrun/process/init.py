@@ -138,9 +138,10 @@ def prepare_rootfs(it: Init) -> None:
                 devices.ensure_shm_dir(it.root_fd)
     finally:
         # Attached now: the created init keeps no handle on a host directory.
-        for fd in ctx.idmapped_mounts.values():
+        for fd in [*ctx.idmapped_mounts.values(), *ctx.bind_sources.values()]:
             os.close(fd)
         ctx.idmapped_mounts = {}
+        ctx.bind_sources = {}
 
 
 def _mount(it: Init, index: int) -> None:
@@ -155,7 +156,8 @@ def _mount(it: Init, index: int) -> None:
             from pyrun.rootfs.idmapped import wanted
             if wanted(entry):
                 fetched = detached = _idmapped_inside(it, index, inside)
-        mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds, detached=detached, roots=roots)
+        mount_entry(it.root_fd, entry, ctx.bundle, ctx.cgroup_binds, detached=detached, roots=roots,
+                    source_fd=ctx.bind_sources.get(index, -1))
     except OSError as e:
         raise OSError(e.errno, f"error mounting {entry.get('source', '')!r} to rootfs at "
                       f"{entry.get('destination')!r}: {oserror_text(e)}") from None

@@ -108,6 +108,8 @@ def launch(ctx: LaunchContext) -> Launched:
                     _trace(ctx, "write id maps", id_map_plan(ctx.linux))
                 _write_id_maps(pid, ctx)
                 parent.send(Msg.USERMAP_DONE)
+            elif msg.type == Msg.BIND_SOURCES_REQUEST:
+                _send_bind_sources(parent, pid, ctx)
             elif msg.type == Msg.INIT_PID:
                 init_pid = msg.data["pid"]
                 # Stage 1 joined the cgroup before it forked the init.
@@ -241,6 +243,29 @@ def _send_mount_source(parent: Channel, init_pid: int, ctx: LaunchContext, msg: 
         parent.send(Msg.MOUNT_SOURCE, fds=[tree])
     finally:
         os.close(tree)
+
+
+def _send_bind_sources(parent: Channel, pid: int, ctx: LaunchContext) -> None:
+    """Open each bind source of a user-namespaced container (create.py
+    _userns_binds) in stage 1's mount namespace, through its /proc/<pid>/root,
+    with our (host root's) access, and hand stage 1 the O_PATH fds.  Symlinks
+    resolve inside that root.  A source we cannot open is left to the init,
+    which then reports the failure in its own words."""
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index in ctx.bind_source_indices:
+            source = os.path.join(ctx.bundle, ctx.spec["mounts"][index]["source"])
+            try:
+                fd = s.openat2(root, source, os.O_PATH, s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS)
+            except OSError:
+                continue
+            try:
+                parent.send(Msg.BIND_SOURCE, fds=[fd], index=index)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root)
+    parent.send(Msg.BIND_SOURCES_DONE)
 
 
 def _write_id_maps(pid: int, ctx: LaunchContext) -> None:

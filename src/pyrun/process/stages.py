@@ -134,6 +134,9 @@ def bootstrap(ctx: LaunchContext, ch: Channel) -> None:
                 flags |= NAMESPACES[ns][0]
         if flags:
             s.unshare(flags)
+        step = "receive bind sources"
+        if plan[step]:
+            _receive_bind_sources(ctx, ch)
         step = "set time offsets"
         for act in plan[step]:
             _write_time_offsets(act["lines"], "user" in ctx.new_namespaces)
@@ -167,12 +170,24 @@ def bootstrap_plan(ctx: LaunchContext) -> list[tuple[str, list[dict[str, object]
                              for ns in JOIN_ORDER if ctx.join_namespaces.get(ns)]),
         ("create user namespace", user),
         ("create namespaces", [{"do": "unshare", "namespaces": others}] if others else []),
+        ("receive bind sources", [{"do": "ask the parent to open the bind sources in this mount namespace",
+                                   "mounts": ctx.bind_source_indices}] if ctx.bind_source_indices else []),
         ("set time offsets", [{"do": "write /proc/self/timens_offsets",
                                "lines": [f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}"
                                          for clock, v in offsets.items()]}]
          if "time" in ctx.new_namespaces and offsets else []),
         ("fork the init", [{"do": "fork", "then": "the init's steps"}]),
     ]
+
+
+def _receive_bind_sources(ctx: LaunchContext, ch: Channel) -> None:
+    """The O_PATH fds the parent opened through our /proc/<pid>/root: in our
+    mount namespace, so the init's binds of them keep the kernel's locks."""
+    ch.send(Msg.BIND_SOURCES_REQUEST)
+    while (msg := ch.recv()).type == Msg.BIND_SOURCE:
+        ctx.bind_sources[msg.data["index"]] = msg.fds[0]
+    if msg.type != Msg.BIND_SOURCES_DONE:
+        raise OSError(0, f"expected {Msg.BIND_SOURCES_DONE}, got {msg.type}")
 
 
 def _close_inherited_fds(ctx: LaunchContext, ch: Channel) -> None:

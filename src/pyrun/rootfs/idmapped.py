@@ -68,21 +68,12 @@ def has_user_namespace(spec: dict[str, Any]) -> bool:
 
 
 def prepare(spec: dict[str, Any], bundle: str, roots: tuple[str, ...] = ()) -> dict[int, int]:
-    """{mount index: detached mount fd} for every idmapped entry and, in a
-    user namespace, every other bind entry as well; not for a source inside
-    the rootfs (`roots`), which exists only once the init has mounted the
-    entries before it: the init binds that one itself, or asks for an
-    idmapped copy at its turn (clone_inside).
-
-    The init, root of the container's user namespace, may be unable to reach
-    a bind source that only the host's root can (a directory of mode 700 on
-    the way): the parent, that root, clones each source now and the init
-    attaches the clone (runc opens its mount sources beforehand too). Where
-    the parent cannot clone one (a missing source; no CAP_SYS_ADMIN over
-    its mount namespace), the init binds it itself, as without a user
-    namespace, and reports any failure in its own words."""
+    """{mount index: detached mount fd} for every idmapped entry; not for a
+    source inside the rootfs (`roots`), which exists only once the init has
+    mounted the entries before it: the init asks for an idmapped copy of
+    that one at its turn (clone_inside).  (Other bind sources of a user
+    namespace: container/create.py _userns_binds.)"""
     linux = spec.get("linux") or {}
-    userns = has_user_namespace(spec)
     out: dict[int, int] = {}
     from pyrun.rootfs.mounts import container_source
     try:
@@ -91,13 +82,6 @@ def prepare(spec: dict[str, Any], bundle: str, roots: tuple[str, ...] = ()) -> d
                 continue
             if wanted(entry):
                 out[i] = _detached(entry, linux, i, bundle)
-            elif userns and _is_bind(entry) and entry.get("source"):
-                source = entry["source"]
-                try:
-                    out[i] = s.open_tree(os.path.join(bundle, source),
-                                         recursive="rbind" in (entry.get("options") or []))
-                except OSError:
-                    pass
     except BaseException:
         close(out)
         raise

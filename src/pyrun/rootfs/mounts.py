@@ -7,6 +7,7 @@ TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
+from pyrun.errors import oserror_text
 from pyrun.linux import syscalls as s
 from pyrun.rootfs import options as mount_options, procsafe
 from pyrun.rootfs.paths import ensure_path, fd_path, open_in_root
@@ -15,9 +16,19 @@ _REMOUNT_KEEP = s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC | s.MS_NOAT
     s.MS_NODIRATIME | s.MS_RELATIME | s.MS_STRICTATIME | s.MS_NOSYMFOLLOW
 
 
+# statvfs ST_* bits that differ from their MS_* flag (calculate_f_flags in
+# the kernel's fs/statfs.c); the others are equal.
+_ST_TO_MS = ((0x1000, s.MS_RELATIME), (0x2000, s.MS_NOSYMFOLLOW))
+
+
 def current_flags(path: str) -> int:
-    """Mount flags in force on `path` (statvfs ST_* values equal MS_* values)."""
-    return os.statvfs(path).f_flag & _REMOUNT_KEEP
+    """Mount flags in force on `path`."""
+    st = os.statvfs(path).f_flag
+    flags = st & _REMOUNT_KEEP & ~(s.MS_RELATIME | s.MS_NOSYMFOLLOW)
+    for st_bit, ms_bit in _ST_TO_MS:
+        if st & st_bit:
+            flags |= ms_bit
+    return flags
 
 
 def rootfs_names(spec: dict[str, Any], bundle: str, rootfs: str) -> tuple[str, ...]:
@@ -107,9 +118,11 @@ def describe(entry: dict[str, Any], bundle: str, cgroup_binds: list[tuple[str, s
 
 def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
                 cgroup_binds: list[tuple[str, str]], detached: int = -1,
-                roots: tuple[str, ...] = ()) -> None:
+                roots: tuple[str, ...] = (), source_fd: int = -1) -> None:
     """`detached`: an idmapped copy of the source the parent prepared (rootfs.idmapped).
-    `roots`: the rootfs's host path as the config may spell it (container_source)."""
+    `roots`: the rootfs's host path as the config may spell it (container_source).
+    `source_fd`: a host source, opened by the parent in our mount namespace (a user
+    namespace's: container/create.py _userns_binds)."""
     dest, fstype, opts, kind = classify(entry, detached, roots)
     if fstype in ("proc", "sysfs") and not opts.is_bind:
         procsafe.check_ordinary_directory(root_fd, dest, fstype)
@@ -120,7 +133,7 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str,
         if inside is not None:
             _bind_inside(root_fd, dest, inside, opts)
         else:
-            _bind(root_fd, dest, entry.get("source") or "", bundle, opts)
+            _bind(root_fd, dest, entry.get("source") or "", bundle, opts, source_fd)
     elif kind == "cgroup":
         _cgroup(root_fd, dest, opts, cgroup_binds)
     elif kind == "remount":
@@ -156,10 +169,13 @@ def dev_read_only(mounts: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions) -> None:
+def _bind(root_fd: int, dest: str, source: str, bundle: str, opts: mount_options.MountOptions,
+          given_fd: int = -1) -> None:
     if not os.path.isabs(source):
         source = os.path.join(bundle, source)
-    _bind_fd(root_fd, dest, os.open(source, os.O_PATH | os.O_CLOEXEC), opts)
+    # The given fd stays open: its owner closes it.
+    src_fd = os.dup(given_fd) if given_fd >= 0 else os.open(source, os.O_PATH | os.O_CLOEXEC)
+    _bind_fd(root_fd, dest, src_fd, opts)
 
 
 def _bind_inside(root_fd: int, dest: str, inside: str, opts: mount_options.MountOptions) -> None:
@@ -272,21 +288,62 @@ def _remount(root_fd: int, dest: str, fstype: str, source: str,
 def _finish(root_fd: int, dest: str, opts: mount_options.MountOptions, bind: bool) -> None:
     """Flags a bind mount cannot take at creation, then propagation."""
     extra = opts.flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
+    remount = bind and bool(extra or opts.clear)
     recursive = opts.attr_set or opts.attr_clr
-    if not (bind and extra) and not opts.propagation and not recursive:
+    if not remount and not opts.propagation and not recursive:
         return
     fd = open_in_root(root_fd, dest)       # now the root of the new mount
     try:
         path = fd_path(fd)
-        if bind and extra:
-            flags = (current_flags(path) | extra) & ~opts.clear
-            s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | flags)
+        if remount:
+            _bind_flags(path, extra, opts.clear)
         if recursive:
             s.mount_setattr_recursive(fd, opts.attr_set, opts.attr_clr)
         for prop in opts.propagation:
             s.mount(None, path, None, prop)
     finally:
         os.close(fd)
+
+
+# Flags the kernel locks (MNT_LOCK_*) on mounts a less privileged user
+# namespace inherits: its root may not clear them, nor change the atime mode.
+_ATIME_ENUM = s.MS_NOATIME | s.MS_RELATIME | s.MS_STRICTATIME
+_ATIME = _ATIME_ENUM | s.MS_NODIRATIME
+_LOCKABLE = s.MS_RDONLY | s.MS_NODEV | s.MS_NOEXEC | s.MS_NOSUID | _ATIME
+
+
+def _bind_flags(path: str, wanted: int, cleared: int) -> None:
+    """A bind mount's options, as runc 1.2+: exactly the flags asked for (any
+    option at all, a clearing one included, drops the source's others; the
+    kernel keeps the atime mode unless one is named).  Where the kernel
+    refuses because the source's flags are locked (a user namespace), the
+    locked ones are kept, unless the entry asked to clear one or for another
+    atime mode: then the mount fails rather than differ from the request."""
+    try:
+        s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | wanted)
+        return
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
+    # A bind mount starts with its source's flags: this mount's are the source's.
+    have = current_flags(path)
+    if not have & _ATIME_ENUM:
+        have |= s.MS_STRICTATIME        # not reported by statfs: the absence of the others
+    locked = have & _LOCKABLE
+    if locked & cleared:
+        raise OSError(errno.EPERM, "cannot clear locked flags "
+                      f"{','.join(mount_options.flag_names(locked & cleared))}: operation not permitted")
+    if wanted & _ATIME and wanted & _ATIME != have & _ATIME:
+        # Kernel quirks would otherwise turn the request silently into the
+        # source's mode (MS_STRICTATIME overrides the others; MS_NOATIME
+        # overrides MS_RELATIME).
+        raise OSError(errno.EPERM, "cannot change locked atime flags "
+                      f"{','.join(mount_options.flag_names(have & _ATIME))}: operation not permitted")
+    try:
+        s.mount(None, path, None, s.MS_BIND | s.MS_REMOUNT | wanted | locked)
+    except OSError as e:
+        raise OSError(e.errno, f"remount with locked flags {','.join(mount_options.flag_names(locked))} "
+                      f"re-applied: {oserror_text(e)}") from None
 
 
 def _cgroup(root_fd: int, dest: str, opts: mount_options.MountOptions,
