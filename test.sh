@@ -10,32 +10,8 @@ venv=${PYRUN_VENV:-$here/.venv}
 PYRUN_NO_DEMO=1 "$here/install.sh" || exit
 cd "$here"
 
-# The VM modules (marker vm: qemu under TCG, ~20 minutes of CPU) run in a pytest of
-# their own beside the others, whose tests mostly wait on the kernel, so the two
-# overlap. Only for a whole-suite run (options only, no test named or selected);
-# PYRUN_VM_APART=0 runs everything in one pytest, one module after another.
-apart=${PYRUN_VM_APART:-1}
-for arg in "$@"; do case $arg in -q|-v|-x|-rfEs|--durations=*) ;; *) apart=0 ;; esac; done
-if [ "$apart" = 1 ]; then
-    vm_out=$(mktemp -d /tmp/pyrun-vm-pytest.XXXXXX)
-    # each boot's own limit, stretched: the host's tests take CPU from it
-    PYRUN_VM_TIMEOUT=${PYRUN_VM_TIMEOUT:-2400} "$venv/bin/python" -m pytest -m vm \
-        --basetemp "$vm_out/tmp" "$@" >"$vm_out/log" 2>&1 &
-    vm_pid=$!
-    trap 'kill $vm_pid 2>/dev/null' INT TERM
-    "$venv/bin/python" -m pytest -m "not vm" "$@"
-    pytest_rc=$?
-    wait "$vm_pid"
-    vm_rc=$?
-    trap - INT TERM
-    echo "=== the VM modules: pytest -m vm, run beside the pytest above (exit $vm_rc) ==="
-    cat "$vm_out/log"
-    rm -rf "$vm_out"
-    [ "$pytest_rc" = 0 ] && pytest_rc=$vm_rc
-else
-    "$venv/bin/python" -m pytest "$@"
-    pytest_rc=$?
-fi
+"$venv/bin/python" -m pytest "$@"
+pytest_rc=$?
 
 conformance_rc=0 bats_rc=0 rtools_rc=0 critest_rc=0
 if [ "${PYRUN_NO_CONFORMANCE:-}" != 1 ]; then
