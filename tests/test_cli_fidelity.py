@@ -59,6 +59,10 @@ class Runtime:
     def program(self) -> str:
         return "pyrun" if self.name == "pyrun" else "runc"
 
+    def init_error(self, text: str, step: str) -> str:
+        """An init failure's tail: runc's text, then pyrun's step name after it."""
+        return f"{text} (step: {step})" if self.name == "pyrun" else text
+
     def new_id(self) -> str:
         cid = ID_PREFIX + uuid.uuid4().hex[:10]
         self.created.append(cid)
@@ -204,7 +208,8 @@ def test_every_exec_failure_exits_255_with_one_line(runtime, bundle, tmp_path):
     assert msg.startswith("exec failed: unable to start container process: ") and "/nonexistent" in msg, msg
     msg = _exec_fail(runtime, cid, "/nonexistent-bin")
     assert msg.startswith("exec failed: unable to start container process: ")
-    assert msg.endswith('exec: "/nonexistent-bin": stat /nonexistent-bin: no such file or directory'), msg
+    assert msg.endswith(runtime.init_error('exec: "/nonexistent-bin": stat /nonexistent-bin: no such file or directory',
+                                           "look up executable")), msg
     old = runtime.name == "runc-1.1.5"
     assert _exec_fail(runtime, "--user", "nobody", cid, "true") == (
         'exec failed: parsing nobody as int for uid failed: strconv.Atoi: parsing "nobody": invalid syntax' if old
@@ -264,7 +269,8 @@ def test_start_failures_say_unable_to_start_container_process(runtime, bundle):
     assert res.returncode == 1
     msg = one_error(res)
     assert msg.startswith(f"{runtime.program} run failed: unable to start container process: "), msg
-    assert msg.endswith('exec: "/nonexistent": stat /nonexistent: no such file or directory'), msg
+    assert msg.endswith(runtime.init_error('exec: "/nonexistent": stat /nonexistent: no such file or directory',
+                                           "look up executable")), msg
     assert not (runtime.root / cid).exists()
 
     bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}

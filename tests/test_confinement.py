@@ -224,7 +224,7 @@ def test_sched_deadline_with_a_cpuset_is_refused_in_runcs_words(runtime, bundle,
     assert res.returncode == 1, res
     msg = one_json_error(res)
     assert msg.startswith(f"{runtime.program} run failed: unable to start container process: "), msg
-    assert msg.endswith(ALLOWED_CPUS), msg
+    assert msg.endswith(runtime.init_error(ALLOWED_CPUS, "set scheduling")), msg
     assert not (runtime.root / cid).exists()
 
     del bundle.config["process"]["scheduler"]
@@ -236,7 +236,8 @@ def test_sched_deadline_with_a_cpuset_is_refused_in_runcs_words(runtime, bundle,
         res = runtime("exec", "-p", str(process), cid, check=False, global_args=("--log-format", "json"))
         assert res.returncode == 255, res
         msg = one_json_error(res)
-        assert msg.startswith("exec failed: unable to start container process: ") and msg.endswith(ALLOWED_CPUS), msg
+        assert msg.startswith("exec failed: unable to start container process: ") \
+            and msg.endswith(runtime.init_error(ALLOWED_CPUS, "set scheduling")), msg
     runtime("delete", "--force", cid)
 
 

@@ -106,10 +106,12 @@ def test_init_step_failure_names_the_step_and_cleans_up(pyrun, bundle, tmp_path)
     bundle.config["mounts"].append({"destination": "/data", "type": "bind",
                                     "source": str(tmp_path / "no-such-source"), "options": ["bind"]})
     bundle.write()
-    line, _ = _fail(pyrun, tmp_path, "create", "-b", str(bundle.path), pyrun.new_id())
+    line, entries = _fail(pyrun, tmp_path, "create", "-b", str(bundle.path), pyrun.new_id())
     src = tmp_path / "no-such-source"
-    assert line == ("pyrun create failed: unable to start container process: error during container init: prepare rootfs: "
-                    f"error mounting '{src}' to rootfs at '/data': no such file or directory: {src}")
+    # runc's text straight after "error during container init: " (callers glob it), the step after it
+    assert line == ("pyrun create failed: unable to start container process: error during container init: "
+                    f"error mounting '{src}' to rootfs at '/data': no such file or directory: {src} (step: prepare rootfs)")
+    assert entries[0]["step"] == "prepare rootfs"
 
 
 def test_missing_executable_uses_runcs_wording(pyrun, bundle, tmp_path):

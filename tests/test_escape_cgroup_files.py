@@ -135,8 +135,8 @@ def test_exec_cgroup_that_does_not_exist_fails_in_runcs_words(pyrun, running, bu
     assert res.returncode == 255, res
     msg = res.stderr.rstrip()
     m = re.fullmatch(r'time="[^"]+" level=error msg="exec failed: unable to start container process: '
-                     r'error during container init: join cgroup: error adding pid (\d+) to cgroups: '
-                     r'failed to write (\d+): open (\S+): no such file or directory"', msg)
+                     r'error during container init: error adding pid (\d+) to cgroups: '
+                     r'failed to write (\d+): open (\S+): no such file or directory \(step: join cgroup\)"', msg)
     assert m and m.group(1) == m.group(2) and m.group(3) in targets, msg
     assert not (bundle.rootfs / "ran").exists()
     assert not any(os.path.exists(os.path.join(p, "nonexistent")) for p in paths.values())
@@ -172,7 +172,7 @@ def test_exec_cgroup_absolute_path_is_below_the_container(pyrun, running, bundle
     first = next(iter(paths.values()))     # the init joins the cgroups in the state's order
     assert res.stderr.count("\n") == 1 and res.stderr.rstrip().endswith(
         f'to cgroups: failed to write {res.stderr.split("error adding pid ")[1].split()[0]}: '
-        f'open {first}/sys/fs/cgroup/cpu/cgroup.procs: no such file or directory"'), res.stderr
+        f'open {first}/sys/fs/cgroup/cpu/cgroup.procs: no such file or directory (step: join cgroup)"'), res.stderr
     assert not (bundle.rootfs / "ran").exists()
     assert _pids_in(paths) == before
 

@@ -259,7 +259,8 @@ def test_create_refuses_a_dev_console_symlink(pyrun, bundle, tmp_path):
     entries = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
     assert [e["level"] for e in entries] == ["error"], res.stderr
     assert entries[0]["msg"] == ("pyrun create failed: unable to start container process: "
-                                 "error during container init: set up console: " + REFUSED), res.stderr
+                                 "error during container init: " + REFUSED + " (step: set up console)"), res.stderr
+    assert entries[0]["step"] == "set up console", res.stderr
     assert not created
     assert (out / "victim").read_text() == VICTIM
     assert os.readlink(dev / "console") == "/out/victim"
@@ -361,12 +362,13 @@ def test_create_races_dev_console_swapped_for_a_proc_symlink(pyrun, bundle, tmp_
     # Found the symlink, or found the file and lost it to a rename before the
     # mount: nothing was mounted either way.
     failed = 'level=error msg="pyrun create failed: unable to start container process: ' \
-             'error during container init: set up console: '
+             'error during container init: '
+    step = ' (step: set up console)"'
     named = {
         ("created", (("/dev/console", ("devpts",)), ("/proc/sys/kernel/hostname", ()))): "pty on /dev/console",
         ("created", (("/dev/console", ()), ("/proc/sys/kernel/hostname", ()))): "pty gone with the renamed file",
-        ("refused", failed + REFUSED + '"'): "refused the symlink",
-        ("refused", failed + 'mount the pty on /dev/console: no such file or directory"'): "lost the file",
+        ("refused", failed + REFUSED + step): "refused the symlink",
+        ("refused", failed + 'mount the pty on /dev/console: no such file or directory' + step): "lost the file",
     }
 
     def name(kind: str, seen) -> str:

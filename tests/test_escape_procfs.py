@@ -92,7 +92,7 @@ def test_volume_over_proc_self_through_image_symlink_is_refused(pyrun, bundle, t
     bundle.config["process"]["args"] = ["sh", "-c", REPORT.format(proc="proc")]
     msg = _refusal(pyrun, bundle)
     assert msg.endswith(f'check proc-safety of /data mount: "{bundle.rootfs}/proc/1" '
-                        "cannot be mounted because it is inside /proc"), msg
+                        "cannot be mounted because it is inside /proc (step: prepare rootfs)"), msg
 
 
 @pytest.mark.parametrize("through", ["config", "image-symlink"])
@@ -117,7 +117,7 @@ def test_fake_cap_last_cap_mount_is_refused(pyrun, bundle, tmp_path, through):
     bundle.config["process"]["args"] = ["sh", "-c", REPORT.format(proc="proc")]
     msg = _refusal(pyrun, bundle)
     assert msg.endswith(f'check proc-safety of {dest} mount: "{bundle.rootfs}/proc/sys/kernel" '
-                        "cannot be mounted because it is inside /proc"), msg
+                        "cannot be mounted because it is inside /proc (step: prepare rootfs)"), msg
 
 
 def test_sysctl_into_a_volume_over_proc_sys_is_refused(pyrun, bundle, tmp_path):
@@ -133,7 +133,7 @@ def test_sysctl_into_a_volume_over_proc_sys_is_refused(pyrun, bundle, tmp_path):
     bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
     msg = _refusal(pyrun, bundle)
     assert msg.endswith(f'check proc-safety of /proc/sys mount: "{bundle.rootfs}/proc/sys" '
-                        "cannot be mounted because it is inside /proc"), msg
+                        "cannot be mounted because it is inside /proc (step: prepare rootfs)"), msg
     assert (fake / "net/ipv4/ip_forward").read_text() == "0\n"
 
 
@@ -147,7 +147,7 @@ def test_tmpfs_as_proc_is_refused(pyrun, bundle):
             entry.update(type="tmpfs", source="tmpfs", options=["nosuid"])
     msg = _refusal(pyrun, bundle)
     assert msg.endswith(f'check proc-safety of /proc mount: "{bundle.rootfs}/proc" '
-                        "cannot be mounted because it is not of type proc"), msg
+                        "cannot be mounted because it is not of type proc (step: prepare rootfs)"), msg
 
 
 @pytest.mark.parametrize("name, fstype", [("proc", "proc"), ("sys", "sysfs")])
@@ -167,7 +167,7 @@ def test_proc_or_sys_symlink_in_image_is_refused(pyrun, bundle, tmp_path, name, 
     _volume(bundle.config, fake, "/data")
     msg = _refusal(pyrun, bundle)
     assert msg.endswith(f"error mounting '{fstype}' to rootfs at '/{name}': "
-                        f'filesystem "{fstype}" must be mounted on ordinary directory'), msg
+                        f'filesystem "{fstype}" must be mounted on ordinary directory (step: prepare rootfs)'), msg
 
 
 def test_lxcfs_files_may_still_be_covered(pyrun, bundle, tmp_path):

@@ -239,6 +239,6 @@ def test_a_stage_someone_else_traces_fails_the_command_cleanly(pyrun, bundle):
     assert res.returncode == 1, res
     assert res.stderr.count("\n") == 1, res
     assert re.search(r"pyrun run failed: unable to start container process: error during container init: "
-                     r"guard against ptrace: cannot trace the runtime's stage 1 \(pid \d+\): operation not permitted",
+                     r"cannot trace the runtime's stage 1 \(pid \d+\): operation not permitted \(step: guard against ptrace\)",
                      res.stderr), res
     assert pyrun("state", cid, check=False).returncode == 1

@@ -72,7 +72,7 @@ def test_leaked_fd_as_cwd_is_refused(pyrun, bundle, fd):
     prefix = "pyrun run failed: unable to start container process: error during container init: "
     msg = res.stderr.split('msg="', 1)[1].rsplit('"', 1)[0]
     assert msg.startswith(prefix), msg
-    assert msg[len(prefix):].split(":")[0] in ("create cwd", "switch user"), msg
+    assert msg[len(prefix):].rsplit(" (step: ", 1)[1] in ("create cwd)", "switch user)"), msg
 
 
 def test_fds_above_stdio_never_reach_the_container(pyrun, bundle):

@@ -607,7 +607,7 @@ def test_exec_user_with_no_access_to_the_cwd(pyrun, bundle):
         # a cwd no one may enter: refused with runc's words
         res = pyrun("exec", "--cwd", "/etc/passwd", cid, "pwd", check=False, global_args=("--log-format", "json"))
         assert res.returncode == 255, res
-        assert ('switch user: chdir to cwd ("/etc/passwd") set in config.json failed: not a directory'
-                in json.loads(res.stderr)["msg"]), res.stderr
+        assert json.loads(res.stderr)["msg"].endswith(
+            'chdir to cwd ("/etc/passwd") set in config.json failed: not a directory (step: switch user)'), res.stderr
     finally:
         pyrun("delete", "--force", cid)

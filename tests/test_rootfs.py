@@ -512,5 +512,5 @@ def test_a_missing_bind_source_inside_the_rootfs_fails_cleanly(pyrun, bundle, id
     bundle.write()
     msg = conftest_failed_run(pyrun, bundle)
     assert msg.startswith("pyrun run failed: unable to start container process: error during container init: "
-                          f"prepare rootfs: error mounting '{bundle.rootfs}/nothere' to rootfs at '/final': ")
-    assert msg.endswith("no such file or directory: nothere")
+                          f"error mounting '{bundle.rootfs}/nothere' to rootfs at '/final': ")
+    assert msg.endswith("no such file or directory: nothere (step: prepare rootfs)")

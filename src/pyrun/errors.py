@@ -32,9 +32,17 @@ def oserror_text(e: OSError) -> str:
 class PyrunError(Exception):
     """An error reported to the caller as one line and a non-zero exit."""
 
+    step: str | None = None     # the init's failing step, for the JSON log's "step" field
+
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    def reworded(self, message: str, exit_code: int | None = None) -> PyrunError:
+        """The same failure in the caller's words; the step stays with it."""
+        e = PyrunError(message, self.exit_code if exit_code is None else exit_code)
+        e.step = self.step
+        return e
 
 
 class ConfigError(PyrunError):
@@ -54,6 +62,18 @@ class ArgsError(UsageError):
 
 
 START_FAILED = "unable to start container process"   # runc: what went wrong between fork and ready
+
+
+def init_failed_text(step: str | None, text: str) -> str:
+    """An init failure as runc words it, pyrun's step name after runc's text:
+    callers glob runc's words straight after "error during container init: "."""
+    return f"error during container init: {text} (step: {step})" if step else f"error during container init: {text}"
+
+
+def init_failed(step: str | None, text: str) -> PyrunError:
+    e = PyrunError(init_failed_text(step, text))
+    e.step = step or None
+    return e
 
 
 class InitError(PyrunError):

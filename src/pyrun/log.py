@@ -53,18 +53,21 @@ def _timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"
 
 
-def _format(level: str, msg: str) -> str:
+def _format(level: str, msg: str, step: str | None = None) -> str:
     if _json:
         from pyrun.state.jsonio import dumps     # not json: re and enum for one line
-        return dumps({"level": level, "msg": msg, "time": _timestamp()}, compact=True) + "\n"
+        entry = {"level": level, "msg": msg, "step": step, "time": _timestamp()}   # logrus: keys sorted
+        if step is None:
+            del entry["step"]
+        return dumps(entry, compact=True) + "\n"
     quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
     return f'time="{_timestamp()}" level={level} msg="{quoted}"\n'
 
 
-def _write(level: str, msg: str) -> None:
+def _write(level: str, msg: str, step: str | None = None) -> None:
     if _forked():
         return
-    line = _format(level, msg).encode()
+    line = _format(level, msg, step).encode()
     try:
         os.write(_fd if _fd >= 0 else 2, line)
     except OSError:
@@ -76,12 +79,14 @@ def _forked() -> bool:
     return _owner is not None and os.getpid() != _owner
 
 
-def error(msg: str) -> None:
-    """One error entry; with a log file the plain message also goes to stderr."""
+def error(msg: str, step: str | None = None) -> None:
+    """One error entry; with a log file the plain message also goes to stderr.
+    `step`, the init's failing step, is a field of its own in a JSON entry
+    (the text entry keeps runc's shape: the message already names it)."""
     if _forked():
         return
     msg = " ".join(msg.splitlines())
-    _write("error", msg)
+    _write("error", msg, step)
     if _path is not None and _path != "/dev/stderr":
         try:
             sys.stderr.write(msg + "\n")

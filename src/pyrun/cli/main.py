@@ -110,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             log.error(str(e))
             return e.exit_code
         if action == "exec":        # runc: fatalWithCode(fmt.Errorf("exec failed: %w", err), 255)
-            log.error(f"exec failed: {e}")
+            log.error(f"exec failed: {e}", e.step)
             return EXEC_FAILED
         if action in ("create", "run"):
             prefix = f"{program()} {action} failed: "
         else:
             prefix = ""
-        log.error(prefix + str(e))
+        log.error(prefix + str(e), e.step)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

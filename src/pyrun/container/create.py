@@ -104,7 +104,7 @@ def create(req: CreateRequest) -> Created:
         try:
             launched = launch(ctx)
         except PyrunError as e:
-            raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
+            raise e.reworded(f"{START_FAILED}: {e}") from None
         if log.debugging():
             log.debug(f"create {req.id}: init {launched.pid} ready after its steps: {init_steps('init')}")
         if trace_fd >= 0:

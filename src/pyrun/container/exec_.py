@@ -94,7 +94,7 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
     try:
         launched = launch(ctx)
     except PyrunError as e:
-        raise PyrunError(f"{START_FAILED}: {e}", e.exit_code) from None
+        raise e.reworded(f"{START_FAILED}: {e}") from None
     faults.point("exec: launched")
     if log.debugging():
         from pyrun.container.create import init_steps
@@ -126,7 +126,7 @@ def _exec(req: ExecRequest, state: dict[str, Any], cgroup: Any) -> int:
         if master is not None:
             os.close(master)
         _reap(launched.pid)
-        raise PyrunError(f"{START_FAILED}: {e}", exit_code=255) from None
+        raise e.reworded(f"{START_FAILED}: {e}", 255) from None
     log.debug(f"exec {req.id}: process {launched.pid} released")
     if req.detach:
         return 0

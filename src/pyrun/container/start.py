@@ -5,7 +5,7 @@ import os
 import select
 
 from pyrun import faults, log
-from pyrun.errors import START_FAILED, PyrunError
+from pyrun.errors import START_FAILED, PyrunError, init_failed
 from pyrun.linux.proc import is_alive
 from pyrun.state.status import CREATED, STOPPED, status_of
 from pyrun.state.store import FIFO, ContainerDir
@@ -35,8 +35,12 @@ def start(root: str, container_id: str) -> None:
         log.debug(f"start {container_id}: init {pid} released")
         faults.point("start: released")
         if data != b"0":     # "1<step>: <error>" (after "0" if execve failed); the init has exited
-            text = data[data.index(b"1") + 1:].decode(errors="replace") if b"1" in data[:2] else repr(data)
-            raise PyrunError(f"{START_FAILED}: error during container init: {text}")
+            if b"1" in data[:2]:
+                step, _, text = data[data.index(b"1") + 1:].decode(errors="replace").partition(": ")
+                e = init_failed(step, text)
+            else:
+                e = init_failed(None, repr(data))
+            raise e.reworded(f"{START_FAILED}: {e}")
         poststart = ((state.get("config") or {}).get("hooks") or {}).get("poststart")
         if poststart:
             _run_poststart(state, poststart)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from pyrun import faults
-from pyrun.errors import START_FAILED, InitError, PyrunError, oserror_text, strerror
+from pyrun.errors import START_FAILED, InitError, PyrunError, init_failed_text, oserror_text, strerror
 from pyrun.linux import procfs, syscalls as s
 from pyrun.linux.capabilities import mask as cap_mask
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -1075,12 +1075,12 @@ def _last_word(it: Init, e: InitError) -> None:
     and reports what we write there; before that (the reopen itself
     failed), only our stderr is left, as current runc's init prints its
     error there as a last resort. `start` then finds us dead."""
-    text = f"{e.step}: {str(e).split(': ', 1)[1]}"
+    text = str(e).split(": ", 1)[1]
     try:
         if it.verdict_fd >= 0:
-            os.write(it.verdict_fd, b"1" + text.encode(errors="replace")[:4000])
+            os.write(it.verdict_fd, b"1" + f"{e.step}: {text}".encode(errors="replace")[:4000])
         else:
-            os.write(2, f"{START_FAILED}: error during container init: {text}\n".encode(errors="replace"))
+            os.write(2, f"{START_FAILED}: {init_failed_text(e.step, text)}\n".encode(errors="replace"))
     except OSError:
         pass
     os._exit(255)

@@ -7,7 +7,7 @@ import _signal as signal    # not signal: its enums cost ~1.5 ms
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 
 from pyrun import faults, log
-from pyrun.errors import PyrunError, strerror
+from pyrun.errors import PyrunError, init_failed, strerror
 from pyrun.linux import syscalls as s
 from pyrun.process import channel as chan, guard
 from pyrun.process.channel import Channel, ChannelClosed, Msg
@@ -34,7 +34,7 @@ class Launched:
             while until_exec:
                 msg = self.channel.recv()
                 if msg.type == Msg.ERROR:
-                    raise PyrunError(f"error during container init: {msg.data.get('step')}: {msg.data.get('msg', '')}")
+                    raise init_failed(msg.data.get("step"), msg.data.get("msg", ""))
                 if msg.type == Msg.FAULT:
                     faults.die()
         except ChannelClosed:
@@ -163,7 +163,7 @@ def launch(ctx: LaunchContext) -> Launched:
                 faults.die()
             elif msg.type == Msg.ERROR:
                 step, text = msg.data.get("step"), msg.data.get("msg", "")
-                raise PyrunError(f"error during container init: {step}: {text}" if step else text)
+                raise init_failed(step, text) if step else PyrunError(text)
     except BaseException:
         ctx.cgroup.reap_warm()
         for victim in (init_pid, pid):
