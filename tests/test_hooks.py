@@ -90,8 +90,12 @@ def test_failing_start_container_hook_fails_start_and_stops(pyrun, bundle):
     bundle.set_args("sleep", "300")
     cid = pyrun.new_id()
     pyrun("create", "-b", str(bundle.path), cid)
-    res = pyrun("start", cid, check=False)
-    assert res.returncode == 1 and "error running startContainer hook #0: exit status 4" in res.stderr
+    res = pyrun("start", cid, check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1, res
+    entry = json.loads(res.stderr)      # exactly one entry; the step after runc's words and as its own field
+    assert entry["msg"] == ("unable to start container process: error during container init: "
+                            "error running startContainer hook #0: exit status 4, stdout: , stderr:  (step: wait for start)"), entry
+    assert entry["step"] == "wait for start", entry
     assert pyrun.wait_status(cid, "stopped")["status"] == "stopped"
     pyrun("delete", cid)
 
