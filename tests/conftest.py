@@ -107,6 +107,8 @@ def _our_processes(root: Path | None = None) -> set[str]:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] == "Z" and fields[1] == "1":
+            continue    # dead, parent gone: the host's init reaps it (here a ~2 s poll), nothing of ours
         if ID_PREFIX in cgroup or int(fields[1]) == me or (marker is not None and marker in cmdline):
             found.add(f"{entry} {stat[:stat.rfind(')') + 1]} state={fields[0]}")
     return found
