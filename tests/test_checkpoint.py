@@ -499,3 +499,45 @@ def test_nested_bind_mounts_after_their_mount_point_went(rt, bundle, stdio, tmp_
     assert_continues(log, before)
     assert (outer / "for" / "nested").is_dir()
     rt("delete", "-f", cid)
+
+
+@pytest.mark.criu
+@needs_criu_kernel
+def test_lazy_pages_checkpoint_ends_when_the_container_is_deleted(pyrun, bundle, stdio, tmp_path):
+    """checkpoint --lazy-pages: once CRIU reports the images written, it
+    serves memory until a restore takes it, maybe never (checkpoint.bats'
+    restore fails there, for runc too). The container is then the caller's
+    again: `delete -f` works, and the checkpoint ends with an error within
+    rpc.GRACE seconds of the init's death, leaving no CRIU behind. Before,
+    checkpoint held the container's lock all along: delete -f waited for it
+    and it for CRIU, and the bats runner killed both after 90 s."""
+    import select
+    import subprocess
+    counter_bundle(bundle)
+    log = bundle.rootfs / "count.log"
+    cid, pid = start_counter(pyrun, bundle, stdio, log)
+    ready_r, ready_w = os.pipe()
+    image, work = tmp_path / "image", tmp_path / "work"
+    image.mkdir()
+    cmd = [*pyrun.command, "--root", str(pyrun.root), "checkpoint", "--lazy-pages", "--page-server",
+           "127.0.0.1:27278", "--status-fd", str(ready_w), "--image-path", str(image), "--work-path", str(work), cid]
+    proc = subprocess.Popen(cmd, pass_fds=(ready_w,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        os.close(ready_w)
+        assert select.select([ready_r], [], [], 240)[0], "no status-fd byte"
+        assert os.read(ready_r, 1) == b"\0"
+        assert (image / "inventory.img").exists()
+        pyrun("delete", "-f", cid, timeout=120)
+        eventually(lambda: proc_state(pid) in ("gone", "Z"), 30, f"{pid} gone")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(ready_r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    error = [line for line in err.splitlines() if "level=error" in line]
+    assert len(error) == 1 and "the container's init exited and criu did not finish" in error[0], err
+    assert pyrun("state", cid, check=False).returncode == 1
+
