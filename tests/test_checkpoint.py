@@ -292,6 +292,40 @@ def test_criu_failure_at_restore_leaves_nothing(pyrun, bundle, tmp_path):
     assert sorted(os.listdir(bundle.rootfs)) == before
 
 
+def nested_binds(bundle, tmp_path: Path) -> tuple[Path, Path]:
+    """runc's checkpoint.bats "with nested bind mounts": /test from one host
+    directory, /test/for/nested from another, so the inner mount point is a
+    directory create makes inside the outer source."""
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    outer.mkdir()
+    inner.mkdir()
+    bundle.config["mounts"] += [
+        {"destination": "/test", "type": "bind", "source": str(outer), "options": ["rw", "bind"]},
+        {"destination": "/test/for/nested", "type": "bind", "source": str(inner), "options": ["rw", "bind"]}]
+    bundle.write()
+    return outer, inner
+
+
+@pytest.mark.skipif(IN_VM, reason="on the host's kernel CRIU fails; in the VM it works")
+def test_restore_makes_nested_mount_points_before_criu(pyrun, bundle, tmp_path):
+    """CRIU mounts onto mount points it does not make. The inner bind's lives
+    in the outer bind's source, which may have lost it since the dump: restore
+    makes it again there (mounting the outer source while it does, as runc's
+    prepareCriuRestoreMounts), before CRIU runs and fails on this kernel; the
+    temporary mount goes (the leak check looks at mounts)."""
+    outer, _ = nested_binds(bundle, tmp_path)
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "descriptors.json").write_text('["pipe:[1]", "pipe:[2]", "pipe:[3]"]')
+    cid = pyrun.new_id()
+    res = pyrun("restore", "-d", "--image-path", str(image), "-b", str(bundle.path), cid, check=False)
+    assert "criu failed: type RESTORE errno 0: " in res.stderr, res.stderr
+    assert (outer / "for" / "nested").is_dir()
+    assert (bundle.rootfs / "test").is_dir()
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    assert not [p for p in points if p.startswith((str(bundle.rootfs), str(pyrun.root)))], points
+
+
 # --- in the VM: real checkpoints ---------------------------------------------
 
 @pytest.mark.criu
@@ -444,3 +478,67 @@ def test_tty_container(rt, bundle, tmp_path, shell_job):
         for fd in masters:
             os.close(fd)
         rt("delete", "-f", cid, check=False)
+
+
+@pytest.mark.criu
+@needs_criu_kernel
+def test_nested_bind_mounts_after_their_mount_point_went(rt, bundle, stdio, tmp_path):
+    """runc's checkpoint.bats "with nested bind mounts": between dump and
+    restore, the inner mount point (inside the outer bind's source) is
+    removed; restore makes it again and the counter in the inner one goes on."""
+    outer, inner = nested_binds(bundle, tmp_path)
+    counter_bundle(bundle, "/test/for/nested/count.log")
+    log = inner / "count.log"
+    cid, pid = start_counter(rt, bundle, stdio, log)
+    image = tmp_path / "image"
+    checkpoint(rt, cid, image)
+    assert_gone(rt, cid, pid)
+    shutil.rmtree(outer / "for")
+    before = counts(log)
+    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
+    restored_state(rt, cid, tmp_path / "pid")
+    assert_continues(log, before)
+    assert (outer / "for" / "nested").is_dir()
+    rt("delete", "-f", cid)
+
+
+@pytest.mark.criu
+@needs_criu_kernel
+def test_lazy_pages_checkpoint_ends_when_the_container_is_deleted(pyrun, bundle, stdio, tmp_path):
+    """checkpoint --lazy-pages: once CRIU reports the images written, it
+    serves memory until a restore takes it, maybe never (checkpoint.bats'
+    restore fails there, for runc too). The container is then the caller's
+    again: `delete -f` works, and the checkpoint ends with an error within
+    rpc.GRACE seconds of the init's death, leaving no CRIU behind. Before,
+    checkpoint held the container's lock all along: delete -f waited for it
+    and it for CRIU, and the bats runner killed both after 90 s."""
+    import select
+    import subprocess
+    counter_bundle(bundle)
+    log = bundle.rootfs / "count.log"
+    cid, pid = start_counter(pyrun, bundle, stdio, log)
+    ready_r, ready_w = os.pipe()
+    image, work = tmp_path / "image", tmp_path / "work"
+    image.mkdir()
+    cmd = [*pyrun.command, "--root", str(pyrun.root), "checkpoint", "--lazy-pages", "--page-server",
+           "127.0.0.1:27278", "--status-fd", str(ready_w), "--image-path", str(image), "--work-path", str(work), cid]
+    proc = subprocess.Popen(cmd, pass_fds=(ready_w,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        os.close(ready_w)
+        assert select.select([ready_r], [], [], 240)[0], "no status-fd byte"
+        assert os.read(ready_r, 1) == b"\0"
+        assert (image / "inventory.img").exists()
+        pyrun("delete", "-f", cid, timeout=120)
+        eventually(lambda: proc_state(pid) in ("gone", "Z"), 30, f"{pid} gone")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(ready_r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    error = [line for line in err.splitlines() if "level=error" in line]
+    assert len(error) == 1 and "the container's init exited and criu did not finish" in error[0], err
+    assert pyrun("state", cid, check=False).returncode == 1
+
