@@ -2,7 +2,6 @@
 --leave-running or --pre-dump) destroy it, as runc does."""
 from __future__ import annotations
 
-import fcntl
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,7 +12,7 @@ from pyrun.criu import mounts, rpc
 from pyrun.criu.options import CriuOptions, criu_failure
 from pyrun.errors import PyrunError
 from pyrun.state.status import PAUSED, RUNNING, status_of
-from pyrun.state.store import STATE_FILE, ContainerDir
+from pyrun.state.store import ContainerDir
 
 DESCRIPTORS = "descriptors.json"      # the init's fds 0-2, for restore's inherit-fd (runc's file)
 LOG = "dump.log"
@@ -41,28 +40,13 @@ def checkpoint(root: str, container_id: str, flags: dict[str, Any]) -> None:
             req_type = rpc.PRE_DUMP if copts.pre_dump else rpc.DUMP
             log.debug(f"checkpoint {container_id}: criu {rpc.TYPE_NAMES[req_type]} of {pid} "
                       f"into {copts.image_path}")
-            fds["init"] = os.pidfd_open(pid)      # pid checked alive by status_of just now
-
-            def notified(resp: Any) -> None:
-                notify_status(resp, copts)
-                if resp.script == "status-ready" and copts.lazy_pages:
-                    # The images are written; CRIU now serves memory until a
-                    # restore takes it all, maybe never: the container is the
-                    # caller's again (delete -f ends the wait, see swrk's watch_fd).
-                    fcntl.flock(cdir.fd, fcntl.LOCK_UN)
             try:
-                rpc.swrk(req_type, opts, notified, watch_fd=fds["init"])
+                rpc.swrk(req_type, opts, lambda resp: notify_status(resp, copts))
             except PyrunError as e:
                 raise criu_failure(e, log_dir, LOG) from None
         finally:
             for fd in fds.values():
                 os.close(fd)
-        if copts.lazy_pages:
-            fcntl.flock(cdir.fd, fcntl.LOCK_EX)
-            still = cdir.open_file(STATE_FILE)
-            if still < 0:                       # deleted while CRIU served
-                return
-            os.close(still)
         if not copts.leave_running and not copts.pre_dump:
             from pyrun.container.delete import destroy
             try:

@@ -38,10 +38,6 @@ OPTS = {
     "manage_cgroups_mode": 34,
 }
 
-# After the dumped init has gone (CRIU kills the tree when it finishes, or
-# someone killed the container), seconds CRIU has left to answer.
-GRACE = 15
-
 Fields = list  # of (field number, value): int/bool -> varint, str/bytes -> bytes, list -> message
 
 
@@ -141,16 +137,13 @@ def opts(**values: Any) -> Fields:
 
 def swrk(req_type: int, criu_opts: Fields, on_notify: Callable[[Response], None],
          extra_fds: tuple[int, ...] = (), before_request: Callable[[int], None] | None = None,
-         binary: str = "criu", watch_fd: int = -1) -> Response:
+         binary: str = "criu") -> Response:
     """Run one request in `criu swrk 3`, a child of ours with our stdio.
 
     `extra_fds` become criu's fds 4, 5, ... (inherit_fd). `before_request(pid)`
     runs once criu exists and before it has the request (runc puts criu into
     the container's cgroup then). Every NOTIFY goes to `on_notify` and is
-    acknowledged. `watch_fd`: the dumped init's pidfd; once it exits, CRIU
-    answers within GRACE seconds or is killed (a lazy-pages dump whose tree
-    was killed would otherwise wait for its client forever). Returns the
-    final response; raises on failure."""
+    acknowledged. Returns the final response; raises on failure."""
     ours, theirs = unixsock.socketpair(unixsock.SOCK_SEQPACKET)
     try:
         pid = _spawn(binary, theirs.fileno(), extra_fds)
@@ -166,7 +159,6 @@ def swrk(req_type: int, criu_opts: Fields, on_notify: Callable[[Response], None]
             before_request(pid)
         ours.send(encode([(1, req_type), (2, criu_opts)]))
         while True:
-            _await(ours.fileno(), watch_fd, pid, req_type)
             try:
                 data, fds = unixsock.recv_fds(ours, 1 << 20, 8)
             except OSError as e:
@@ -205,31 +197,6 @@ def swrk(req_type: int, criu_opts: Fields, on_notify: Callable[[Response], None]
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-
-
-def _await(sock_fd: int, watch_fd: int, criu_pid: int, req_type: int) -> None:
-    """Until CRIU's next message is there; see swrk's `watch_fd`."""
-    if watch_fd < 0:
-        return
-    import select
-    import time
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLIN)
-    poller.register(watch_fd, select.POLLIN)
-    deadline = None
-    while True:
-        wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-        ready = {fd for fd, _ in poller.poll(wait)}
-        if sock_fd in ready:
-            return
-        if watch_fd in ready:
-            poller.unregister(watch_fd)
-            deadline = time.monotonic() + GRACE
-        elif deadline is not None and time.monotonic() >= deadline:
-            import signal
-            os.kill(criu_pid, signal.SIGKILL)
-            raise PyrunError(f"criu failed: type {TYPE_NAMES.get(req_type)}: the container's init exited "
-                             f"and criu did not finish within {GRACE} s: killed")
 
 
 def _spawn(binary: str, sock_fd: int, extra_fds: tuple[int, ...]) -> int:
