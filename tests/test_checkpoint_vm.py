@@ -8,6 +8,7 @@ One VM boot for the module. Deselect with `-m "not vm"`.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,6 +23,12 @@ TIMEOUT = float(os.environ.get("PYRUN_VM_TIMEOUT", 2700))
 UPSTREAM = REPO / "conformance" / "upstream"
 # checkpoint.bats' results in this VM, for both runtimes (the host's list has them failing)
 EXPECTED_BATS = UPSTREAM / "expected-bats-criu.txt"
+# Every test but `--lazy-pages and restore`: under TCG CRIU misses that test's 2 s wait
+# for the page server, for both runtimes, and the checkpoint then waits on CRIU until
+# the runner kills it (minutes of CI for a known failure).
+BATS_FILTER = "^checkpoint (and|--pre-dump)"
+# pyrun and Debian's runc side by side (one list); PYRUN_CRIU_BATS_RUNTIMES picks others
+BATS_RUNTIMES = os.environ.get("PYRUN_CRIU_BATS_RUNTIMES", ".venv/bin/pyrun /usr/sbin/runc").split()
 
 
 def _inner_script() -> str:
@@ -33,8 +40,9 @@ def _inner_script() -> str:
         'echo $? > "$out/criu.status"',
         # runc's own checkpoint.bats, from the tree the host built (_build_bats)
         'PYRUN_BATS_FILE_TIMEOUT=1500 PYRUN_BATS_HELPER_TIMEOUT=600 '
-        f'.venv/bin/python conformance/upstream/bats.py --file checkpoint.bats --runtime .venv/bin/pyrun '
-        f'--runtime /usr/sbin/runc --expected {EXPECTED_BATS.relative_to(REPO)} > "$out/bats.out" 2>&1',
+        f'.venv/bin/python conformance/upstream/bats.py --file checkpoint.bats --filter {shlex.quote(BATS_FILTER)} '
+        + " ".join(f"--runtime {r}" for r in BATS_RUNTIMES)
+        + f' --expected {EXPECTED_BATS.relative_to(REPO)} > "$out/bats.out" 2>&1',
         'echo $? > "$out/bats.status"',
     ])
 
@@ -69,6 +77,6 @@ def test_runc_checkpoint_bats_as_expected_in_the_vm(guest):
     out = guest.text("bats.out")
     assert guest.text("bats.status").strip() == "0", out
     totals = out[out.index("tests/integration (1 files"):]
-    for runtime in ("pyrun", "runc"):
-        assert f"\n  {runtime} " in totals, out
+    for runtime in BATS_RUNTIMES:
+        assert f"\n  {os.path.basename(runtime)} " in totals, out
     print(totals)
