@@ -292,6 +292,40 @@ def test_criu_failure_at_restore_leaves_nothing(pyrun, bundle, tmp_path):
     assert sorted(os.listdir(bundle.rootfs)) == before
 
 
+def nested_binds(bundle, tmp_path: Path) -> tuple[Path, Path]:
+    """runc's checkpoint.bats "with nested bind mounts": /test from one host
+    directory, /test/for/nested from another, so the inner mount point is a
+    directory create makes inside the outer source."""
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    outer.mkdir()
+    inner.mkdir()
+    bundle.config["mounts"] += [
+        {"destination": "/test", "type": "bind", "source": str(outer), "options": ["rw", "bind"]},
+        {"destination": "/test/for/nested", "type": "bind", "source": str(inner), "options": ["rw", "bind"]}]
+    bundle.write()
+    return outer, inner
+
+
+@pytest.mark.skipif(IN_VM, reason="on the host's kernel CRIU fails; in the VM it works")
+def test_restore_makes_nested_mount_points_before_criu(pyrun, bundle, tmp_path):
+    """CRIU mounts onto mount points it does not make. The inner bind's lives
+    in the outer bind's source, which may have lost it since the dump: restore
+    makes it again there (mounting the outer source while it does, as runc's
+    prepareCriuRestoreMounts), before CRIU runs and fails on this kernel; the
+    temporary mount goes (the leak check looks at mounts)."""
+    outer, _ = nested_binds(bundle, tmp_path)
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "descriptors.json").write_text('["pipe:[1]", "pipe:[2]", "pipe:[3]"]')
+    cid = pyrun.new_id()
+    res = pyrun("restore", "-d", "--image-path", str(image), "-b", str(bundle.path), cid, check=False)
+    assert "criu failed: type RESTORE errno 0: " in res.stderr, res.stderr
+    assert (outer / "for" / "nested").is_dir()
+    assert (bundle.rootfs / "test").is_dir()
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    assert not [p for p in points if p.startswith((str(bundle.rootfs), str(pyrun.root)))], points
+
+
 # --- in the VM: real checkpoints ---------------------------------------------
 
 @pytest.mark.criu
@@ -444,3 +478,25 @@ def test_tty_container(rt, bundle, tmp_path, shell_job):
         for fd in masters:
             os.close(fd)
         rt("delete", "-f", cid, check=False)
+
+
+@pytest.mark.criu
+@needs_criu_kernel
+def test_nested_bind_mounts_after_their_mount_point_went(rt, bundle, stdio, tmp_path):
+    """runc's checkpoint.bats "with nested bind mounts": between dump and
+    restore, the inner mount point (inside the outer bind's source) is
+    removed; restore makes it again and the counter in the inner one goes on."""
+    outer, inner = nested_binds(bundle, tmp_path)
+    counter_bundle(bundle, "/test/for/nested/count.log")
+    log = inner / "count.log"
+    cid, pid = start_counter(rt, bundle, stdio, log)
+    image = tmp_path / "image"
+    checkpoint(rt, cid, image)
+    assert_gone(rt, cid, pid)
+    shutil.rmtree(outer / "for")
+    before = counts(log)
+    restore(rt, bundle, cid, image, stdio, "--pid-file", str(tmp_path / "pid"))
+    restored_state(rt, cid, tmp_path / "pid")
+    assert_continues(log, before)
+    assert (outer / "for" / "nested").is_dir()
+    rt("delete", "-f", cid)

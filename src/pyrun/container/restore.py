@@ -84,9 +84,11 @@ def restore(req: CreateRequest, copts: CriuOptions, subreaper: bool = True) -> i
         os.mkdir(root, 0o755)
         syscalls.mount(bundle.rootfs, root, None, syscalls.MS_BIND | syscalls.MS_REC)
         mounted = True
+        mounts.make_mountpoints(spec, root, bundle.path)
         opts = common_opts(copts, fds, LOG, spec)
         opts.update(evasive_devices=True, rst_sibling=True, root=root)
-        ext = mounts.external_mounts(spec, bundle.rootfs, cgroup.binds, restore=True)
+        ext = mounts.external_mounts(spec, bundle.rootfs, cgroup.binds, restore=True,
+                                     bundle=bundle.path)
         if (spec.get("linux") or {}).get("maskedPaths"):
             ext.append(("/dev/null", "/dev/null"))
         opts["ext_mnt"] = mounts.ext_mnt_fields(ext)

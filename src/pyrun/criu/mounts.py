@@ -34,17 +34,18 @@ def _real_destination(root_fd: int, destination: str) -> str:
 
 
 def external_mounts(spec: dict[str, Any], rootfs: str, binds: list[tuple[str, str]],
-                    restore: bool) -> list[tuple[str, str]]:
+                    restore: bool, bundle: str = "") -> list[tuple[str, str]]:
     """ext_mnt (key, val) pairs. Dump: (mountpoint, id), the id being the
-    mountpoint itself; restore: (id, host source).  `binds`: what a "cgroup"
-    mount shows (Cgroup.mount_binds)."""
+    mountpoint itself; restore: (id, host source), a relative source taken
+    from `bundle` as create takes it.  `binds`: what a "cgroup" mount shows
+    (Cgroup.mount_binds)."""
     pairs: list[tuple[str, str]] = []
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in spec.get("mounts") or []:
             dest = _real_destination(root_fd, m["destination"])
             if is_bind(m):
-                source = m.get("source", "")
+                source = os.path.join(bundle, m.get("source", ""))
                 pairs.append((dest, source if restore else dest))
             elif m.get("type") in ("cgroup", "cgroup2"):
                 for name, host_dir in binds:
@@ -56,6 +57,49 @@ def external_mounts(spec: dict[str, Any], rootfs: str, binds: list[tuple[str, st
     for path in dict.fromkeys(devices):
         pairs.append((path, path))
     return pairs
+
+
+def make_mountpoints(spec: dict[str, Any], root: str, bundle: str) -> None:
+    """Restore: CRIU mounts onto mount points it does not make, and the ones
+    for mounts nested in a bind mount live in that bind's source, which may
+    have lost them since the dump. So, in mount order, each mount point is
+    made (inside the root, as the init makes them) and each bind source is
+    mounted there while the later ones are made; all are unmounted after
+    (runc's prepareCriuRestoreMounts). Below a tmpfs, CRIU restores the content."""
+    from pyrun.linux import syscalls as s
+    from pyrun.rootfs.paths import ensure_path, fd_path, open_in_root
+    from pyrun.rootfs.procsafe import check_target
+    entries = spec.get("mounts") or []
+    tmpfs = [m["destination"].rstrip("/") + "/" for m in entries if m.get("type") == "tmpfs"]
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    bound: list[str] = []
+    try:
+        for m in entries:
+            dest = m["destination"]
+            if m.get("type") in ("cgroup", "cgroup2") or any(dest.startswith(t) for t in tmpfs):
+                continue
+            if not is_bind(m):
+                os.close(ensure_path(root_fd, dest, directory=True))
+                continue
+            src_fd = os.open(os.path.join(bundle, m.get("source", "")), os.O_PATH | os.O_CLOEXEC)
+            try:
+                target = ensure_path(root_fd, dest, directory=os.path.isdir(fd_path(src_fd)))
+                try:
+                    check_target(root_fd, target, dest, "bind", src_fd)
+                    s.mount(fd_path(src_fd), fd_path(target), None, s.MS_BIND | s.MS_REC)
+                    bound.append(dest)
+                finally:
+                    os.close(target)
+            finally:
+                os.close(src_fd)
+    finally:
+        for dest in reversed(bound):
+            fd = open_in_root(root_fd, dest)
+            try:
+                s.umount2(fd_path(fd), s.MNT_DETACH)
+            finally:
+                os.close(fd)
+        os.close(root_fd)
 
 
 def masked_files(spec: dict[str, Any], pid: int) -> list[tuple[str, str]]:
