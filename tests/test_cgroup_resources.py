@@ -75,6 +75,16 @@ def test_memory_pids_cpu_limits_are_what_the_container_sees(pyrun, bundle):
     assert read_inside(pyrun, bundle, files, res) == want
 
 
+@pytest.mark.parametrize("limit, shown", [(0, "1"), (-1, "max"), (7, "7")])
+def test_pids_limit_zero_is_one(pyrun, bundle, limit, shown):
+    """runc >= 1.2 (v1.4.3 cgroups.bats "pids.limit=0 means 1"): systemd
+    refuses TasksMax=0, so runc writes 1 for 0 with every driver; -1 is no
+    limit.  The process is `cat` itself: a pids.max of 1 leaves no fork."""
+    bundle.config["linux"]["resources"] = {"pids": {"limit": limit}}
+    bundle.set_args("cat", inner_path("pids", "pids.max"))
+    assert pyrun("run", "-b", str(bundle.path), pyrun.new_id()).stdout.strip() == shown
+
+
 def test_v1_only_memory_knobs(pyrun, bundle):
     if V2:
         pytest.skip("swappiness, oom_control and kmem.tcp are cgroup v1 files (runc ignores them on v2)")

@@ -105,6 +105,11 @@ def test_unlimited_values_are_infinity():
     assert props["CPUQuotaPeriodUSec"] == ("t", 50000)
 
 
+def test_null_pids_limit_sets_no_tasks_max():
+    """runc's *int64: JSON null is "keep the current limit", not "infinity"."""
+    assert "TasksMax" not in dict(resource_properties({"pids": {"limit": None}}))
+
+
 def test_old_systemd_gets_no_property_it_does_not_know():
     props = dict(resource_properties({"cpu": {"cpus": "0", "quota": 50000, "period": 100000}}, version=241))
     assert props == {"CPUQuotaPerSecUSec": ("t", 500000)}

@@ -95,6 +95,19 @@ def test_individual_flags(pyrun, running):
     assert limit == "max" if V2 else int(limit) > 1 << 60
 
 
+def test_pids_limit_zero_becomes_one(pyrun, running):
+    """runc >= 1.2 (v1.4.3 update.bats "update pids.limit"): 0 is written as 1,
+    as systemd's TasksMax must be; -1 lifts the limit."""
+    pyrun("update", "--pids-limit", "0", running)
+    assert cgfile(pyrun, running, "pids", "pids.max", "pids.max") == "1"
+    pyrun("update", "--pids-limit", "-1", running)
+    assert cgfile(pyrun, running, "pids", "pids.max", "pids.max") == "max"
+    pyrun("update", "-r", "-", running, input=json.dumps({"pids": {"limit": 0}}))
+    assert cgfile(pyrun, running, "pids", "pids.max", "pids.max") == "1"
+    pyrun("update", "-r", "-", running, input=json.dumps({"pids": {"limit": None}}))   # null: keep it
+    assert cgfile(pyrun, running, "pids", "pids.max", "pids.max") == "1"
+
+
 def test_pids_limit_stops_new_processes_after_update(pyrun, running):
     pyrun("update", "--pids-limit", "1", running)
     res = pyrun("exec", running, "true", check=False)

@@ -52,6 +52,18 @@ def v2_number(value: int) -> str:
     return "max" if value == -1 else str(value)
 
 
+def pids_max(limit: int | None) -> str | None:
+    """OCI pids.limit -> pids.max as runc >= 1.2 writes it: None (absent or
+    null) leaves the file alone, < 0 is "max", and 0 is "1", because systemd
+    refuses TasksMax=0 and runc maps 0 the same way for every driver (so the
+    limit does not depend on the cgroup manager)."""
+    if limit is None:
+        return None
+    if limit < 0:
+        return "max"
+    return str(max(limit, 1))
+
+
 def hugepage_size(page_size: str) -> str:
     """"2MB"/"2M"/"2048KB" as the kernel names the files ("2MB", "1GB", "64KB")."""
     units = {"KB": 1, "MB": 1 << 10, "GB": 1 << 20}

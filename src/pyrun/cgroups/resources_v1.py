@@ -26,7 +26,7 @@ def apply(dirs: dict[str, str], res: dict[str, Any], skip: list[str] | tuple[str
         ("cpuset", _cpuset, bool((res.get("cpu") or {}).get("cpus") or (res.get("cpu") or {}).get("mems"))),
         ("cpu", _cpu, _cpu_set(res.get("cpu") or {})),
         ("memory", _memory, _memory_set(res.get("memory") or {})),
-        ("pids", _pids, "limit" in (res.get("pids") or {})),
+        ("pids", _pids, convert.pids_max((res.get("pids") or {}).get("limit")) is not None),
         ("blkio", _blkio, any((res.get("blockIO") or {}).values())),
         ("hugetlb", _hugetlb, bool(res.get("hugepageLimits"))),
         ("net_cls", _net_cls, bool((res.get("network") or {}).get("classID"))),
@@ -151,8 +151,9 @@ def _write_swap(d: str, swap: int) -> None:
 
 
 def _pids(d: str, res: dict[str, Any]) -> None:
-    limit = res["pids"]["limit"]
-    write(d, "pids.max", "max" if limit is None or limit < 0 else str(limit))
+    value = convert.pids_max(res["pids"]["limit"])
+    if value is not None:           # apply() calls this only with a limit given
+        write(d, "pids.max", value)
 
 
 def _blkio(d: str, res: dict[str, Any]) -> None:

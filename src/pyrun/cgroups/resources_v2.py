@@ -29,9 +29,9 @@ def apply(d: str, res: dict[str, Any]) -> None:
 
 
 def _pids(d: str, pids: dict[str, Any]) -> None:
-    if "limit" in pids:
-        limit = pids["limit"]
-        write(d, "pids.max", "max" if limit is None or limit < 0 else str(limit))
+    value = convert.pids_max(pids.get("limit"))
+    if value is not None:
+        write(d, "pids.max", value)
 
 
 def _memory(d: str, mem: dict[str, Any]) -> None:

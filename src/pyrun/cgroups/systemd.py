@@ -128,10 +128,9 @@ def resource_properties(res: dict[str, Any], version: int = 252) -> list[tuple[s
             props.append(("AllowedCPUs", ("ay", range_to_bits(cpu["cpus"]))))
         if cpu.get("mems"):
             props.append(("AllowedMemoryNodes", ("ay", range_to_bits(cpu["mems"]))))
-    pids = res.get("pids") or {}
-    if "limit" in pids:
-        n = pids["limit"]
-        props.append(("TasksMax", ("t", INFINITY if n is None or n < 0 else max(n, 1))))  # 0 is refused by systemd
+    tasks = convert.pids_max((res.get("pids") or {}).get("limit"))
+    if tasks is not None:                                  # 0 became 1: systemd refuses 0
+        props.append(("TasksMax", ("t", INFINITY if tasks == "max" else int(tasks))))
     bio = res.get("blockIO") or {}
     if bio.get("weight"):
         props.append(("IOWeight", ("t", convert.blkio_weight_to_io_weight(bio["weight"]))))
