@@ -278,7 +278,9 @@ class FsCgroup(Cgroup):
         the container's own directory in its hierarchy, or the process would
         escape the container's limits (`..`), or a crafted value would have us
         write a `cgroup.procs` anywhere on the host.  cgroupfs refuses symlinks,
-        so the check on the normalised path is the whole check."""
+        so the check on the normalised path is the whole check.  runc 1.4.3's
+        words (its v2 and controller:path forms exactly; on v1 a single path
+        adds "error adding pid N to cgroups", but no process exists yet here)."""
         paths = dict(self.paths)
         if not subs:
             return self
@@ -289,15 +291,14 @@ class FsCgroup(Cgroup):
             for controller, sub in subs.items():
                 keys = [key for key in paths if controller in key.split(",")]
                 if not keys:
-                    raise PyrunError(f"unable to create new parent process: unknown controller {controller} "
+                    raise PyrunError(f"unable to start container process: unknown controller {controller} "
                                      f"in SubCgroupPaths", exit_code=255)
                 wanted.update((key, sub) for key in keys)
         for key, sub in wanted.items():
             base = paths[key]
             target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
             if target != base and not target.startswith(base + "/"):
-                raise PyrunError(f"unable to create new parent process: {sub} is not a sub cgroup path",
-                                 exit_code=255)
+                raise PyrunError(f"unable to start container process: bad sub cgroup path: {sub}", exit_code=255)
             paths[key] = target
         return from_paths(paths)
 

@@ -60,7 +60,7 @@ class NullCgroup(Cgroup):
         for controller in subs:
             if controller:
                 from pyrun.errors import PyrunError
-                raise PyrunError(f"unable to create new parent process: unknown controller {controller} "
+                raise PyrunError(f"unable to start container process: unknown controller {controller} "
                                  f"in SubCgroupPaths", exit_code=255)
         return self
 

@@ -242,13 +242,13 @@ def _cgroup(req: ExecRequest, state: dict[str, Any]) -> Any:
 
 def _sub_cgroups(args: list[str]) -> dict[str, str]:
     """runc's getSubCgroupPaths: `[<controller>[,<controller>...]:]<path>`,
-    each controller once, at most one path for all of them."""
+    each controller once; a path for all of them only as the one argument."""
     subs: dict[str, str] = {}
     for arg in args:
         controllers, colon, sub = arg.partition(":")
         if not colon:
-            if "" in subs:
-                raise PyrunError("invalid --cgroup argument(s): multiple <path> arguments", exit_code=255)
+            if len(args) != 1:
+                raise PyrunError(f"invalid --cgroup argument: {arg} (missing <controller>: prefix)", exit_code=255)
             subs[""] = arg
             continue
         for controller in controllers.split(","):
