@@ -186,6 +186,18 @@ def test_masked_directories_share_one_read_only_tmpfs(pyrun, bundle):
     assert res.stdout.split() == ["2", "m1-ro", "m2-ro", "m3-ro", "3"]
 
 
+def test_duplicate_masked_paths_are_mounted_once(pyrun, bundle):
+    """runc 1.4 (mask.bats "duplicate paths"): a path listed twice, in any
+    spelling that cleans to the same path, gets one mask, not a mount
+    stacked on the first. Before: /md showed 4 times in mountinfo, /mf 3."""
+    (bundle.rootfs / "md").mkdir()
+    (bundle.rootfs / "mf").write_text("secret\n")
+    bundle.config["linux"]["maskedPaths"] = ["/md", "/mf", "/md", "/mf", "/md/", "//mf", "/./md"]
+    res = _run(pyrun, bundle, "grep -c ' /md ' /proc/self/mountinfo; grep -c ' /mf ' /proc/self/mountinfo; "
+               "wc -c < /mf; ls -A /md | wc -l")
+    assert res.stdout.split() == ["1", "1", "0", "0"]
+
+
 def test_no_pivot(pyrun, bundle):
     bundle.set_args("sh", "-c", "cat /proc/self/mountinfo; ls /")
     out = pyrun("run", "--no-pivot", "-b", str(bundle.path), pyrun.new_id()).stdout

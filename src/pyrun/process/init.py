@@ -472,7 +472,7 @@ def plan_restrict_paths(it: Init) -> list[dict[str, Any]]:
     linux = it.ctx.linux
     return [{"do": "read-only bind", "path": p} for p in linux.get("readonlyPaths") or []] + \
         [{"do": "mask", "path": p, "with": "/dev/null (file) or read-only tmpfs (directory)"}
-         for p in linux.get("maskedPaths") or []]
+         for p in restrict.unique(linux.get("maskedPaths") or [])]
 
 
 def set_rootfs_propagation(it: Init) -> None:

@@ -67,6 +67,21 @@ class NullSource:
         self.fd = self.dir_fd = -1
 
 
+def unique(paths: list[str]) -> list[str]:
+    """maskedPaths once each, first wins, compared lexically cleaned
+    ("/a/./b/" is "/a/b"), as runc >= 1.4: a second mask would stack another
+    mount on the path."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        clean = os.path.normpath(path)
+        clean = "/" + clean.lstrip("/") if clean.startswith("/") else clean
+        if clean not in seen:
+            seen.add(clean)
+            out.append(path)
+    return out
+
+
 def mask(path: str, null: NullSource) -> None:
     """A directory gets an empty read-only tmpfs; anything else the null device."""
     try:
