@@ -74,15 +74,15 @@ def _refused(pyrun, cid: str, bundle, value: str, message: str) -> None:
                                    "sub/../../..", "/sub/../../../.."])
 def test_exec_cgroup_outside_the_container_is_refused(pyrun, running, bundle, value):
     """`exec --cgroup ..` and friends: runc 1.4.3's "bad sub cgroup path: <path>"
-    (v1.4.3 exec.bats "runc exec --cgroup sub-cgroups [v1]"; 1.1.5 said
-    "<path> is not a sub cgroup path").
+    followed by runc 1.1-1.3's "<path> is not a sub cgroup path", so the
+    exec.bats "runc exec --cgroup sub-cgroups [v1]" of both (v1.4.3 and v1.1.5) holds.
 
     Without the check (container/exec_.py _cgroup) `/../..` and `cpu:../..`
     ran the process in the host's cgroups, outside the container's limits
     (exit 0), and `..` failed only later, with a write error."""
     path = value.partition(":")[2] if ":" in value else value
     _refused(pyrun, running, bundle, value,
-             f"unable to start container process: bad sub cgroup path: {path}")
+             f"unable to start container process: bad sub cgroup path: {path} is not a sub cgroup path")
 
 
 def test_exec_cgroup_cannot_write_cgroup_procs_outside_cgroupfs(pyrun, running, bundle, tmp_path):
@@ -95,7 +95,7 @@ def test_exec_cgroup_cannot_write_cgroup_procs_outside_cgroupfs(pyrun, running, 
     target.mkdir()
     value = "cpu:" + os.path.relpath(target, cpu)
     _refused(pyrun, running, bundle, value,
-             f"unable to start container process: bad sub cgroup path: {value[4:]}")
+             f"unable to start container process: bad sub cgroup path: {value[4:]} is not a sub cgroup path")
     assert list(target.iterdir()) == []
 
 
@@ -110,7 +110,7 @@ def test_exec_cgroup_sibling_with_the_same_prefix_is_refused(pyrun, running, bun
         os.mkdir(path)
     try:
         _refused(pyrun, running, bundle, f"../{running}x",
-                 f"unable to start container process: bad sub cgroup path: ../{running}x")
+                 f"unable to start container process: bad sub cgroup path: ../{running}x is not a sub cgroup path")
     finally:
         for path in sibling.values():
             os.rmdir(path)

@@ -298,7 +298,9 @@ class FsCgroup(Cgroup):
             base = paths[key]
             target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
             if target != base and not target.startswith(base + "/"):
-                raise PyrunError(f"unable to start container process: bad sub cgroup path: {sub}", exit_code=255)
+                # runc 1.4's words, then runc 1.1-1.3's: callers' scripts grep either
+                raise PyrunError(f"unable to start container process: bad sub cgroup path: {sub} "
+                                 f"is not a sub cgroup path", exit_code=255)
             paths[key] = target
         return from_paths(paths)
 
