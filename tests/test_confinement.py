@@ -117,6 +117,29 @@ def test_personality_linux(pyrun, bundle):
     assert out.splitlines() == [os.uname().machine, "00000000"]
 
 
+@pytest.mark.parametrize("domain", ["LINUX", "LINUX32"])
+def test_personality_is_set_before_a_seccomp_profile_that_denies_it(runtime, bundle, domain):
+    """runc v1.4.3 personality.bats "runc run with personality syscall blocked
+    by seccomp": runc sets the personality before loading the filter, so the
+    container starts with it, and the filter then denies personality(2) to
+    the container itself (busybox linux32/linux64 call it). Before: pyrun set
+    it after loading seccomp and failed "linux.personality: personality LINUX:
+    operation not permitted (step: set personality)"."""
+    if domain == "LINUX32" and os.uname().machine not in MACHINE32:
+        pytest.skip("no 32-bit personality known here")
+    machine = MACHINE32[os.uname().machine] if domain == "LINUX32" else os.uname().machine
+    bundle.config["linux"]["personality"] = {"domain": domain}
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    bundle.set_args("sh", "-c", "uname -m; cat /proc/self/personality; "
+                    "linux32 true 2>/dev/null; echo linux32=$?; linux64 true 2>/dev/null; echo linux64=$?")
+    out = runtime("run", "-b", str(bundle.path), runtime.new_id()).stdout
+    assert out.splitlines() == [machine, "00000008" if domain == "LINUX32" else "00000000",
+                                "linux32=1", "linux64=1"], out
+
+
 def test_personality_flags_are_refused(pyrun, bundle, tmp_path):
     """The runtime-spec defines no flags: asking for one must not pass silently."""
     bundle.config["linux"]["personality"] = {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}
