@@ -93,7 +93,7 @@ def check(policy: Any) -> tuple[int, set[int]]:
     if not isinstance(mode, str):
         raise ConfigError(f"{field}.mode: must be a string")
     if mode not in MODES:
-        raise ConfigError(f"{field}.mode: invalid memory policy mode {_quote(str(mode))}")
+        raise ConfigError(f"{field}.mode: invalid memory policy mode {_quote(mode)}")
     text = "" if policy.get("nodes") is None else policy["nodes"]
     if not isinstance(text, str):
         raise ConfigError(f"{field}.nodes: must be a string")
@@ -109,7 +109,7 @@ def check(policy: Any) -> tuple[int, set[int]]:
         if not isinstance(name, str):
             raise ConfigError(f"{field}.flags[{i}]: must be a string")
         if name not in FLAGS:
-            raise ConfigError(f"{field}.flags[{i}]: invalid memory policy flag {_quote(str(name))}")
+            raise ConfigError(f"{field}.flags[{i}]: invalid memory policy flag {_quote(name)}")
         flags |= FLAGS[name]
     if mode in _NO_NODES and nodes:
         raise ConfigError(f"{field}.nodes: memory policy mode requires 0 nodes but got {len(nodes)}")
