@@ -117,6 +117,29 @@ def test_personality_linux(pyrun, bundle):
     assert out.splitlines() == [os.uname().machine, "00000000"]
 
 
+@pytest.mark.parametrize("domain", ["LINUX", "LINUX32"])
+def test_personality_is_set_before_a_seccomp_profile_that_denies_it(runtime, bundle, domain):
+    """runc v1.4.3 personality.bats "runc run with personality syscall blocked
+    by seccomp": runc sets the personality before loading the filter, so the
+    container starts with it, and the filter then denies personality(2) to
+    the container itself (busybox linux32/linux64 call it). Before: pyrun set
+    it after loading seccomp and failed "linux.personality: personality LINUX:
+    operation not permitted (step: set personality)"."""
+    if domain == "LINUX32" and os.uname().machine not in MACHINE32:
+        pytest.skip("no 32-bit personality known here")
+    machine = MACHINE32[os.uname().machine] if domain == "LINUX32" else os.uname().machine
+    bundle.config["linux"]["personality"] = {"domain": domain}
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    bundle.set_args("sh", "-c", "uname -m; cat /proc/self/personality; "
+                    "linux32 true 2>/dev/null; echo linux32=$?; linux64 true 2>/dev/null; echo linux64=$?")
+    out = runtime("run", "-b", str(bundle.path), runtime.new_id()).stdout
+    assert out.splitlines() == [machine, "00000008" if domain == "LINUX32" else "00000000",
+                                "linux32=1", "linux64=1"], out
+
+
 def test_personality_flags_are_refused(pyrun, bundle, tmp_path):
     """The runtime-spec defines no flags: asking for one must not pass silently."""
     bundle.config["linux"]["personality"] = {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}
@@ -336,6 +359,48 @@ def test_memory_policy_on_missing_node_is_one_line(pyrun, bundle, tmp_path):
     bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "7"}
     line = refused(pyrun, bundle, tmp_path)
     assert "linux.memoryPolicy" in line and "7" in line
+
+
+# runc v1.4.3 memorypolicy.bats' refusals: its specconv (mode, nodes, flags) and config
+# validation (node count) at create, before anything exists. (policy, field, runc's words)
+MEMORY_POLICY_REFUSALS = [
+    ({}, "linux.memoryPolicy.mode", 'invalid memory policy mode ""'),
+    ({"mode": "INTERLEAVE", "nodes": "0"}, "linux.memoryPolicy.mode", 'invalid memory policy mode "INTERLEAVE"'),
+    ({"nodes": "0-7"}, "linux.memoryPolicy.mode", 'invalid memory policy mode ""'),
+    ({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES", "badflag"]},
+     "linux.memoryPolicy.flags[1]", 'invalid memory policy flag "badflag"'),
+    ({"mode": "MPOL_DEFAULT", "nodes": "0-7"}, "linux.memoryPolicy.nodes",
+     "memory policy mode requires 0 nodes but got 8"),
+    ({"mode": "MPOL_BIND"}, "linux.memoryPolicy.nodes", "memory policy mode requires at least one node but got 0"),
+    ({"mode": "MPOL_BIND", "nodes": "0-9876543210", "flags": []}, "linux.memoryPolicy.nodes",
+     'invalid memory policy nodes "0-9876543210": strconv.ParseUint: parsing "9876543210": value out of range'),
+    ({"mode": "MPOL_BIND", "nodes": "0-1024"}, "linux.memoryPolicy.nodes",
+     'invalid memory policy nodes "0-1024": values larger than 1023 are not supported'),
+    ({"mode": "MPOL_BIND", "nodes": "3-1"}, "linux.memoryPolicy.nodes",
+     'invalid memory policy nodes "3-1": invalid range: 3-1'),
+]
+
+
+@pytest.mark.parametrize("policy,field,words", MEMORY_POLICY_REFUSALS,
+                         ids=["empty", "unknown-mode", "missing-mode", "unknown-flag", "default-with-nodes",
+                              "bind-without-nodes", "node-beyond-32-bits", "node-1024", "reversed-range"])
+def test_memory_policy_refused_in_runcs_words(runtime, bundle, policy, field, words):
+    """runc v1.4.3 memorypolicy.bats ("empty memory policy", "with non-existing
+    mode", "with invalid flag", "with missing mode", "calls syscall with invalid
+    arguments", "bind way too large a node number"): exit 1 and runc's words,
+    which pyrun prefixes with the field. Most of these the schema refuses too:
+    its generic message ("'mode' is a required property") gave way to runc's
+    (spec/load.py WORDED_CHECKS). Before: the schema's words, or pyrun's own
+    ("node 9876543210 is out of range")."""
+    bundle.config["linux"]["memoryPolicy"] = policy
+    bundle.set_args("true")
+    cid = runtime.new_id()
+    res = runtime("run", "-b", str(bundle.path), cid, check=False, global_args=("--log-format", "json"))
+    assert res.returncode == 1, res
+    msg = one_json_error(res)
+    where = f"{field}: " if runtime.name == "pyrun" else ""
+    assert msg == f"{runtime.program} run failed: {where}{words}", msg
+    assert not (runtime.root / cid).exists()
 
 
 # --- netDevices --------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def _check_host_support(spec: dict[str, Any]) -> None:
     if process.get("scheduler") is not None or process.get("ioPriority") is not None:
         from pyrun.linux import sched
         sched.validate(process)
-    if linux.get("memoryPolicy"):
+    if linux.get("memoryPolicy") is not None:      # {} too: runc refuses it (no mode)
         from pyrun.linux import mempolicy
         mempolicy.validate(linux["memoryPolicy"])
     if linux.get("personality"):

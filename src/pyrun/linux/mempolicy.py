@@ -2,9 +2,10 @@
 with set_mempolicy(2) in the init.  The policy is inherited across fork and
 kept across execve, so it becomes the container process's own.
 
-`validate` (for `create`) checks the mode, flags and node list and that the
-nodes can hold memory on this host; `apply` reports failures as OSError so the
-init names its step.
+`check` refuses a bad mode, node list or flag in runc's words (its specconv
+and config validation, at create); `validate` (for `create`) also checks that
+the nodes can hold memory on this host; `apply` reports failures as OSError so
+the init names its step.
 """
 from __future__ import annotations
 
@@ -42,48 +43,79 @@ _MAX_NODE = 1023
 _NODE_DIR = "/sys/devices/system/node"
 
 
-def parse_nodes(text: str, field: str = "linux.memoryPolicy.nodes") -> set[int]:
-    """A list string, "0-3,7" -> {0, 1, 2, 3, 7}."""
+def _quote(text: str) -> str:
+    """Go's %q for the printable text a config holds: runc quotes values so."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _node(text: str) -> int:
+    """One node number, refused as runc's ToCPUSet (Go's strconv.ParseUint, 32 bits) refuses it."""
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(f"strconv.ParseUint: parsing {_quote(text)}: invalid syntax")
+    value = int(text)
+    if value >= 1 << 32:
+        raise ValueError(f"strconv.ParseUint: parsing {_quote(text)}: value out of range")
+    if value > _MAX_NODE:
+        raise ValueError(f"values larger than {_MAX_NODE} are not supported")
+    return value
+
+
+def parse_nodes(text: str) -> set[int]:
+    """A list string, "0-3,7" -> {0, 1, 2, 3, 7}, read as runc reads it: spaces
+    around and empty elements allowed; ValueError with runc's reason."""
     nodes: set[int] = set()
     for part in text.split(","):
         part = part.strip()
         if not part:
-            raise ConfigError(f"{field}: invalid node list {text!r}")
+            continue
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ConfigError(f"{field}: invalid node list {text!r}")
-        first, last = int(lo), int(hi) if sep else int(lo)
+        first = _node(lo)
+        last = _node(hi) if sep else first
         if first > last:
-            raise ConfigError(f"{field}: invalid range {part!r} in {text!r}")
-        if last > _MAX_NODE:
-            raise ConfigError(f"{field}: node {last} is out of range (0 to {_MAX_NODE})")
+            raise ValueError(f"invalid range: {part}")
         nodes.update(range(first, last + 1))
+    if text and not nodes:
+        raise ValueError(f"no members found in set {_quote(text)}")
     return nodes
 
 
-def _parse(policy: dict[str, Any]) -> tuple[int, set[int]]:
-    """(mode | flags, nodes), or a ConfigError naming the field."""
+def check(policy: Any) -> tuple[int, set[int]]:
+    """(mode | flags, nodes), or a ConfigError naming the field in runc's words
+    and order (specconv: mode, nodes, flags; then validate: the node count).
+
+    load.py also runs this before wording a schema error, so that a policy the
+    schema refuses is reported as runc reports it: the types it asks about
+    may not have been checked yet."""
     field = "linux.memoryPolicy"
     if not isinstance(policy, dict):
         raise ConfigError(f"{field}: must be an object")
-    mode = policy.get("mode")
-    if not mode:
-        raise ConfigError(f"{field}.mode: is required")
+    mode = "" if policy.get("mode") is None else policy["mode"]     # absent or null: Go's ""
+    if not isinstance(mode, str):
+        raise ConfigError(f"{field}.mode: must be a string")
     if mode not in MODES:
-        raise ConfigError(f"{field}.mode: unknown memory policy mode {mode!r}")
-    text = policy.get("nodes") or ""
+        raise ConfigError(f"{field}.mode: invalid memory policy mode {_quote(mode)}")
+    text = "" if policy.get("nodes") is None else policy["nodes"]
     if not isinstance(text, str):
         raise ConfigError(f"{field}.nodes: must be a string")
-    nodes = parse_nodes(text) if text.strip() else set()
-    if mode in _NO_NODES and nodes:
-        raise ConfigError(f"{field}.nodes: {mode} takes no nodes, got {text!r}")
-    if mode in _NEED_NODES and not nodes:
-        raise ConfigError(f"{field}.nodes: {mode} needs at least one node")
+    try:
+        nodes = parse_nodes(text)
+    except ValueError as e:
+        raise ConfigError(f"{field}.nodes: invalid memory policy nodes {_quote(text)}: {e}") from None
+    names = policy.get("flags") or []
+    if not isinstance(names, list):
+        raise ConfigError(f"{field}.flags: must be an array")
     flags = 0
-    for i, name in enumerate(policy.get("flags") or []):
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ConfigError(f"{field}.flags[{i}]: must be a string")
         if name not in FLAGS:
-            raise ConfigError(f"{field}.flags[{i}]: unknown memory policy flag {name!r}")
+            raise ConfigError(f"{field}.flags[{i}]: invalid memory policy flag {_quote(name)}")
         flags |= FLAGS[name]
+    if mode in _NO_NODES and nodes:
+        raise ConfigError(f"{field}.nodes: memory policy mode requires 0 nodes but got {len(nodes)}")
+    if mode in _NEED_NODES and not nodes:
+        raise ConfigError(f"{field}.nodes: memory policy mode requires at least one node but got 0")
+    # What runc leaves to the kernel (set_mempolicy: invalid argument), said here and why.
     if flags & FLAGS["MPOL_F_STATIC_NODES"] and flags & FLAGS["MPOL_F_RELATIVE_NODES"]:
         raise ConfigError(f"{field}.flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
     if flags & FLAGS["MPOL_F_NUMA_BALANCING"] and mode not in ("MPOL_BIND", "MPOL_PREFERRED_MANY"):
@@ -104,8 +136,8 @@ def _memory_nodes() -> set[int] | None:
         except OSError:
             continue
         try:
-            return parse_nodes(text, name) if text else set()
-        except ConfigError:
+            return parse_nodes(text)
+        except ValueError:
             return None
     return None
 
@@ -116,7 +148,7 @@ def validate(policy: dict[str, Any]) -> None:
     Without MPOL_F_RELATIVE_NODES (where node numbers are positions, not
     nodes) the kernel keeps only the nodes that exist and have memory, and
     refuses an empty result: say which nodes the host has instead."""
-    _value, nodes = _parse(policy)
+    _value, nodes = check(policy)
     if not nodes or "MPOL_F_RELATIVE_NODES" in (policy.get("flags") or []):
         return
     present = _memory_nodes()
@@ -129,7 +161,7 @@ def validate(policy: dict[str, Any]) -> None:
 def apply(policy: dict[str, Any]) -> None:
     """set_mempolicy(2) for the calling process."""
     try:
-        value, nodes = _parse(policy)
+        value, nodes = check(policy)
     except ConfigError as e:
         raise OSError(errno.EINVAL, str(e)) from None
     if nodes:

@@ -1,8 +1,9 @@
 """linux.personality: the execution domain of the container's process.
 
-personality(2) is kept across execve, so setting it in the init just before
-the exec makes it the process's own; `LINUX32` makes `uname -m` say i686
-(or armv8l) on a 64-bit host.
+personality(2) is kept across execve, so setting it in the init makes it the
+process's own; `LINUX32` makes `uname -m` say i686 (or armv8l) on a 64-bit
+host.  The init sets it before loading seccomp, as runc does: a profile that
+denies personality(2) denies it to the container, not to its set-up.
 
 The runtime-spec defines no flag names ("currently no flag values are
 supported"), so any flag is refused: a caller asking for, say,

@@ -534,6 +534,16 @@ def plan_set_scheduling(it: Init) -> list[dict[str, Any]]:
                                                              ("ioprio_set", "ioPriority")) if proc.get(key)]
 
 
+def set_personality(it: Init) -> None:
+    from pyrun.linux import personality
+    personality.apply(it.ctx.linux["personality"])
+
+
+def plan_set_personality(it: Init) -> list[dict[str, Any]]:
+    persona = it.ctx.linux.get("personality")
+    return [{"do": "personality", "personality": persona}] if persona else []
+
+
 def set_memory_policy(it: Init) -> None:
     from pyrun.linux import mempolicy
     mempolicy.apply(it.ctx.linux["memoryPolicy"])
@@ -585,16 +595,6 @@ def plan_load_seccomp_before_user_switch(it: Init) -> list[dict[str, Any]]:
 
 def plan_load_seccomp_late(it: Init) -> list[dict[str, Any]]:
     return _plan_seccomp(it, True)
-
-
-def set_personality(it: Init) -> None:
-    from pyrun.linux import personality
-    personality.apply(it.ctx.linux["personality"])
-
-
-def plan_set_personality(it: Init) -> list[dict[str, Any]]:
-    persona = it.ctx.linux.get("personality")
-    return [{"do": "personality", "personality": persona}] if persona else []
 
 
 def prepare_environment(it: Init) -> None:
@@ -956,6 +956,8 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("apply LSM labels", apply_lsm_labels),
     ("set no_new_privs", set_no_new_privileges),
     ("set scheduling", set_scheduling),
+    # before seccomp (as runc): a profile may deny personality(2) to the container
+    ("set personality", set_personality),
     ("set memory policy", set_memory_policy),
     ("prepare environment", prepare_environment),
     ("apply rlimits", apply_rlimits),
@@ -964,7 +966,6 @@ STEPS: list[tuple[str, Callable[[Init], None]]] = [
     ("switch user", switch_user),
     ("look up executable", look_up_executable),
     ("load seccomp (no_new_privs on)", load_seccomp_late),
-    ("set personality", set_personality),
     ("report ready", report_ready),
     ("wait for start", wait_for_start),
     ("exec", exec_process),
@@ -996,6 +997,7 @@ PLANS: dict[Callable[[Init], None], Callable[[Init], list[dict[str, Any]]]] = {
     apply_lsm_labels: plan_apply_lsm_labels,
     set_no_new_privileges: plan_set_no_new_privileges,
     set_scheduling: plan_set_scheduling,
+    set_personality: plan_set_personality,
     set_memory_policy: plan_set_memory_policy,
     prepare_environment: plan_prepare_environment,
     apply_rlimits: plan_apply_rlimits,
@@ -1004,7 +1006,6 @@ PLANS: dict[Callable[[Init], None], Callable[[Init], list[dict[str, Any]]]] = {
     switch_user: plan_switch_user,
     look_up_executable: plan_look_up_executable,
     load_seccomp_late: plan_load_seccomp_late,
-    set_personality: plan_set_personality,
     report_ready: plan_report_ready,
     wait_for_start: plan_wait_for_start,
     exec_process: plan_exec,

@@ -60,10 +60,31 @@ def field_path(parts: Any) -> str:
     return out or "(root)"
 
 
+# Fields whose own check words an error as runc does (its specconv and config
+# validation: what callers and runc's own suite match on).  When the schema
+# refuses a config, the check of each such field in it runs first and its
+# error, if any, is the one reported instead of the schema's generic message.
+# The check must take any JSON value without a traceback (the schema has not
+# vouched for its types) and raise ConfigError naming the field.
+WORDED_CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    # (section, key, module, function)
+    ("linux", "memoryPolicy", "pyrun.linux.mempolicy", "check"),
+)
+
+
+def _run_worded_checks(config: dict[str, Any]) -> None:
+    for section, key, module, function in WORDED_CHECKS:
+        parent = config.get(section)
+        if isinstance(parent, dict) and key in parent:
+            import importlib
+            getattr(importlib.import_module(module), function)(parent[key])
+
+
 def validate_schema(config: dict[str, Any]) -> None:
     from pyrun.spec.fastcheck import is_valid
     if is_valid(config, _SCHEMA_DIR):
         return          # jsonschema only to word an error (or past what fastcheck knows)
+    _run_worded_checks(config)
     from jsonschema.exceptions import best_match
 
     from pyrun.spec.schema_loader import load_validator
