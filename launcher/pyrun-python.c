@@ -7,13 +7,13 @@
  * `#!/proc/self/exe`).  The handle, first that works:
  *
  * - the file inside a private read-only overlayfs (fsopen) whose layers are
- *   the file's directory and an empty detached tmpfs: the exe is an overlay
- *   inode, never the host file's, and an overlay without an upper layer
- *   refuses every write whatever is done to its mount (cloned, remounted
- *   read-write), unlike a bind mount's read-only flag.  The dummy layer has
- *   no name anywhere, so it is empty, out of every container's reach and
- *   gone with the last process using it; many concurrent commands share
- *   nothing.  Kernels before 6.15 refuse a detached mount as a layer;
+ *   the file's directory and an empty detached tmpfs (runc 1.4's choice):
+ *   the exe is an overlay inode, never the host file's, and an overlay with
+ *   no upper layer refuses writes in its superblock, not only by a mount
+ *   flag.  The dummy layer has no name anywhere, so it is empty, out of
+ *   every container's reach and gone with the last process using it; many
+ *   concurrent commands share nothing.  Older kernels (before 6.15) refuse
+ *   a detached mount as a layer;
  * - a detached read-only clone of the file's mount (open_tree +
  *   mount_setattr);
  * - neither (rootless, old kernels): python3 is exec'd as is and

@@ -8,9 +8,10 @@ through a read-only handle on the same interpreter, the first that works:
 
 - the interpreter inside a private read-only overlayfs (`fsopen`) of its
   directory over an empty detached tmpfs: the exe is an overlay inode, not
-  the host file's, no copy is made, and the overlay refuses writes whatever
-  is done to its mount; the dummy layer has no name anywhere (Linux 6.15+
-  accepts a detached mount as a layer);
+  the host file's, no copy is made, and the overlay (no upper layer)
+  refuses writes in its superblock, not only by a mount flag; the dummy
+  layer has no name anywhere (recent kernels, 6.15+, accept a detached
+  mount as a layer);
 - a detached read-only clone of its mount (`open_tree(OPEN_TREE_CLONE)` on
   /proc/self/exe, then `mount_setattr(MOUNT_ATTR_RDONLY)`): no copy, opening
   it for writing gives EROFS;
