@@ -165,7 +165,7 @@ int main(int argc, char **argv, char **envp)
 		int fd = -1;
 
 		if ((force == NULL || strcmp(force, "clone") != 0) && realpath(python, real) != NULL
-		    && strlen(real) < PATH_MAX - 1 && (fd = sealed_overlay(real)) >= 0) {
+		    && (fd = sealed_overlay(real)) >= 0) {
 			syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
 			close(fd);
 		}

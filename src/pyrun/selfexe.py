@@ -123,10 +123,10 @@ def ensure(argv: list[str]) -> None:
 
 
 def method() -> str:
-    """How this process's exe is sealed: "overlayfs", "clone" (read-only
-    mount), "memfd" or "" (not at all).  Looked at, not remembered (nothing
-    a caller's environment could fake); for `--debug` only: statfs needs
-    ctypes."""
+    """How this process's exe is sealed: "overlayfs" (a read-only overlay),
+    "clone" (another read-only mount: ours, or the host's own), "memfd" or
+    "" (not at all).  Looked at, not remembered (nothing a caller's
+    environment could fake); for `--debug` only: statfs needs ctypes."""
     if not protected():
         return ""
     if os.readlink("/proc/self/exe").startswith("/memfd:"):
@@ -176,7 +176,8 @@ def _sealed_overlay() -> int:
                     raise OSError(_ctypes.get_errno(), "fsconfig " + name.decode())
             check(syscall(c_long(_SYS_FSCONFIG), c_long(ctx), c_long(_FSCONFIG_CMD_CREATE), None, None,
                           c_long(0)), "fsconfig create")
-            return check(syscall(c_long(_SYS_FSMOUNT), c_long(ctx), c_long(_FSMOUNT_CLOEXEC), c_long(attrs)), "fsmount")
+            return check(syscall(c_long(_SYS_FSMOUNT), c_long(ctx), c_long(_FSMOUNT_CLOEXEC), c_long(attrs)),
+                         "fsmount")
         finally:
             os.close(ctx)
 

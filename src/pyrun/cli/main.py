@@ -33,7 +33,7 @@ COMMANDS = {
 }
 
 SEAL_DEBUG = {"overlayfs": "runc exeseal: using overlayfs for sealed /proc/self/exe",
-              "clone": "runc exeseal: using a read-only mount clone for sealed /proc/self/exe",
+              "clone": "runc exeseal: using a read-only mount for sealed /proc/self/exe",
               "memfd": "runc exeseal: using a sealed memfd copy of /proc/self/exe"}
 EXEC_FAILED = 255      # runc: every exec failure, usage errors aside
 NO_HELP_TOPIC = 3      # urfave/cli's exit code for an unknown command
