@@ -235,8 +235,9 @@ def test_runtime_stages_run_from_the_sealed_interpreter(copy_pyrun, bundle, tmp_
     memfd.  `--debug` create and exec name the method in runc's words (its
     run.bats "[/proc/self/exe clone]" test looks for them).
     Checked: with pyrun-python built without its overlay branch and
-    selfexe's _sealed_overlay raising, the overlay cases fail here (f_type
-    is ext4's, the exe's device is the file's) and in run.bats."""
+    selfexe's _sealed_overlay raising, both overlay cases fail here (f_type
+    0xef53, the copy's ext4, not overlayfs' 0x794c7630); runc v1.4.3's
+    run.bats test fails likewise with pyrun from before the overlay."""
     import fcntl
     bundle.set_args("sleep", "300")
     cid = copy_pyrun.new_id()
