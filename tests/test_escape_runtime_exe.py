@@ -67,38 +67,62 @@ class CopyPyrun(Pyrun):
         self.env = env
         self.digest = _digest(python)
         self.refusal = ""      # the attack's expected error, set by the fixture
+        self.seal = ""         # the seal its processes must run under: overlayfs, clone or memfd
 
 
 SHIM = Path(sys.executable).parent / "pyrun-python"
+READ_ONLY = "{script}: line 4: can't create /proc/self/fd/7: Read-only file system"
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
 
 
-@pytest.fixture(params=["pyrun-python", "selfexe-mount", "selfexe-memfd"])
+def overlay_available() -> bool:
+    """overlayfs is there and the kernel takes a detached mount as a layer
+    (6.15+), which pyrun's overlay needs for its nameless dummy layer."""
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return release >= (6, 15) and "\toverlay\n" in Path("/proc/filesystems").read_text()
+
+
+# method -> (how it is started, PYRUN_EXE_COPY, the seal it must yield, the attack's error)
+METHODS = {
+    "pyrun-python-overlay": ("shim", None, "overlayfs", READ_ONLY),
+    "pyrun-python-clone": ("shim", "clone", "clone", READ_ONLY),
+    "selfexe-overlay": ("python", None, "overlayfs", READ_ONLY),
+    "selfexe-mount": ("python", "clone", "clone", READ_ONLY),
+    "selfexe-memfd": ("python", "memfd", "memfd", "sh: write error: Operation not permitted"),
+}
+
+
+@pytest.fixture(params=list(METHODS))
 def copy_pyrun(request, pyrun, tmp_path):
     """pyrun from a copy of the interpreter, protected by each mechanism:
-    - pyrun-python: the console script's interpreter (launcher/pyrun-python.c,
+    - pyrun-python-*: the console script's interpreter (launcher/pyrun-python.c,
       a copy of it beside the interpreter copy) execs it from a read-only
+      overlayfs of its directory, or (PYRUN_EXE_COPY=clone) a read-only
       clone of its mount: the installed path, no second interpreter start;
-    - selfexe-mount: the interpreter started directly, pyrun.selfexe
-      re-executes it from the same kind of clone (`python -m pyrun`, pip's
+    - selfexe-*: the interpreter started directly, pyrun.selfexe
+      re-executes it from the same overlay or clone (`python -m pyrun`, pip's
       console script, hosts where pyrun-python could not be built);
-    - selfexe-memfd: the same, from a sealed memfd copy, the fallback where
-      mounting is refused (rootless; forced here by PYRUN_EXE_COPY)."""
+    - selfexe-memfd: from a sealed memfd copy, the fallback where mounting
+      is refused (rootless; forced here by PYRUN_EXE_COPY)."""
+    start, force, seal, refusal = METHODS[request.param]
+    if seal == "overlayfs" and not overlay_available():
+        pytest.skip("no overlayfs over a detached layer here (kernel before 6.15): pyrun uses the mount clone")
     python = tmp_path / "interp" / "python3"
     python.parent.mkdir()
     shutil.copy2(os.path.realpath(sys.executable), python)
     env = dict(os.environ)
     env.pop("PYRUN_EXE_COPY", None)
+    if force:
+        env["PYRUN_EXE_COPY"] = force
     command = [str(python), "-IS", str(PYRUN)]
-    if request.param == "pyrun-python":
+    if start == "shim":
         if not SHIM.exists():
             pytest.skip("install.sh could not build pyrun-python here (no C compiler)")
         shutil.copy2(SHIM, python.parent / "pyrun-python")
         command[0] = str(python.parent / "pyrun-python")
-    elif request.param == "selfexe-memfd":
-        env["PYRUN_EXE_COPY"] = "memfd"
     runner = CopyPyrun(pyrun.root, command, python, env)
-    runner.refusal = ("sh: write error: Operation not permitted" if request.param == "selfexe-memfd" else
-                      "{script}: line 4: can't create /proc/self/fd/7: Read-only file system")
+    runner.seal = seal
+    runner.refusal = refusal
     runner.created = pyrun.created         # the pyrun fixture's cleanup and leak check cover these
     return runner
 
@@ -145,14 +169,19 @@ def test_entrypoint_reexecuting_the_runtime(copy_pyrun, bundle):
     """CVE-2019-5736: the entrypoint is `#!/proc/self/exe`, so the init's
     execve runs the runtime's interpreter inside the container; that process
     keeps an O_PATH handle on its own exe and writes through it once `start`
-    has exited.  pyrun's processes run the interpreter from a read-only clone
-    of its mount (EROFS; launcher/pyrun-python.c, or pyrun/selfexe.py) or a
-    sealed memfd copy (the host file is not reached at all).
-    Checked: with `selfexe.ensure()` returning at once, the selfexe-*
-    cases fail (the copy gets "PWNED" appended, verdict WRITTEN) and the
-    pyrun-python case still passes; with pyrun-python also built without
-    its open_tree branch, the pyrun-python case fails the same way.  The
-    same holds for every test below that takes `copy_pyrun`."""
+    has exited.  pyrun's processes run the interpreter from a read-only
+    overlayfs of its directory or a read-only clone of its mount (EROFS;
+    launcher/pyrun-python.c, or pyrun/selfexe.py), or a sealed memfd copy
+    (the host file is not reached at all).
+    Checked: with `selfexe.ensure()` returning at once and pyrun-python
+    built with its whole sealing block disabled (`if (0)`), every case, the
+    overlay ones included, fails: the copy gets "PWNED" appended ("the
+    runtime's interpreter file was modified"; the leak check then reports
+    the container the broken interpreter could not delete).  The same
+    holds for every test below that takes `copy_pyrun`.  With only the
+    overlay removed, the overlay cases fall back to the clone and still
+    pass here: test_runtime_stages_run_from_the_sealed_interpreter is what
+    tells the methods apart."""
     _armed(bundle).set_args("/evil")
     cid = copy_pyrun.new_id()
     copy_pyrun("create", "-b", str(bundle.path), cid)
@@ -187,6 +216,58 @@ def test_start_container_hook_reexecuting_the_runtime(copy_pyrun, bundle):
     copy_pyrun("start", cid)
     verdict = _result(bundle)
     _assert_blocked(copy_pyrun, verdict)
+    copy_pyrun("delete", "-f", cid)
+
+
+def _statfs_type(path: str) -> int:
+    """f_type of statfs(2) (os.statvfs lacks it)."""
+    import ctypes
+    buf = ctypes.create_string_buffer(256)
+    assert ctypes.CDLL(None, use_errno=True).statfs(path.encode(), buf) == 0, os.strerror(ctypes.get_errno())
+    return int.from_bytes(buf.raw[:ctypes.sizeof(ctypes.c_long)], sys.byteorder)
+
+
+def test_runtime_stages_run_from_the_sealed_interpreter(copy_pyrun, bundle, tmp_path):
+    """What the created init (pyrun's stage, waiting for `start`) runs, seen
+    from the host: with overlayfs, /proc/<pid>/exe is on a read-only overlay
+    (statfs magic), another device than the interpreter file; with the mount
+    clone, the same file on a read-only mount; with memfd, a write-sealed
+    memfd.  `--debug` create and exec name the method in runc's words (its
+    run.bats "[/proc/self/exe clone]" test looks for them).
+    Checked: with pyrun-python built without its overlay branch and
+    selfexe's _sealed_overlay raising, both overlay cases fail here (f_type
+    0xef53, the copy's ext4, not overlayfs' 0x794c7630); runc v1.4.3's
+    run.bats test fails likewise with pyrun from before the overlay."""
+    import fcntl
+    bundle.set_args("sleep", "300")
+    cid = copy_pyrun.new_id()
+    log = tmp_path / "debug.log"
+    copy_pyrun("create", "-b", str(bundle.path), cid, global_args=("--debug", "--log", str(log)))
+    exe = f"/proc/{copy_pyrun.state(cid)['pid']}/exe"
+    seen, original = os.stat(exe), copy_pyrun.python.stat()
+    if copy_pyrun.seal == "overlayfs":
+        assert _statfs_type(exe) == OVERLAYFS_SUPER_MAGIC
+        assert os.statvfs(exe).f_flag & os.ST_RDONLY
+        assert seen.st_dev != original.st_dev
+    elif copy_pyrun.seal == "clone":
+        assert _statfs_type(exe) == _statfs_type(str(copy_pyrun.python))
+        assert os.statvfs(exe).f_flag & os.ST_RDONLY
+        assert (seen.st_dev, seen.st_ino) == (original.st_dev, original.st_ino)
+    else:
+        assert os.readlink(exe).startswith("/memfd:pyrun")
+        fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
+        finally:
+            os.close(fd)
+    overlay_line = "runc exeseal: using overlayfs for sealed /proc/self/exe"
+    for command in ("create", "exec"):
+        if command == "exec":
+            log.write_text("")
+            copy_pyrun("exec", cid, "true", global_args=("--debug", "--log", str(log)))
+        text = log.read_text()
+        assert "runc exeseal: using /proc/self/exe clone" in text, (command, text)
+        assert (overlay_line in text) == (copy_pyrun.seal == "overlayfs"), (command, text)
     copy_pyrun("delete", "-f", cid)
 
 

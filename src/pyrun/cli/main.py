@@ -32,6 +32,9 @@ COMMANDS = {
     "explain": "explain", "audit": "audit",
 }
 
+SEAL_DEBUG = {"overlayfs": "runc exeseal: using overlayfs for sealed /proc/self/exe",
+              "clone": "runc exeseal: using a read-only mount for sealed /proc/self/exe",
+              "memfd": "runc exeseal: using a sealed memfd copy of /proc/self/exe"}
 EXEC_FAILED = 255      # runc: every exec failure, usage errors aside
 NO_HELP_TOPIC = 3      # urfave/cli's exit code for an unknown command
 
@@ -161,6 +164,11 @@ def _readonly_exe(rest: list[str]) -> None:
         selfexe.ensure(rest)
     except selfexe.ExeError as e:
         raise PyrunError(str(e)) from None
+    if log.debugging():      # runc's lines (its tests look for them), for the method actually in place
+        how = selfexe.method()
+        if how:
+            log.debug(SEAL_DEBUG[how])
+            log.debug("runc exeseal: using /proc/self/exe clone")
 
 
 def exit_now(code: int) -> None:
