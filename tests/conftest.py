@@ -368,6 +368,7 @@ def failed_run(pyrun: "Pyrun", bundle: Bundle) -> str:
 @pytest.fixture(scope="session")
 def state_root() -> Iterator[Path]:
     root = Path(f"/run/pyrun-tests-{os.getpid()}")
+    root.mkdir(mode=0o700, exist_ok=True)     # `list` with a --root that is not there fails, as runc 1.5's
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

@@ -265,9 +265,31 @@ def test_list_and_state_formats(pyrun, bundle):
 
 
 def test_list_of_no_containers_is_json_null_as_runc(tmp_path):
+    (tmp_path / "empty").mkdir()
     r = subprocess.run([str(PYRUN), "--root", str(tmp_path / "empty"), "list", "--format", "json"],
                        capture_output=True, text=True, timeout=30)
     assert (r.returncode, r.stdout, r.stderr) == (0, "null\n", "")
+
+
+def test_list_with_a_root_given_that_does_not_exist_fails_as_runc(tmp_path):
+    """runc 1.5's list.bats "list with non-existent root fails"; pyrun listed nothing."""
+    missing = tmp_path / "missing" / "state"
+    r = subprocess.run([str(PYRUN), "--root", str(missing), "--log-format", "json", "list"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (1, "")
+    entries = [json.loads(line) for line in r.stderr.splitlines()]
+    assert [(e["level"], e["msg"]) for e in entries] == [("error", f"open {missing}: no such file or directory")]
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs on /run in a mount namespace of its own")
+def test_list_with_the_default_root_missing_lists_nothing(tmp_path):
+    """runc 1.5's "list with default non-existent root succeeds": no containers
+    made yet.  /run/pyrun is hidden by a fresh /run in a private mount namespace."""
+    script = f'mount -t tmpfs tmpfs /run && test ! -e /run/pyrun && exec {PYRUN} --log-format json list'
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout.split(), r.stderr) == (0, ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], "")
 
 
 def test_state_validates_against_our_state_schema(pyrun, bundle):

@@ -239,15 +239,92 @@ def test_conditions_on_one_argument_become_separate_rules(pyrun, bundle):
 
 # --- flags ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags", [["SECCOMP_FILTER_FLAG_LOG"], ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
-                                   ["SECCOMP_FILTER_FLAG_TSYNC"],
-                                   ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],   # dropped: no listener
-                                   ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                                    "SECCOMP_FILTER_FLAG_TSYNC"]])
-def test_flags_are_accepted(pyrun, bundle, flags):
-    set_profile(bundle, syscalls=[{"names": CHMOD, "action": "SCMP_ACT_ERRNO"}], flags=flags)
-    out = run_out(pyrun, bundle, "sh", "-c", "touch /x; chmod 1 /x 2>&1; grep Seccomp: /proc/self/status")
-    assert out.splitlines() == ["chmod: /x: Operation not permitted", "Seccomp:\t2"]
+TSYNC, LOG, SPEC_ALLOW, WAIT_KILLABLE_RECV = (f"SECCOMP_FILTER_FLAG_{n}" for n in
+                                               ("TSYNC", "LOG", "SPEC_ALLOW", "WAIT_KILLABLE_RECV"))
+BIT_LOG = 2         # linux/seccomp.h: SECCOMP_FILTER_FLAG_LOG
+ABSENT = None       # no `flags` key at all (not even [])
+
+
+def flags_logged(stderr: str) -> list[int]:
+    """N of each `level=debug msg="seccomp filter flags: N"` line, runc's words."""
+    prefix = 'level=debug msg="seccomp filter flags: '
+    return [int(line.split(prefix)[1].rstrip('"')) for line in stderr.splitlines() if prefix in line]
+
+
+def kernel_filter_flags(pid: int) -> int:
+    """The flags of `pid`'s newest filter as the kernel keeps them
+    (PTRACE_SECCOMP_GET_METADATA, which reports SECCOMP_FILTER_FLAG_LOG alone)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    seize, interrupt, detach, get_metadata = 0x4206, 0x4207, 17, 0x420D
+
+    def ptrace(request: int, addr: int | None = None, data: int | None = None) -> None:
+        if libc.ptrace(request, pid, addr, data) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    metadata = (ctypes.c_uint64 * 2)(0, 0)      # filter_off 0: the newest filter; flags
+    ptrace(seize)
+    try:
+        ptrace(interrupt)
+        os.waitpid(pid, 0x40000000)             # __WALL: the group-stop of a tracee, not our child
+        ptrace(get_metadata, ctypes.sizeof(metadata), ctypes.addressof(metadata))
+    finally:
+        ptrace(detach)
+    return metadata[1]
+
+
+@pytest.mark.parametrize("flags,bits", [
+    (ABSENT, 4),                            # runc 1.3+: SPEC_ALLOW when the kernel knows it
+    ([], 0),                                # an explicit empty set: none
+    ([LOG], 2), ([SPEC_ALLOW], 4),
+    ([TSYNC], 0),                           # accepted and ignored: the init is single-threaded
+    ([WAIT_KILLABLE_RECV], 0),              # dropped: the kernel takes it only with a listener
+    ([LOG, SPEC_ALLOW, TSYNC], 6)])
+def test_filter_flags_as_runc_sets_them(pyrun, bundle, flags, bits):
+    """The bits given to seccomp(2), in runc's --debug line that its seccomp.bats
+    greps (for the init and for an exec), with runc's values; LOG as the kernel
+    reports it for the running init; and the filter applies.  Before runc's
+    rule, an absent `flags` loaded 0 and TSYNC 1."""
+    set_profile(bundle, syscalls=[{"names": CHMOD, "action": "SCMP_ACT_ERRNO"}])
+    if flags is not ABSENT:
+        bundle.config["linux"]["seccomp"]["flags"] = flags
+    bundle.set_args("sleep", "300")
+    cid = pyrun.new_id()
+    created = pyrun("run", "-d", "-b", str(bundle.path), cid, global_args=("--debug",))
+    try:
+        assert flags_logged(created.stderr) == [bits]
+        assert kernel_filter_flags(pyrun.state(cid)["pid"]) == bits & BIT_LOG
+        res = pyrun("exec", cid, "sh", "-c", "touch /x; chmod 1 /x 2>&1; grep Seccomp: /proc/self/status",
+                    global_args=("--debug",))
+    finally:
+        pyrun("delete", "-f", cid)
+    assert res.stdout.splitlines() == ["chmod: /x: Operation not permitted", "Seccomp:\t2"]
+    assert flags_logged(res.stderr) == [bits]
+
+
+def _ssb_mitigation() -> str:
+    try:
+        with open("/sys/devices/system/cpu/vulnerabilities/spec_store_bypass") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+@pytest.mark.skipif("seccomp" not in _ssb_mitigation(),
+                    reason=f"speculative store bypass mitigation: {_ssb_mitigation()!r}; only in the kernel's "
+                           "seccomp mode does a filter without SPEC_ALLOW force the mitigation on")
+@pytest.mark.parametrize("flags,seen", [(ABSENT, "thread vulnerable"), ([], "thread force mitigated")])
+def test_spec_allow_by_default_leaves_speculation_alone(pyrun, bundle, flags, seen):
+    """With no `flags`, runc sets SPEC_ALLOW: the container is not slowed by the
+    store-bypass mitigation a filter would otherwise force on (as seen from inside)."""
+    set_profile(bundle, syscalls=[{"names": CHMOD, "action": "SCMP_ACT_ERRNO"}])
+    if flags is not ABSENT:
+        bundle.config["linux"]["seccomp"]["flags"] = flags
+    st = status_fields(run_out(pyrun, bundle, "cat", "/proc/self/status"))
+    assert (st["Seccomp"], st["Speculation_Store_Bypass"]) == ("2", seen)
 
 
 # --- configuration errors: one line naming the field, nothing left behind ------------
@@ -413,16 +490,17 @@ def test_notify_agent_error_and_continue(pyrun, bundle, agent_path):
     """The agent's errno reaches the process; CONTINUE lets the real call run."""
     def answer(nr: int, args: list[int]) -> tuple[int, int] | None:
         return (0, errno.EROFS) if nr in (NR["mkdir"], NR["mkdirat"]) else None
-    notify_profile(bundle, agent_path, MKDIR + CHMOD,
-                   flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_TSYNC"])
+    notify_profile(bundle, agent_path, MKDIR + CHMOD, flags=[WAIT_KILLABLE_RECV, TSYNC])
     agent = Agent(agent_path, answer)
     agent.start()
     bundle.set_args("sh", "-c", "mkdir /tmp/z 2>&1; touch /tmp/f; chmod 600 /tmp/f; stat -c %a /tmp/f")
     try:
-        res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False)
+        res = pyrun("run", "-b", str(bundle.path), pyrun.new_id(), check=False, global_args=("--debug",))
     finally:
         agent.finish()
     assert res.returncode == 0, res
+    # WAIT_KILLABLE_RECV | NEW_LISTENER, as runc 1.5's seccomp-notify.bats expects; TSYNC adds nothing
+    assert flags_logged(res.stderr) == [40]
     assert res.stdout.splitlines() == ["mkdir: can't create directory '/tmp/z': Read-only file system", "600"]
     assert "metadata" not in (agent.message or {})
 

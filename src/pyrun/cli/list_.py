@@ -13,7 +13,7 @@ def main(glob, argv: list[str]) -> int:
     from pyrun.container.query import list_states
     opts, args = parse(FLAGS, argv)
     check_args("list", args, exactly=0)
-    states = list_states(glob.root)
+    states = list_states(glob.root, missing_ok=not glob.root_given)   # no default root yet: no containers
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":

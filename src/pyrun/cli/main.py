@@ -42,10 +42,11 @@ NO_HELP_TOPIC = 3      # urfave/cli's exit code for an unknown command
 class GlobalOptions:
     """The global flags every command sees (a plain class: no dataclasses import)."""
 
-    __slots__ = ("root", "systemd_cgroup", "rootless")
+    __slots__ = ("root", "root_given", "systemd_cgroup", "rootless")
 
-    def __init__(self, root: str, systemd_cgroup: bool, rootless: str) -> None:
+    def __init__(self, root: str, systemd_cgroup: bool, rootless: str, root_given: bool = False) -> None:
         self.root = root
+        self.root_given = root_given        # --root was given: `list` must find it (runc 1.5)
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             _readonly_exe(rest)
         from pyrun.state.store import default_root
         glob = GlobalOptions(root=os.path.abspath(opts["root"] or default_root()),
-                             systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"])
+                             systemd_cgroup=opts["systemd_cgroup"], rootless=opts["rootless"],
+                             root_given=bool(opts["root"]))
         name = f"pyrun.cli.{module_name}"
         __import__(name)            # not importlib.import_module: importlib brings warnings
         module = sys.modules[name]

@@ -16,9 +16,9 @@ def state(root: str, container_id: str) -> dict[str, Any]:
         return oci_state(cdir, raw, status_of(cdir, raw))
 
 
-def list_states(root: str) -> list[dict[str, Any]]:
+def list_states(root: str, missing_ok: bool = True) -> list[dict[str, Any]]:
     out = []
-    for container_id in list_ids(root):
+    for container_id in list_ids(root, missing_ok):
         try:
             out.append(state(root, container_id))
         except (PyrunError, OSError, ValueError):

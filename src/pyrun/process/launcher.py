@@ -116,6 +116,8 @@ def launch(ctx: LaunchContext) -> Launched:
                 _set_final_affinity(init_pid, affinity)
                 log.debug("<= nsexec container setup")
                 log.debug("child process in init()")
+                if ctx.seccomp is not None:     # runc's words; its seccomp bats tests read them
+                    log.debug(f"seccomp filter flags: {ctx.seccomp.flags}")   # as the init passes them to seccomp(2)
                 _reap(pid)
                 parent.send(Msg.REAPED)      # the init may arm its parent-death signal against us now
                 ctx.cgroup.reap_warm()     # before any limit: it must not count in pids.max

@@ -27,12 +27,14 @@ from pyrun.linux import syscalls     # here, not in load(): the init has left th
 
 FIELD = "linux.seccomp"
 
-_FLAG_TSYNC = syscalls.SECCOMP_FILTER_FLAG_TSYNC
 _FLAG_NEW_LISTENER = syscalls.SECCOMP_FILTER_FLAG_NEW_LISTENER
-_FLAG_TSYNC_ESRCH = syscalls.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+_FLAG_SPEC_ALLOW = syscalls.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 _FLAG_WAIT_KILLABLE_RECV = syscalls.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+# The names linux.seccomp.flags may hold and the bits each passes to seccomp(2).
+# TSYNC is accepted and contributes nothing, as in runc: the init that loads
+# the filter is single-threaded, so there are no other threads to synchronise.
 FLAGS = {
-    "SECCOMP_FILTER_FLAG_TSYNC": _FLAG_TSYNC,
+    "SECCOMP_FILTER_FLAG_TSYNC": 0,
     "SECCOMP_FILTER_FLAG_LOG": syscalls.SECCOMP_FILTER_FLAG_LOG,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": syscalls.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": _FLAG_WAIT_KILLABLE_RECV,
@@ -139,7 +141,7 @@ def compile_filter(cfg: dict[str, Any]) -> CompiledFilter:
     notify = False          # a listener only when a NOTIFY rule made it into the filter
     for i, rule in enumerate(rules):
         notify |= _add_rule(pyseccomp, filt, rule, default, f"{FIELD}.syscalls[{i}]")
-    flags = _flags(cfg.get("flags") or [], notify)
+    flags = _flags(cfg.get("flags"), notify)
     bpf = _enosys_stub(pyseccomp, cfg, default) + _export(filt)
     if len(bpf) // 8 > _BPF_MAXINSNS:
         raise ConfigError(f"{FIELD}: the filter compiles to {len(bpf) // 8} BPF instructions, "
@@ -231,17 +233,22 @@ def _condition(pyseccomp: Any, arg: dict[str, Any], where: str) -> tuple[int, in
     return index, OPERATORS[op], values[0], values[1]
 
 
-def _flags(names: list[Any], notify: bool) -> int:
-    """linux.seccomp.flags as seccomp(2) bits, checked against the running kernel."""
-    flags = 0
-    for i, name in enumerate(names):
-        if name not in FLAGS:
-            raise ConfigError(f"{FIELD}.flags[{i}]: unknown seccomp flag {name!r}")
-        flags |= FLAGS[name]
+def _flags(names: list[Any] | None, notify: bool) -> int:
+    """linux.seccomp.flags as seccomp(2) bits, checked against the running kernel.
+
+    Absent (or null), as runc 1.3+: SPEC_ALLOW where the kernel knows it, so a
+    filter does not force the speculative-store-bypass mitigation on the
+    container (which costs performance); an explicit [] means no flags."""
+    if names is None:
+        flags = _FLAG_SPEC_ALLOW if _kernel_has(_FLAG_SPEC_ALLOW) else 0
+    else:
+        flags = 0
+        for i, name in enumerate(names):
+            if name not in FLAGS:
+                raise ConfigError(f"{FIELD}.flags[{i}]: unknown seccomp flag {name!r}")
+            flags |= FLAGS[name]
     if notify:
         flags |= _FLAG_NEW_LISTENER
-        if flags & _FLAG_TSYNC:         # the kernel refuses TSYNC with a listener without it
-            flags |= _FLAG_TSYNC_ESRCH
     else:                               # the kernel takes it only together with a listener
         flags &= ~_FLAG_WAIT_KILLABLE_RECV
     if flags & _FLAG_WAIT_KILLABLE_RECV and not _kernel_has(_FLAG_WAIT_KILLABLE_RECV | _FLAG_NEW_LISTENER):

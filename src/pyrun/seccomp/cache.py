@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 _DIR = "@seccomp-filters"       # beside the containers, under a name no ID can take
 _LIMIT = 64                     # entries kept; the oldest go first
-_FORMAT = 2                     # what compile_filter makes (2: with the -ENOSYS stub); older entries are not reused
+# What compile_filter makes; older entries are not reused.  2: with the -ENOSYS
+# stub; 3: flags as runc 1.3+ (SPEC_ALLOW when `flags` is absent, TSYNC as 0),
+# since the stored flags were computed from the same config by another rule.
+_FORMAT = 3
 
 
 def compiled(cfg: dict[str, Any], root: str) -> CompiledFilter:

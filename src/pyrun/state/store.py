@@ -208,12 +208,18 @@ def validated_cache(root: str) -> str:
     return os.path.join(root, "@validated-configs")
 
 
-def list_ids(root: str) -> list[str]:
+def list_ids(root: str, missing_ok: bool = True) -> list[str]:
+    """The container IDs under `root`; a missing root has none unless
+    `missing_ok` is False (runc 1.5's list: a --root given must exist)."""
     try:
         return sorted(e.name for e in os.scandir(root)
                       if e.is_dir(follow_symlinks=False) and _is_valid_id(e.name))
     except FileNotFoundError:
-        return []
+        if missing_ok:
+            return []
+        raise PyrunError(f"open {root}: {strerror(errno.ENOENT)}") from None
+    except OSError as e:
+        raise PyrunError(f"open {root}: {strerror(e.errno)}") from None
 
 
 def write_pid_file(path: str, pid: int) -> None:
