@@ -23,6 +23,18 @@ from pyrun.tools.busybox_bundle import make_config, make_rootfs  # noqa: E402
 from waiting import eventually  # noqa: E402
 
 PYRUN = Path(sys.executable).parent / "pyrun"
+
+
+def runs_our_interpreter(pid: int) -> bool:
+    """Whether pid still runs pyrun's Python (not yet exec'd into the container's
+    program). By content: the interpreter runs from a sealed read-only overlay,
+    mount clone or memfd copy (launcher/pyrun-python.c, pyrun/selfexe.py), so its
+    /proc/<pid>/exe is not the interpreter file's inode."""
+    python = os.path.realpath(sys.executable)
+    with open(f"/proc/{pid}/exe", "rb") as exe, open(python, "rb") as ours:
+        if os.fstat(exe.fileno()).st_size != os.fstat(ours.fileno()).st_size:
+            return False
+        return exe.read() == ours.read()
 ID_PREFIX = f"pyrun-t{os.getpid()}-"   # per run: parallel runs do not see each other as leaks
 
 

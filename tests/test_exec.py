@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PYRUN, status_fields
+from conftest import PYRUN, runs_our_interpreter, status_fields
 
 
 def _ns_links(pid: int) -> dict[str, str]:
@@ -172,7 +171,7 @@ def test_interpreter_unreachable_during_exec(pyrun, bundle):
                 deadline = time.monotonic() + 2
                 while _cap_eff(stage) != init_caps and time.monotonic() < deadline:
                     time.sleep(0.001)       # let it reach the wait for ACK, after the user switch
-                if not os.path.samestat(os.stat(f"/proc/{stage}/exe"), os.stat(os.path.realpath(sys.executable))):
+                if not runs_our_interpreter(stage):
                     continue    # too late: it already exec'd `true`
                 if _cap_eff(stage) != init_caps:
                     continue    # stopped between reaping stage 1 and telling the stage so

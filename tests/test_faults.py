@@ -9,11 +9,10 @@ import contextlib
 import json
 import os
 import signal
-import sys
 
 import pytest
 
-from conftest import COUNTS, Pyrun, Snapshot, wait_for_no_leaks
+from conftest import COUNTS, Pyrun, Snapshot, runs_our_interpreter, wait_for_no_leaks
 from pyrun.faults import POINTS
 from pyrun.process.init import EXEC_STEPS, STEPS
 from waiting import eventually
@@ -53,8 +52,7 @@ def _truthful_state(pyrun: Pyrun, cid: str) -> str:
         assert st["pid"] == 0
     else:
         assert st["pid"] == pid and alive, (st, _proc_state(pid))
-        # Our interpreter (reached through a read-only clone: the link reads "/").
-        ours = os.path.samestat(os.stat(f"/proc/{pid}/exe"), os.stat(os.path.realpath(sys.executable)))
+        ours = runs_our_interpreter(pid)
         if st["status"] == "created":     # still our interpreter, waiting for start
             assert ours, os.readlink(f"/proc/{pid}/exe")
         else:
