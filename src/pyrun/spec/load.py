@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyrun.state import jsonio as json     # json's results through _json, without importing re
 import os
+import sys
 from pyrun.records import dataclass   # not dataclasses: ~4 ms of imports
 TYPE_CHECKING = False     # typing costs every command ~2 ms to import; annotations are lazy
 if TYPE_CHECKING:
@@ -76,8 +77,8 @@ def _run_worded_checks(config: dict[str, Any]) -> None:
     for section, key, module, function in WORDED_CHECKS:
         parent = config.get(section)
         if isinstance(parent, dict) and key in parent:
-            import importlib
-            getattr(importlib.import_module(module), function)(parent[key])
+            __import__(module)          # not importlib: see cli/main.py
+            getattr(sys.modules[module], function)(parent[key])
 
 
 def validate_schema(config: dict[str, Any]) -> None:
